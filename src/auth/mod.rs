@@ -1,0 +1,273 @@
+//! The token service: logins, refresh rotation with reuse detection, blacklisting.
+//! Handlers stay thin by calling these; the CLI shares the same store and hasher.
+
+pub mod keys;
+pub mod passwords;
+pub mod tokens;
+
+use std::sync::Arc;
+
+use secrecy::SecretString;
+
+use self::{
+    keys::{secs, unix_now},
+    passwords::PasswordHasherPool,
+    tokens::{TokenError, TokenService, TokenSpec, TokenType, VerifiedToken, new_jti},
+};
+use crate::{
+    config::Config,
+    error::{AppError, BearerError},
+    store::{AuditEvent, NewRefreshToken, RefreshTokenState, Store, User},
+};
+
+pub struct TokenPair {
+    pub access: String,
+    pub refresh: String,
+}
+
+/// What a refresh hands back: a new refresh token only when rotation is on.
+pub struct Refreshed {
+    pub access: String,
+    pub refresh: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct AuthService {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub tokens: Arc<TokenService>,
+    pub passwords: PasswordHasherPool,
+}
+
+/// What the database says a refresh token is worth now.
+enum RefreshStatus {
+    Live,
+    /// Rotated away within the grace window: refused, but the session lives on.
+    RecentlyRotated,
+    /// Rotated away long ago and presented again: stolen, the whole family dies.
+    Reused,
+    Revoked,
+}
+
+impl RefreshStatus {
+    fn of(state: &RefreshTokenState, now: i64, grace: i64) -> Self {
+        match state.used_at {
+            _ if state.revoked_at.is_some() || state.family_revoked_at.is_some() => Self::Revoked,
+            Some(used) if now - used <= grace => Self::RecentlyRotated,
+            Some(_) => Self::Reused,
+            None => Self::Live,
+        }
+    }
+}
+
+impl AuthService {
+    fn mint_access(&self, user_id: i64, now: i64) -> Result<(String, String), AppError> {
+        let jti = new_jti();
+        let spec = TokenSpec {
+            token_type: TokenType::Access,
+            jti: &jti,
+            user_id,
+            issued_at: now,
+            expires_at: now + secs(self.config.access_token_lifetime),
+        };
+        Ok((self.tokens.mint(&spec)?, jti))
+    }
+
+    async fn audit(&self, event: AuditEvent<'_>) -> Result<(), AppError> {
+        Ok(self.store.record_audit_event(&event, unix_now()).await?)
+    }
+
+    /// `POST /api/token/`.
+    pub async fn login(&self, username: &str, password: SecretString, client: &str) -> Result<TokenPair, AppError> {
+        let user = self.store.user_by_username(username).await?;
+        let hash = user.as_ref().and_then(|u| u.password_hash.as_deref());
+        let password_ok = self.passwords.verify(password, hash).await?;
+        let user = match user {
+            Some(user) if password_ok && user.is_active => user,
+            other => {
+                metrics::counter!("tokensmith_logins_total", "result" => "failed").increment(1);
+                let user_id = other.map(|u| u.id);
+                let event = AuditEvent { event: "login_failed", user_id, username: Some(username), client_addr: Some(client), detail: "" };
+                self.audit(event).await?;
+                return Err(AppError::InvalidCredentials);
+            }
+        };
+        let pair = self.start_session(&user, None).await?;
+        metrics::counter!("tokensmith_logins_total", "result" => "ok").increment(1);
+        let event = AuditEvent { event: "login_ok", user_id: Some(user.id), username: Some(username), client_addr: Some(client), detail: "" };
+        self.audit(event).await?;
+        Ok(pair)
+    }
+
+    /// A new refresh family for `user` and its first pair.
+    pub async fn start_session(&self, user: &User, external_session_id: Option<&str>) -> Result<TokenPair, AppError> {
+        let now = unix_now();
+        let family_expires_at = now + secs(self.config.session_max_lifetime);
+        let (access, access_jti) = self.mint_access(user.id, now)?;
+        let family_id = new_jti();
+        let jti = new_jti();
+        let record = NewRefreshToken {
+            jti: &jti,
+            family_id: &family_id,
+            user_id: user.id,
+            parent_jti: None,
+            access_jti: &access_jti,
+            issued_at: now,
+            expires_at: (now + secs(self.config.refresh_token_lifetime)).min(family_expires_at),
+        };
+        let refresh = self.mint_refresh(&record)?;
+        self.store.start_session(family_expires_at, external_session_id, &record).await?;
+        Ok(TokenPair { access, refresh })
+    }
+
+    fn mint_refresh(&self, record: &NewRefreshToken<'_>) -> Result<String, AppError> {
+        let spec = TokenSpec {
+            token_type: TokenType::Refresh,
+            jti: record.jti,
+            user_id: record.user_id,
+            issued_at: record.issued_at,
+            expires_at: record.expires_at,
+        };
+        Ok(self.tokens.mint(&spec)?)
+    }
+
+    /// `POST /api/token/refresh/`: rotation is one conditional update, so of any number of
+    /// concurrent refreshes of one token exactly one succeeds.
+    pub async fn refresh(&self, token: &str, client: &str) -> Result<Refreshed, AppError> {
+        let verified = self.tokens.verify(token, Some(TokenType::Refresh)).await?;
+        // Twice at most: a lost race is classified again from what the winner wrote.
+        for _ in 0..2 {
+            let state = self.live_refresh_state(&verified, client).await?;
+            let now = unix_now();
+            let (access, access_jti) = self.mint_access(state.user_id, now)?;
+            if !self.config.rotate_refresh_tokens {
+                self.store.set_access_jti(&state.jti, &access_jti).await?;
+                metrics::counter!("tokensmith_refreshes_total", "result" => "ok").increment(1);
+                return Ok(Refreshed { access, refresh: None });
+            }
+            let jti = new_jti();
+            let successor = NewRefreshToken {
+                jti: &jti,
+                family_id: &state.family_id,
+                user_id: state.user_id,
+                parent_jti: Some(&state.jti),
+                access_jti: &access_jti,
+                issued_at: now,
+                expires_at: (now + secs(self.config.refresh_token_lifetime)).min(state.family_expires_at),
+            };
+            let refresh = self.mint_refresh(&successor)?;
+            if self.store.rotate_refresh_token(&state.jti, &successor).await? {
+                metrics::counter!("tokensmith_refreshes_total", "result" => "ok").increment(1);
+                return Ok(Refreshed { access, refresh: Some(refresh) });
+            }
+        }
+        metrics::counter!("tokensmith_refreshes_total", "result" => "refused").increment(1);
+        Err(TokenError::Blacklisted.into())
+    }
+
+    /// The record of a refresh token that may be used now, or why it may not.
+    /// Reuse after the grace window revokes the whole family, the newest token included.
+    async fn live_refresh_state(&self, token: &VerifiedToken, client: &str) -> Result<RefreshTokenState, AppError> {
+        let state = self.store.refresh_token_state(&token.jti).await?;
+        let Some(state) = state.filter(|s| s.user_id == token.user_id) else {
+            return Err(TokenError::Invalid.into());
+        };
+        let now = unix_now();
+        match RefreshStatus::of(&state, now, secs(self.config.refresh_reuse_grace)) {
+            RefreshStatus::Live => {}
+            RefreshStatus::Revoked | RefreshStatus::RecentlyRotated => {
+                metrics::counter!("tokensmith_refreshes_total", "result" => "refused").increment(1);
+                return Err(TokenError::Blacklisted.into());
+            }
+            RefreshStatus::Reused => {
+                self.store.revoke_family(&state.family_id, now).await?;
+                metrics::counter!("tokensmith_refresh_reuse_detected_total").increment(1);
+                tracing::warn!(user_id = state.user_id, family = %state.family_id, "refresh token reuse: session revoked");
+                let event = AuditEvent {
+                    event: "refresh_reuse_detected",
+                    user_id: Some(state.user_id),
+                    client_addr: Some(client),
+                    detail: "session revoked",
+                    ..Default::default()
+                };
+                self.audit(event).await?;
+                return Err(TokenError::Blacklisted.into());
+            }
+        }
+        if !state.user_active {
+            return Err(AppError::NoActiveAccountForToken);
+        }
+        if now >= state.family_expires_at {
+            return Err(TokenError::Expired.into());
+        }
+        Ok(state)
+    }
+
+    /// `POST /api/token/verify/`: signature and expiry; for a refresh token, also its record.
+    pub async fn verify(&self, token: &str) -> Result<(), AppError> {
+        let verified = self.tokens.verify(token, None).await?;
+        if verified.token_type == TokenType::Refresh {
+            let state = self.store.refresh_token_state(&verified.jti).await?.ok_or(TokenError::Invalid)?;
+            if !matches!(RefreshStatus::of(&state, unix_now(), 0), RefreshStatus::Live) {
+                return Err(TokenError::Blacklisted.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// `POST /api/token/blacklist/`: the token, and the session it belongs to, end now.
+    pub async fn blacklist(&self, token: &str, client: &str) -> Result<(), AppError> {
+        let verified = self.tokens.verify(token, Some(TokenType::Refresh)).await?;
+        let state = self.store.refresh_token_state(&verified.jti).await?.ok_or(TokenError::Invalid)?;
+        let now = unix_now();
+        if !matches!(RefreshStatus::of(&state, now, 0), RefreshStatus::Live)
+            || !self.store.blacklist_refresh_token(&state.jti, &state.family_id, now).await?
+        {
+            return Err(TokenError::Blacklisted.into());
+        }
+        let event = AuditEvent { event: "blacklist", user_id: Some(state.user_id), client_addr: Some(client), ..Default::default() };
+        self.audit(event).await
+    }
+
+    /// The user behind `Authorization: Bearer <access token>`.
+    pub async fn authenticate(&self, access_token: &str) -> Result<(User, VerifiedToken), AppError> {
+        let verified = self
+            .tokens
+            .verify(access_token, Some(TokenType::Access))
+            .await
+            .map_err(|e| AppError::Bearer(BearerError::Token(e)))?;
+        let user = self.store.user_by_id(verified.user_id).await?.ok_or(AppError::Bearer(BearerError::UserNotFound))?;
+        if !user.is_active {
+            return Err(AppError::Bearer(BearerError::UserInactive));
+        }
+        Ok((user, verified))
+    }
+
+    /// `POST /api/token/revoke-all/`.
+    pub async fn revoke_all(&self, user: &User, client: &str) -> Result<(), AppError> {
+        let ended = self.store.revoke_user_sessions(user.id, None, unix_now()).await?;
+        let detail = format!("{ended} sessions ended");
+        let event = AuditEvent { event: "revoke_all", user_id: Some(user.id), username: Some(&user.username), client_addr: Some(client), detail: &detail };
+        self.audit(event).await
+    }
+
+    /// `POST /api/password/change/`: every session but the caller's ends.
+    pub async fn change_password(
+        &self,
+        user: &User,
+        access: &VerifiedToken,
+        current: SecretString,
+        new: SecretString,
+        client: &str,
+    ) -> Result<(), AppError> {
+        if !self.passwords.verify(current, user.password_hash.as_deref()).await? {
+            return Err(AppError::field("current_password", "Your current password was entered incorrectly."));
+        }
+        let hash = self.passwords.hash(new).await?;
+        self.store.set_password_hash(user.id, &hash).await?;
+        let keep = self.store.family_of_access_token(&access.jti).await?;
+        self.store.revoke_user_sessions(user.id, keep.as_deref(), unix_now()).await?;
+        let event = AuditEvent { event: "password_changed", user_id: Some(user.id), username: Some(&user.username), client_addr: Some(client), detail: "" };
+        self.audit(event).await
+    }
+}

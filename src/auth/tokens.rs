@@ -1,0 +1,244 @@
+//! Minting and checking local JWTs, claim for claim as simplejwt 5.5 writes them.
+
+use std::{sync::Arc, time::Duration};
+
+use arc_swap::ArcSwap;
+use jsonwebtoken::{Header, Validation, errors::ErrorKind};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tokio::sync::Mutex;
+
+use super::keys::{KeyError, KeyRing, secs, unix_now};
+use crate::{config::Config, store::Store};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenType {
+    Access,
+    Refresh,
+}
+
+impl TokenType {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Access => "access",
+            Self::Refresh => "refresh",
+        }
+    }
+}
+
+/// Why a local token was refused; the messages are simplejwt's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("Token is invalid")]
+    Invalid,
+    #[error("Token is expired")]
+    Expired,
+    #[error("Token has wrong type")]
+    WrongType,
+    #[error("Token is blacklisted")]
+    Blacklisted,
+}
+
+/// The claims of a token that passed every check.
+#[derive(Debug, Clone)]
+pub struct VerifiedToken {
+    pub token_type: TokenType,
+    pub jti: String,
+    pub user_id: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Serialize)]
+struct Claims<'a> {
+    token_type: &'static str,
+    exp: i64,
+    iat: i64,
+    jti: &'a str,
+    /// A string, as simplejwt 5.5 writes it.
+    user_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a str>,
+}
+
+/// A token to mint.
+pub struct TokenSpec<'a> {
+    pub token_type: TokenType,
+    pub jti: &'a str,
+    pub user_id: i64,
+    pub issued_at: i64,
+    pub expires_at: i64,
+}
+
+pub fn new_jti() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Signs and verifies with the current key ring, which a background task (and an unknown
+/// `kid`) reloads from the database so that `tokensmith keys rotate` reaches running servers.
+pub struct TokenService {
+    keys: ArcSwap<KeyRing>,
+    config: Arc<Config>,
+    store: Store,
+    issuer: Option<String>,
+    audience: Option<String>,
+    leeway: i64,
+    reload: Mutex<std::time::Instant>,
+}
+
+/// Unknown kids reload the ring at most this often, so forged kids cannot flood the database.
+const UNKNOWN_KID_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+
+enum Checked {
+    Valid(VerifiedToken),
+    Refused(TokenError),
+    UnknownKid,
+}
+
+impl TokenService {
+    pub fn new(config: Arc<Config>, store: Store, keys: KeyRing) -> Self {
+        Self {
+            keys: ArcSwap::from_pointee(keys),
+            issuer: config.jwt_issuer.clone(),
+            audience: config.jwt_audience.clone(),
+            leeway: secs(config.jwt_leeway),
+            reload: Mutex::new(std::time::Instant::now()),
+            config,
+            store,
+        }
+    }
+
+    pub fn key_ring(&self) -> Arc<KeyRing> {
+        self.keys.load_full()
+    }
+
+    pub fn replace_key_ring(&self, keys: KeyRing) {
+        self.keys.store(Arc::new(keys));
+    }
+
+    pub fn mint(&self, spec: &TokenSpec<'_>) -> Result<String, jsonwebtoken::errors::Error> {
+        let keys = self.keys.load();
+        let mut header = Header::new(keys.signing.algorithm);
+        header.typ = Some("JWT".to_owned());
+        header.kid = Some(keys.signing.kid.clone());
+        let claims = Claims {
+            token_type: spec.token_type.as_str(),
+            exp: spec.expires_at,
+            iat: spec.issued_at,
+            jti: spec.jti,
+            user_id: spec.user_id.to_string(),
+            iss: self.issuer.as_deref(),
+            aud: self.audience.as_deref(),
+        };
+        jsonwebtoken::encode(&header, &claims, keys.signing.encoding_key())
+    }
+
+    /// Checks signature, algorithm, time claims, issuer/audience and token type.
+    /// A token signed by a key this server has not loaded yet triggers one reload.
+    pub async fn verify(&self, token: &str, expected: Option<TokenType>) -> Result<VerifiedToken, TokenError> {
+        match self.check(token, expected) {
+            Checked::Valid(t) => Ok(t),
+            Checked::Refused(e) => Err(e),
+            Checked::UnknownKid => {
+                if self.reload_for_unknown_kid().await {
+                    if let Checked::Valid(t) = self.check(token, expected) {
+                        return Ok(t);
+                    }
+                }
+                Err(TokenError::Invalid)
+            }
+        }
+    }
+
+    async fn reload_for_unknown_kid(&self) -> bool {
+        let Ok(mut last) = self.reload.try_lock() else { return false };
+        if last.elapsed() < UNKNOWN_KID_RELOAD_INTERVAL {
+            return false;
+        }
+        *last = std::time::Instant::now();
+        match KeyRing::load(&self.config, &self.store).await {
+            Ok(ring) => {
+                self.replace_key_ring(ring);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not reload signing keys");
+                false
+            }
+        }
+    }
+
+    /// Reloads the ring from its source (the periodic task).
+    pub async fn reload(&self) -> Result<(), KeyError> {
+        let ring = KeyRing::load(&self.config, &self.store).await?;
+        self.replace_key_ring(ring);
+        *self.reload.lock().await = std::time::Instant::now();
+        Ok(())
+    }
+
+    fn check(&self, token: &str, expected: Option<TokenType>) -> Checked {
+        let Ok(header) = jsonwebtoken::decode_header(token) else { return Checked::Refused(TokenError::Invalid) };
+        let keys = self.keys.load();
+        let Some(key) = keys.verifying_key(header.kid.as_deref()) else {
+            return match header.kid {
+                Some(kid) if !keys.knows(&kid) => Checked::UnknownKid,
+                _ => Checked::Refused(TokenError::Invalid),
+            };
+        };
+        // The algorithm is the key's own; the header's `alg` only has to agree with it.
+        let mut validation = Validation::new(key.algorithm);
+        validation.leeway = self.leeway as u64;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.required_spec_claims = ["exp".to_owned()].into();
+        validation.validate_aud = false;
+        if let Some(iss) = &self.issuer {
+            validation.set_issuer(&[iss]);
+            validation.required_spec_claims.insert("iss".to_owned());
+        }
+        if let Some(aud) = &self.audience {
+            validation.set_audience(&[aud]);
+            validation.validate_aud = true;
+            validation.required_spec_claims.insert("aud".to_owned());
+        }
+        let claims = match jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, &validation) {
+            Ok(data) => data.claims,
+            Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => return Checked::Refused(TokenError::Expired),
+            Err(_) => return Checked::Refused(TokenError::Invalid),
+        };
+        match self.check_claims(&claims, expected) {
+            Ok(t) => Checked::Valid(t),
+            Err(e) => Checked::Refused(e),
+        }
+    }
+
+    /// The claims jsonwebtoken does not know: their types are checked here, so a validly
+    /// signed token with odd claims is refused rather than crashing anything downstream.
+    fn check_claims(&self, claims: &Map<String, Value>, expected: Option<TokenType>) -> Result<VerifiedToken, TokenError> {
+        let now = unix_now();
+        let expires_at = claims.get("exp").and_then(Value::as_i64).ok_or(TokenError::Invalid)?;
+        let issued_at = claims.get("iat").and_then(Value::as_i64).ok_or(TokenError::Invalid)?;
+        if issued_at > now + self.leeway {
+            return Err(TokenError::Invalid);
+        }
+        let jti = claims.get("jti").and_then(Value::as_str).filter(|j| !j.is_empty()).ok_or(TokenError::Invalid)?;
+        let token_type = match claims.get("token_type").and_then(Value::as_str) {
+            Some("access") => TokenType::Access,
+            Some("refresh") => TokenType::Refresh,
+            Some(_) if expected.is_some() => return Err(TokenError::WrongType),
+            _ => return Err(TokenError::Invalid),
+        };
+        if expected.is_some_and(|e| e != token_type) {
+            return Err(TokenError::WrongType);
+        }
+        // simplejwt 5.5 writes the id as a string; older versions as a number.
+        let user_id = match claims.get("user_id") {
+            Some(Value::String(s)) => s.parse().ok(),
+            Some(Value::Number(n)) => n.as_i64(),
+            _ => None,
+        }
+        .ok_or(TokenError::Invalid)?;
+        Ok(VerifiedToken { token_type, jti: jti.to_owned(), user_id, expires_at })
+    }
+}

@@ -1,0 +1,90 @@
+//! The signed-in user: who am I, change my password.
+
+use axum::{Json, extract::State};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{
+    AppState,
+    extract::{BearerToken, ClientAddr, FieldReader, Fields},
+    tokens::{Empty, ErrorDetail, FieldErrorsSchema},
+};
+use crate::{error::AppError, store::User};
+
+/// The user, as Django's user model names the fields.
+#[derive(Serialize, ToSchema)]
+pub struct MeResponse {
+    pub id: i64,
+    pub username: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub is_staff: bool,
+    pub is_superuser: bool,
+}
+
+impl From<User> for MeResponse {
+    fn from(u: User) -> Self {
+        Self {
+            id: u.id,
+            username: u.username,
+            email: u.email,
+            first_name: u.first_name,
+            last_name: u.last_name,
+            is_staff: u.is_staff,
+            is_superuser: u.is_superuser,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct PasswordChangeRequest {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+#[utoipa::path(
+    get, path = "/api/me/", tag = "account",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The signed-in user", body = MeResponse),
+        (status = 401, description = "Missing, invalid or expired access token; user gone or inactive", body = ErrorDetail),
+        (status = 503, description = "Database unavailable", body = ErrorDetail),
+    )
+)]
+pub async fn me(State(state): State<AppState>, BearerToken(token): BearerToken) -> Result<Json<MeResponse>, AppError> {
+    let (user, _) = state.auth.authenticate(&token).await?;
+    Ok(Json(user.into()))
+}
+
+#[utoipa::path(
+    post, path = "/api/password/change/", tag = "account",
+    description = "Changes the caller's password; every other session of the user is revoked.",
+    security(("bearer" = [])),
+    request_body(content(
+        (PasswordChangeRequest = "application/json"),
+        (PasswordChangeRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "Changed", body = Empty),
+        (status = 400, description = "Wrong current password, or a field missing or blank", body = FieldErrorsSchema),
+        (status = 401, description = "Missing, invalid or expired access token", body = ErrorDetail),
+        (status = 413, description = "Body too large", body = ErrorDetail),
+        (status = 415, description = "Neither JSON nor a form", body = ErrorDetail),
+        (status = 503, description = "Database unavailable", body = ErrorDetail),
+    )
+)]
+pub async fn change_password(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    BearerToken(token): BearerToken,
+    fields: Fields,
+) -> Result<Json<Empty>, AppError> {
+    let (user, access) = state.auth.authenticate(&token).await?;
+    let mut reader = FieldReader::new(&fields);
+    let current = reader.secret("current_password");
+    let new = reader.secret("new_password");
+    reader.finish()?;
+    state.auth.change_password(&user, &access, current, new, &client).await?;
+    Ok(Json(Empty {}))
+}

@@ -1,0 +1,221 @@
+//! The router, its middleware, and the server's life cycle.
+
+pub mod account;
+pub mod docs;
+pub mod extract;
+pub mod ops;
+pub mod tokens;
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, OnceLock},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, MatchedPath, Request},
+    http::{HeaderName, HeaderValue, Method, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{MethodRouter, get, post},
+};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    set_header::SetResponseHeaderLayer,
+    timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::{
+    auth::{AuthService, keys::KeyRing, passwords::PasswordHasherPool, tokens::TokenService},
+    config::Config,
+    error::AppError,
+    store::Store,
+};
+
+/// Bodies larger than this are refused with 413 before they are read whole.
+pub const BODY_LIMIT: usize = 64 * 1024;
+/// A request still running after this is cut off (slow clients, stuck dependencies).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+pub struct AppState {
+    pub auth: AuthService,
+    pub metrics: PrometheusHandle,
+}
+
+/// The Prometheus recorder is process-wide: installed once, shared by every app in the process.
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("http_request_duration_seconds".to_owned()),
+                    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
+                )
+                .expect("the bucket list is not empty")
+                .install_recorder()
+                .expect("no other metrics recorder is installed")
+        })
+        .clone()
+}
+
+/// Registers `path` and the same path without (or with) its trailing slash.
+fn route_both(router: Router<AppState>, path: &str, handler: MethodRouter<AppState>) -> Router<AppState> {
+    let other = match path.strip_suffix('/') {
+        Some(bare) => bare.to_owned(),
+        None => format!("{path}/"),
+    };
+    router.route(path, handler.clone()).route(&other, handler)
+}
+
+pub fn router(state: AppState) -> Router {
+    let routes: [(&str, MethodRouter<AppState>); 12] = [
+        ("/api/token/", post(tokens::obtain)),
+        ("/api/token/refresh/", post(tokens::refresh)),
+        ("/api/token/verify/", post(tokens::verify)),
+        ("/api/token/blacklist/", post(tokens::blacklist)),
+        ("/api/token/revoke-all/", post(tokens::revoke_all)),
+        ("/api/me/", get(account::me)),
+        ("/api/password/change/", post(account::change_password)),
+        ("/.well-known/jwks.json", get(ops::jwks)),
+        ("/healthz", get(ops::healthz)),
+        ("/readyz", get(ops::readyz)),
+        ("/metrics", get(ops::metrics)),
+        ("/openapi.json", get(docs::openapi_json)),
+    ];
+    let api = routes.into_iter().fold(Router::new(), |r, (path, handler)| route_both(r, path, handler));
+    let request_id = HeaderName::from_static("x-request-id");
+
+    api.route_layer(middleware::from_fn(record_metrics))
+        .merge(SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json")))
+        .fallback(|| async { AppError::NotFound })
+        .method_not_allowed_fallback(|method: Method| async move { AppError::MethodNotAllowed(method.to_string()) })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(no_store_on_api))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+            // The path only: query strings and headers may carry secrets.
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        // The last line of defence: a panic becomes a JSON 500, and the process lives on.
+        .layer(CatchPanicLayer::custom(|_| AppError::internal("handler panicked").into_response()))
+        .with_state(state)
+}
+
+async fn record_metrics(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
+    let method = req.method().as_str().to_owned();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [("method", method), ("route", route), ("status", status)];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Token responses must never sit in a cache.
+async fn no_store_on_api(req: Request, next: Next) -> Response {
+    let api = req.uri().path().starts_with("/api/");
+    let mut response = next.run(req).await;
+    if api {
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// A built server: database migrated, keys loaded, listener bound.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let config = Arc::new(config);
+        let store = Store::connect(&config).await?;
+        store.migrate().await?;
+        let keys = KeyRing::load(&config, &store).await?;
+        let tokens = Arc::new(TokenService::new(config.clone(), store.clone(), keys));
+        let passwords = PasswordHasherPool::new(config.password_hash_concurrency)?;
+        let listener = TcpListener::bind(config.listen_addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("LISTEN_ADDR: cannot listen on {}: {e}", config.listen_addr))?;
+        let auth = AuthService { config, store, tokens, passwords };
+        Ok(Self { listener, state: AppState { auth, metrics: metrics_handle() } })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then finishes the requests in flight.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let tokens = self.state.auth.tokens.clone();
+        let interval = self.state.auth.config.keys_reload_interval;
+        let reloader = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                if let Err(e) = tokens.reload().await {
+                    tracing::warn!(error = %e, "could not reload signing keys; keeping the current ones");
+                }
+            }
+        });
+        let store = self.state.auth.store.clone();
+        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        reloader.abort();
+        store.close().await;
+        served
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+/// The OpenAPI document as the server serves it.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    docs::ApiDoc::openapi()
+}

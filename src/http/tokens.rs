@@ -1,0 +1,195 @@
+//! The simplejwt-compatible endpoints, plus revoke-all.
+
+use axum::{Json, extract::State};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{
+    AppState,
+    extract::{BearerToken, ClientAddr, FieldReader, Fields},
+};
+use crate::error::AppError;
+
+#[derive(Deserialize, ToSchema)]
+pub struct TokenObtainRequest {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct TokenRefreshRequest {
+    /// A refresh token.
+    pub refresh: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct TokenVerifyRequest {
+    /// An access or refresh token.
+    pub token: String,
+}
+
+/// The pair, refresh first, as simplejwt orders it.
+#[derive(Serialize, ToSchema)]
+pub struct TokenPairResponse {
+    pub refresh: String,
+    pub access: String,
+}
+
+/// The new access token, and the new refresh token when rotation is on.
+#[derive(Serialize, ToSchema)]
+pub struct TokenRefreshResponse {
+    pub access: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<String>,
+}
+
+/// An empty object: success with nothing to say.
+#[derive(Serialize, ToSchema)]
+pub struct Empty {}
+
+/// An error as DRF reports it.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+/// Field name → messages, e.g. `{"username": ["This field is required."]}`.
+#[derive(Serialize, ToSchema)]
+#[schema(as = FieldErrors)]
+pub struct FieldErrorsSchema(std::collections::HashMap<String, Vec<String>>);
+
+#[utoipa::path(
+    post, path = "/api/token/", tag = "tokens",
+    description = "Takes a username and password and returns an access and a refresh token.",
+    request_body(content(
+        (TokenObtainRequest = "application/json"),
+        (TokenObtainRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "A new session", body = TokenPairResponse),
+        (status = 400, description = "A field is missing or blank, or the body is not valid JSON", body = FieldErrorsSchema),
+        (status = 401, description = "Wrong password, unknown or inactive user", body = ErrorDetail),
+        (status = 413, description = "Body too large", body = ErrorDetail),
+        (status = 415, description = "Neither JSON nor a form", body = ErrorDetail),
+        (status = 503, description = "Database unavailable", body = ErrorDetail),
+    )
+)]
+pub async fn obtain(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    fields: Fields,
+) -> Result<Json<TokenPairResponse>, AppError> {
+    let mut reader = FieldReader::new(&fields);
+    let username = reader.required("username", true);
+    let password = reader.secret("password");
+    reader.finish()?;
+    let pair = state.auth.login(&username, password, &client).await?;
+    Ok(Json(TokenPairResponse { refresh: pair.refresh, access: pair.access }))
+}
+
+#[utoipa::path(
+    post, path = "/api/token/refresh/", tag = "tokens",
+    description = "Takes a refresh token and returns a new access token and, with rotation on, a new refresh \
+                   token; the presented one stops working. Presenting a rotated-away token again after \
+                   REFRESH_REUSE_GRACE revokes the whole session.",
+    request_body(content(
+        (TokenRefreshRequest = "application/json"),
+        (TokenRefreshRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "Refreshed", body = TokenRefreshResponse),
+        (status = 400, description = "The field is missing or blank", body = FieldErrorsSchema),
+        (status = 401, description = "Invalid, expired, wrong type, or blacklisted", body = ErrorDetail),
+        (status = 413, description = "Body too large", body = ErrorDetail),
+        (status = 415, description = "Neither JSON nor a form", body = ErrorDetail),
+        (status = 503, description = "Database unavailable", body = ErrorDetail),
+    )
+)]
+pub async fn refresh(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    fields: Fields,
+) -> Result<Json<TokenRefreshResponse>, AppError> {
+    let mut reader = FieldReader::new(&fields);
+    let token = reader.required("refresh", false);
+    reader.finish()?;
+    let refreshed = state.auth.refresh(&token, &client).await?;
+    Ok(Json(TokenRefreshResponse { access: refreshed.access, refresh: refreshed.refresh }))
+}
+
+#[utoipa::path(
+    post, path = "/api/token/verify/", tag = "tokens",
+    description = "Answers 200 when the token's signature is valid, it has not expired and, for a refresh \
+                   token, it has not been blacklisted or rotated away.",
+    request_body(content(
+        (TokenVerifyRequest = "application/json"),
+        (TokenVerifyRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "Valid", body = Empty),
+        (status = 400, description = "The field is missing or blank", body = FieldErrorsSchema),
+        (status = 401, description = "Invalid, expired or blacklisted", body = ErrorDetail),
+        (status = 413, description = "Body too large", body = ErrorDetail),
+        (status = 415, description = "Neither JSON nor a form", body = ErrorDetail),
+        (status = 503, description = "Database unavailable", body = ErrorDetail),
+    )
+)]
+pub async fn verify(State(state): State<AppState>, fields: Fields) -> Result<Json<Empty>, AppError> {
+    let mut reader = FieldReader::new(&fields);
+    let token = reader.required("token", false);
+    reader.finish()?;
+    state.auth.verify(&token).await?;
+    Ok(Json(Empty {}))
+}
+
+#[utoipa::path(
+    post, path = "/api/token/blacklist/", tag = "tokens",
+    description = "Logs a session out: the refresh token, and every token rotated from the same login, \
+                   can never be used again.",
+    request_body(content(
+        (TokenRefreshRequest = "application/json"),
+        (TokenRefreshRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "Blacklisted", body = Empty),
+        (status = 400, description = "The field is missing or blank", body = FieldErrorsSchema),
+        (status = 401, description = "Invalid, expired, wrong type, or already blacklisted", body = ErrorDetail),
+        (status = 413, description = "Body too large", body = ErrorDetail),
+        (status = 415, description = "Neither JSON nor a form", body = ErrorDetail),
+        (status = 503, description = "Database unavailable", body = ErrorDetail),
+    )
+)]
+pub async fn blacklist(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    fields: Fields,
+) -> Result<Json<Empty>, AppError> {
+    let mut reader = FieldReader::new(&fields);
+    let token = reader.required("refresh", false);
+    reader.finish()?;
+    state.auth.blacklist(&token, &client).await?;
+    Ok(Json(Empty {}))
+}
+
+#[utoipa::path(
+    post, path = "/api/token/revoke-all/", tag = "tokens",
+    description = "Logs the caller out everywhere: every refresh token of the user stops working. Access \
+                   tokens already issued stay valid until they expire.",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every session ended", body = Empty),
+        (status = 401, description = "Missing, invalid or expired access token", body = ErrorDetail),
+        (status = 503, description = "Database unavailable", body = ErrorDetail),
+    )
+)]
+pub async fn revoke_all(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    BearerToken(token): BearerToken,
+) -> Result<Json<Empty>, AppError> {
+    let (user, _) = state.auth.authenticate(&token).await?;
+    state.auth.revoke_all(&user, &client).await?;
+    Ok(Json(Empty {}))
+}

@@ -1,0 +1,50 @@
+//! Security events: who did what, from where, and when. Never a secret.
+
+use serde::Serialize;
+
+use super::{Store, on_pool};
+
+/// An event about to be recorded.
+#[derive(Default)]
+pub struct AuditEvent<'a> {
+    pub event: &'a str,
+    pub user_id: Option<i64>,
+    pub username: Option<&'a str>,
+    pub client_addr: Option<&'a str>,
+    pub detail: &'a str,
+}
+
+#[derive(Debug, sqlx::FromRow, Serialize)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub occurred_at: i64,
+    pub event: String,
+    pub user_id: Option<i64>,
+    pub username: Option<String>,
+    pub client_addr: Option<String>,
+    pub detail: String,
+}
+
+impl Store {
+    pub async fn record_audit_event(&self, event: &AuditEvent<'_>, now: i64) -> Result<(), sqlx::Error> {
+        on_pool!(self, pool => sqlx::query(
+            "INSERT INTO audit_events (occurred_at, event, user_id, username, client_addr, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(now).bind(event.event).bind(event.user_id).bind(event.username).bind(event.client_addr)
+        .bind(event.detail)
+        .execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// The latest `limit` events, oldest first.
+    pub async fn latest_audit_events(&self, limit: i64) -> Result<Vec<AuditRecord>, sqlx::Error> {
+        let mut records = on_pool!(self, pool => sqlx::query_as::<_, AuditRecord>(
+            "SELECT id, occurred_at, event, user_id, username, client_addr, detail FROM audit_events \
+             ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit).fetch_all(pool).await)?;
+        records.reverse();
+        Ok(records)
+    }
+}

@@ -1,0 +1,99 @@
+//! The only place SQL lives. One set of queries serves SQLite and PostgreSQL: times are
+//! Unix seconds, placeholders are `$n`, and `on_pool!` runs a query on whichever pool is open.
+
+use std::{str::FromStr, time::Duration};
+
+use sqlx::{
+    PgPool, SqlitePool,
+    postgres::PgPoolOptions,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+
+use crate::config::Config;
+
+mod audit;
+mod keys;
+mod sessions;
+mod users;
+
+pub use audit::{AuditEvent, AuditRecord};
+pub use keys::StoredKey;
+pub use sessions::{NewRefreshToken, RefreshTokenState};
+pub use users::{NewUser, User};
+
+#[derive(Clone)]
+enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the open pool, whichever database it is.
+/// The body is compiled once per backend, so each gets its own typed query.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.db {
+            $crate::store::Db::Sqlite($pool) => $body,
+            $crate::store::Db::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+#[derive(Clone)]
+pub struct Store {
+    db: Db,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+impl Store {
+    /// Opens the pool. Connections are made lazily, so a database that is down at this point
+    /// shows up as an error at the first query (migrations, at start), not a hang here.
+    pub async fn connect(config: &Config) -> Result<Self, sqlx::Error> {
+        let url = &config.database_url;
+        let db = if config.is_postgres() {
+            let pool = PgPoolOptions::new()
+                .max_connections(config.database_max_connections)
+                .acquire_timeout(config.database_acquire_timeout)
+                .connect_lazy(url)?;
+            Db::Postgres(pool)
+        } else {
+            // WAL lets readers run beside the one writer; synchronous=NORMAL in WAL mode keeps
+            // every commit across a crash of the process (not across power loss).
+            let options = SqliteConnectOptions::from_str(url)?
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(config.database_max_connections)
+                .acquire_timeout(config.database_acquire_timeout)
+                .connect_with(options)
+                .await?;
+            Db::Sqlite(pool)
+        };
+        Ok(Self { db })
+    }
+
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        match &self.db {
+            Db::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await,
+            Db::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
+        }
+    }
+
+    /// Does the database answer? (`/readyz`)
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))
+    }
+
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await)
+    }
+}
+
+/// True when the error is a unique-constraint violation (a duplicate username, say).
+pub fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.is_unique_violation())
+}

@@ -1,0 +1,164 @@
+//! Refresh-token records and the families (login sessions) they form.
+
+use super::{Store, on_pool};
+
+/// A refresh token about to be issued.
+pub struct NewRefreshToken<'a> {
+    pub jti: &'a str,
+    pub family_id: &'a str,
+    pub user_id: i64,
+    pub parent_jti: Option<&'a str>,
+    pub access_jti: &'a str,
+    pub issued_at: i64,
+    pub expires_at: i64,
+}
+
+/// Everything needed to decide what a presented refresh token is worth.
+#[derive(Debug, sqlx::FromRow)]
+pub struct RefreshTokenState {
+    pub jti: String,
+    pub family_id: String,
+    pub user_id: i64,
+    pub used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub family_revoked_at: Option<i64>,
+    pub family_expires_at: i64,
+    pub user_active: bool,
+}
+
+const INSERT_TOKEN: &str = "INSERT INTO refresh_tokens (jti, family_id, user_id, parent_jti, access_jti, issued_at, \
+                            expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+macro_rules! insert_token {
+    ($token:expr, $executor:expr) => {
+        sqlx::query(INSERT_TOKEN)
+            .bind($token.jti)
+            .bind($token.family_id)
+            .bind($token.user_id)
+            .bind($token.parent_jti)
+            .bind($token.access_jti)
+            .bind($token.issued_at)
+            .bind($token.expires_at)
+            .execute($executor)
+            .await
+    };
+}
+
+impl Store {
+    /// A login: the family, its first refresh token and the user's `last_login`, together.
+    pub async fn start_session(
+        &self,
+        family_expires_at: i64,
+        external_session_id: Option<&str>,
+        token: &NewRefreshToken<'_>,
+    ) -> Result<(), sqlx::Error> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO refresh_families (id, user_id, created_at, expires_at, external_session_id) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(token.family_id).bind(token.user_id).bind(token.issued_at).bind(family_expires_at)
+            .bind(external_session_id)
+            .execute(&mut *tx).await?;
+            insert_token!(token, &mut *tx)?;
+            sqlx::query("UPDATE users SET last_login = $1 WHERE id = $2")
+                .bind(token.issued_at).bind(token.user_id).execute(&mut *tx).await?;
+            tx.commit().await
+        })
+    }
+
+    pub async fn refresh_token_state(&self, jti: &str) -> Result<Option<RefreshTokenState>, sqlx::Error> {
+        const SQL: &str = "SELECT t.jti, t.family_id, t.user_id, t.used_at, t.revoked_at, \
+             f.revoked_at AS family_revoked_at, f.expires_at AS family_expires_at, u.is_active AS user_active \
+             FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id JOIN users u ON u.id = t.user_id \
+             WHERE t.jti = $1";
+        on_pool!(self, pool => sqlx::query_as::<_, RefreshTokenState>(SQL).bind(jti).fetch_optional(pool).await)
+    }
+
+    /// Retires `old_jti` and records its successor, atomically: the conditional update lets
+    /// exactly one of any number of concurrent callers win. `false`: someone else won, or the
+    /// token was revoked meanwhile; nothing was written.
+    pub async fn rotate_refresh_token(&self, old_jti: &str, successor: &NewRefreshToken<'_>) -> Result<bool, sqlx::Error> {
+        on_pool!(self, pool => {
+            // The write comes first in the transaction, so SQLite takes its write lock at once
+            // (a read first could not be upgraded under contention).
+            let mut tx = pool.begin().await?;
+            let won = sqlx::query(
+                "UPDATE refresh_tokens SET used_at = $1 WHERE jti = $2 AND used_at IS NULL AND revoked_at IS NULL",
+            )
+            .bind(successor.issued_at).bind(old_jti)
+            .execute(&mut *tx).await?
+            .rows_affected() == 1;
+            if !won {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            insert_token!(successor, &mut *tx)?;
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    /// Without rotation, refresh mints a new access token for the same refresh token;
+    /// remember it so that token still names its session.
+    pub async fn set_access_jti(&self, jti: &str, access_jti: &str) -> Result<(), sqlx::Error> {
+        on_pool!(self, pool => sqlx::query("UPDATE refresh_tokens SET access_jti = $1 WHERE jti = $2")
+            .bind(access_jti).bind(jti).execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Ends one session: every token of the family stops working.
+    pub async fn revoke_family(&self, family_id: &str, now: i64) -> Result<(), sqlx::Error> {
+        on_pool!(self, pool => sqlx::query("UPDATE refresh_families SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now).bind(family_id).execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Blacklists one refresh token and ends its session. `false` when it was already revoked.
+    pub async fn blacklist_refresh_token(&self, jti: &str, family_id: &str, now: i64) -> Result<bool, sqlx::Error> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE jti = $2 AND revoked_at IS NULL")
+                .bind(now).bind(jti).execute(&mut *tx).await?;
+            sqlx::query("UPDATE refresh_families SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(now).bind(family_id).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    /// Ends every session of a user but `keep_family`. Returns how many ended.
+    pub async fn revoke_user_sessions(&self, user_id: i64, keep_family: Option<&str>, now: i64) -> Result<u64, sqlx::Error> {
+        let done = on_pool!(self, pool => sqlx::query(
+            "UPDATE refresh_families SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL AND id <> $3",
+        )
+        .bind(now).bind(user_id).bind(keep_family.unwrap_or(""))
+        .execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(done)
+    }
+
+    /// The session an access token was issued in.
+    pub async fn family_of_access_token(&self, access_jti: &str) -> Result<Option<String>, sqlx::Error> {
+        on_pool!(self, pool => sqlx::query_scalar::<_, String>(
+            "SELECT family_id FROM refresh_tokens WHERE access_jti = $1 LIMIT 1",
+        )
+        .bind(access_jti).fetch_optional(pool).await)
+    }
+
+    /// Deletes refresh-token records that expired before `now`, and the sessions left empty.
+    pub async fn flush_expired_tokens(&self, now: i64) -> Result<u64, sqlx::Error> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let tokens = sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < $1")
+                .bind(now).execute(&mut *tx).await?.rows_affected();
+            sqlx::query(
+                "DELETE FROM refresh_families WHERE expires_at < $1 OR NOT EXISTS \
+                 (SELECT 1 FROM refresh_tokens t WHERE t.family_id = refresh_families.id)",
+            )
+            .bind(now).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(tokens)
+        })
+    }
+}

@@ -1,0 +1,88 @@
+use serde::Serialize;
+
+use super::{Store, is_unique_violation, on_pool};
+
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    #[serde(skip)]
+    pub password_hash: Option<String>,
+    pub is_active: bool,
+    pub is_staff: bool,
+    pub is_superuser: bool,
+    pub created_at: i64,
+    pub last_login: Option<i64>,
+}
+
+pub struct NewUser<'a> {
+    pub username: &'a str,
+    pub email: &'a str,
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+    pub password_hash: Option<&'a str>,
+    pub is_staff: bool,
+    pub is_superuser: bool,
+    pub created_at: i64,
+}
+
+const USER_COLUMNS: &str = "id, username, email, first_name, last_name, password_hash, is_active, is_staff, \
+                            is_superuser, created_at, last_login";
+
+impl Store {
+    /// `None` when the username is taken.
+    pub async fn create_user(&self, user: &NewUser<'_>) -> Result<Option<User>, sqlx::Error> {
+        let sql = format!(
+            "INSERT INTO users (username, email, first_name, last_name, password_hash, is_active, is_staff, \
+             is_superuser, created_at) VALUES ($1, $2, $3, $4, $5, TRUE, $6, $7, $8) RETURNING {USER_COLUMNS}"
+        );
+        let result = on_pool!(self, pool => sqlx::query_as::<_, User>(&sql)
+            .bind(user.username)
+            .bind(user.email)
+            .bind(user.first_name)
+            .bind(user.last_name)
+            .bind(user.password_hash)
+            .bind(user.is_staff)
+            .bind(user.is_superuser)
+            .bind(user.created_at)
+            .fetch_one(pool)
+            .await);
+        match result {
+            Ok(user) => Ok(Some(user)),
+            Err(e) if is_unique_violation(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn user_by_username(&self, username: &str) -> Result<Option<User>, sqlx::Error> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1");
+        on_pool!(self, pool => sqlx::query_as::<_, User>(&sql).bind(username).fetch_optional(pool).await)
+    }
+
+    pub async fn user_by_id(&self, id: i64) -> Result<Option<User>, sqlx::Error> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        on_pool!(self, pool => sqlx::query_as::<_, User>(&sql).bind(id).fetch_optional(pool).await)
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<User>, sqlx::Error> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY id");
+        on_pool!(self, pool => sqlx::query_as::<_, User>(&sql).fetch_all(pool).await)
+    }
+
+    /// Returns whether the user exists.
+    pub async fn set_password_hash(&self, user_id: i64, hash: &str) -> Result<bool, sqlx::Error> {
+        let done = on_pool!(self, pool => sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(hash).bind(user_id).execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(done == 1)
+    }
+
+    /// Returns whether the user exists.
+    pub async fn set_user_active(&self, username: &str, active: bool) -> Result<bool, sqlx::Error> {
+        let done = on_pool!(self, pool => sqlx::query("UPDATE users SET is_active = $1 WHERE username = $2")
+            .bind(active).bind(username).execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(done == 1)
+    }
+}
