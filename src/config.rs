@@ -127,14 +127,25 @@ pub struct ClerkConfig {
     pub authorized_parties: Vec<String>,
 }
 
-/// Reads a variable; a missing or empty one is `None`.
-fn raw(var: &'static str) -> Option<String> {
-    std::env::var(var).ok().filter(|v| !v.trim().is_empty())
-}
+/// Where settings are read from: the process environment, or a map in tests.
+struct Vars<'a>(&'a dyn Fn(&str) -> Option<String>);
 
-fn parsed<T>(var: &'static str, default: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<T, ConfigError> {
-    let value = raw(var).unwrap_or_else(|| default.to_owned());
-    parse(value.trim()).map_err(|message| ConfigError::new(var, message))
+impl Vars<'_> {
+    /// A missing or empty variable is `None`.
+    fn raw(&self, var: &'static str) -> Option<String> {
+        (self.0)(var).filter(|v| !v.trim().is_empty())
+    }
+
+    fn parsed<T>(&self, var: &'static str, default: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<T, ConfigError> {
+        let value = self.raw(var).unwrap_or_else(|| default.to_owned());
+        parse(value.trim()).map_err(|message| ConfigError::new(var, message))
+    }
+
+    fn list(&self, var: &'static str) -> Vec<String> {
+        self.raw(var)
+            .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+            .unwrap_or_default()
+    }
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -160,12 +171,6 @@ fn parse_number<T: FromStr>(s: &str) -> Result<T, String> {
     s.parse().map_err(|_| format!("expected a whole number, got {s:?}"))
 }
 
-fn list(var: &'static str) -> Vec<String> {
-    raw(var)
-        .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
-        .unwrap_or_default()
-}
-
 /// `https://` is required for Clerk and other issuers, except plain http to a loopback
 /// host, which local development and tests need.
 pub fn check_issuer_url(value: &str) -> Result<(), String> {
@@ -186,44 +191,50 @@ pub fn check_issuer_url(value: &str) -> Result<(), String> {
 impl Config {
     /// Reads every setting from the environment (after `.env`, which `main` loads).
     pub fn from_env() -> Result<Self, ConfigError> {
-        let database_url = raw("DATABASE_URL").unwrap_or_else(|| "sqlite://tokensmith.db?mode=rwc".to_owned());
+        Self::from_lookup(&|name| std::env::var(name).ok())
+    }
+
+    /// Reads every setting through `lookup` (tests pass a map; unset variables are `None`).
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let vars = Vars(lookup);
+        let database_url = vars.raw("DATABASE_URL").unwrap_or_else(|| "sqlite://tokensmith.db?mode=rwc".to_owned());
         if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
             return Err(ConfigError::new("DATABASE_URL", "unsupported scheme; use sqlite://… or postgres://…"));
         }
-        let jwt_algorithm = parsed("JWT_ALGORITHM", "ES256", |s| s.parse())?;
-        let key_source = Self::key_source(jwt_algorithm)?;
+        let jwt_algorithm = vars.parsed("JWT_ALGORITHM", "ES256", |s| s.parse())?;
+        let key_source = Self::key_source(&vars, jwt_algorithm)?;
 
-        let clerk = match raw("CLERK_ISSUER") {
+        let clerk = match vars.raw("CLERK_ISSUER") {
             None => None,
             Some(issuer) => {
                 let issuer = issuer.trim().trim_end_matches('/').to_owned();
                 check_issuer_url(&issuer).map_err(|m| ConfigError::new("CLERK_ISSUER", m))?;
-                let jwks_url = raw("CLERK_JWKS_URL").unwrap_or_else(|| format!("{issuer}/.well-known/jwks.json"));
+                let jwks_url = vars.raw("CLERK_JWKS_URL").unwrap_or_else(|| format!("{issuer}/.well-known/jwks.json"));
                 check_issuer_url(&jwks_url).map_err(|m| ConfigError::new("CLERK_JWKS_URL", m))?;
-                let jwt_key_pem = raw("CLERK_JWT_KEY");
+                let jwt_key_pem = vars.raw("CLERK_JWT_KEY");
                 if let Some(pem) = &jwt_key_pem {
                     jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes())
                         .map_err(|_| ConfigError::new("CLERK_JWT_KEY", "not a PEM RSA public key"))?;
                 }
-                Some(ClerkConfig { issuer, jwks_url, jwt_key_pem, authorized_parties: list("CLERK_AUTHORIZED_PARTIES") })
+                Some(ClerkConfig { issuer, jwks_url, jwt_key_pem, authorized_parties: vars.list("CLERK_AUTHORIZED_PARTIES") })
             }
         };
-        let clerk_webhook_signing_secret = match raw("CLERK_WEBHOOK_SIGNING_SECRET") {
+        let clerk_webhook_signing_secret = match vars.raw("CLERK_WEBHOOK_SIGNING_SECRET") {
             Some(s) if !s.starts_with("whsec_") => {
                 return Err(ConfigError::new("CLERK_WEBHOOK_SIGNING_SECRET", "must start with whsec_"));
             }
             other => other.map(SecretString::from),
         };
-        let clerk_api_url = raw("CLERK_API_URL").unwrap_or_else(|| "https://api.clerk.com".to_owned());
+        let clerk_api_url = vars.raw("CLERK_API_URL").unwrap_or_else(|| "https://api.clerk.com".to_owned());
         check_issuer_url(&clerk_api_url).map_err(|m| ConfigError::new("CLERK_API_URL", m))?;
 
-        let external_issuers_file = raw("EXTERNAL_ISSUERS_FILE").map(PathBuf::from);
+        let external_issuers_file = vars.raw("EXTERNAL_ISSUERS_FILE").map(PathBuf::from);
         if let Some(path) = &external_issuers_file {
             std::fs::metadata(path)
                 .map_err(|e| ConfigError::new("EXTERNAL_ISSUERS_FILE", format!("cannot read {}: {e}", path.display())))?;
         }
 
-        let trusted_proxies = list("TRUSTED_PROXIES")
+        let trusted_proxies = vars.list("TRUSTED_PROXIES")
             .iter()
             .map(|s| {
                 s.parse::<IpNet>()
@@ -231,7 +242,7 @@ impl Config {
                     .map_err(|_| ConfigError::new("TRUSTED_PROXIES", format!("not a CIDR or address: {s:?}")))
             })
             .collect::<Result<_, _>>()?;
-        let cors_allowed_origins = list("CORS_ALLOWED_ORIGINS");
+        let cors_allowed_origins = vars.list("CORS_ALLOWED_ORIGINS");
         for origin in &cors_allowed_origins {
             let ok = url::Url::parse(origin).map(|u| u.origin().ascii_serialization() == *origin).unwrap_or(false);
             if !ok {
@@ -244,43 +255,43 @@ impl Config {
 
         let default_concurrency = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).to_string();
         Ok(Self {
-            listen_addr: parsed("LISTEN_ADDR", "127.0.0.1:8000", |s| {
+            listen_addr: vars.parsed("LISTEN_ADDR", "127.0.0.1:8000", |s| {
                 s.parse().map_err(|_| format!("expected host:port such as 127.0.0.1:8000, got {s:?}"))
             })?,
             database_url,
-            database_max_connections: parsed("DATABASE_MAX_CONNECTIONS", "10", |s| match parse_number::<u32>(s)? {
+            database_max_connections: vars.parsed("DATABASE_MAX_CONNECTIONS", "10", |s| match parse_number::<u32>(s)? {
                 0 => Err("must be at least 1".to_owned()),
                 n => Ok(n),
             })?,
-            database_acquire_timeout: parsed("DATABASE_ACQUIRE_TIMEOUT", "5s", positive_duration)?,
-            access_token_lifetime: parsed("ACCESS_TOKEN_LIFETIME", "5m", positive_duration)?,
-            refresh_token_lifetime: parsed("REFRESH_TOKEN_LIFETIME", "1d", positive_duration)?,
-            rotate_refresh_tokens: parsed("ROTATE_REFRESH_TOKENS", "true", parse_bool)?,
-            refresh_reuse_grace: parsed("REFRESH_REUSE_GRACE", "10s", parse_duration)?,
+            database_acquire_timeout: vars.parsed("DATABASE_ACQUIRE_TIMEOUT", "5s", positive_duration)?,
+            access_token_lifetime: vars.parsed("ACCESS_TOKEN_LIFETIME", "5m", positive_duration)?,
+            refresh_token_lifetime: vars.parsed("REFRESH_TOKEN_LIFETIME", "1d", positive_duration)?,
+            rotate_refresh_tokens: vars.parsed("ROTATE_REFRESH_TOKENS", "true", parse_bool)?,
+            refresh_reuse_grace: vars.parsed("REFRESH_REUSE_GRACE", "10s", parse_duration)?,
             jwt_algorithm,
             key_source,
-            jwt_issuer: raw("JWT_ISSUER"),
-            jwt_audience: raw("JWT_AUDIENCE"),
-            jwt_leeway: parsed("JWT_LEEWAY", "0s", parse_duration)?,
-            session_max_lifetime: parsed("SESSION_MAX_LIFETIME", "30d", positive_duration)?,
-            login_failure_limit: parsed("LOGIN_FAILURE_LIMIT", "10", parse_number)?,
-            login_failure_window: parsed("LOGIN_FAILURE_WINDOW", "15m", positive_duration)?,
+            jwt_issuer: vars.raw("JWT_ISSUER"),
+            jwt_audience: vars.raw("JWT_AUDIENCE"),
+            jwt_leeway: vars.parsed("JWT_LEEWAY", "0s", parse_duration)?,
+            session_max_lifetime: vars.parsed("SESSION_MAX_LIFETIME", "30d", positive_duration)?,
+            login_failure_limit: vars.parsed("LOGIN_FAILURE_LIMIT", "10", parse_number)?,
+            login_failure_window: vars.parsed("LOGIN_FAILURE_WINDOW", "15m", positive_duration)?,
             trusted_proxies,
             cors_allowed_origins,
-            refresh_token_cookie: parsed("REFRESH_TOKEN_COOKIE", "false", parse_bool)?,
+            refresh_token_cookie: vars.parsed("REFRESH_TOKEN_COOKIE", "false", parse_bool)?,
             clerk,
             clerk_webhook_signing_secret,
-            clerk_secret_key: raw("CLERK_SECRET_KEY").map(SecretString::from),
+            clerk_secret_key: vars.raw("CLERK_SECRET_KEY").map(SecretString::from),
             clerk_api_url,
             external_issuers_file,
-            keys_reload_interval: parsed("KEYS_RELOAD_INTERVAL", "30s", positive_duration)?,
-            password_hash_concurrency: parsed("PASSWORD_HASH_CONCURRENCY", &default_concurrency, |s| {
+            keys_reload_interval: vars.parsed("KEYS_RELOAD_INTERVAL", "30s", positive_duration)?,
+            password_hash_concurrency: vars.parsed("PASSWORD_HASH_CONCURRENCY", &default_concurrency, |s| {
                 match parse_number::<usize>(s)? {
                     0 => Err("must be at least 1".to_owned()),
                     n => Ok(n),
                 }
             })?,
-            log_format: parsed("LOG_FORMAT", "text", |s| match s {
+            log_format: vars.parsed("LOG_FORMAT", "text", |s| match s {
                 "text" => Ok(LogFormat::Text),
                 "json" => Ok(LogFormat::Json),
                 _ => Err(format!("expected text or json, got {s:?}")),
@@ -288,10 +299,10 @@ impl Config {
         })
     }
 
-    fn key_source(algorithm: JwtAlgorithm) -> Result<KeySource, ConfigError> {
-        let key_file = raw("JWT_SIGNING_KEY_FILE").map(PathBuf::from);
+    fn key_source(vars: &Vars<'_>, algorithm: JwtAlgorithm) -> Result<KeySource, ConfigError> {
+        let key_file = vars.raw("JWT_SIGNING_KEY_FILE").map(PathBuf::from);
         if algorithm == JwtAlgorithm::Hs256 {
-            let secret = raw("JWT_SECRET")
+            let secret = vars.raw("JWT_SECRET")
                 .ok_or_else(|| ConfigError::new("JWT_SECRET", "required when JWT_ALGORITHM=HS256"))?;
             if secret.len() < 32 {
                 return Err(ConfigError::new("JWT_SECRET", "must be at least 32 bytes long"));

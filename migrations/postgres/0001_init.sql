@@ -35,7 +35,7 @@ CREATE TABLE refresh_tokens (
     access_jti  TEXT,                               -- the access token issued with it
     issued_at   BIGINT  NOT NULL,
     expires_at  BIGINT  NOT NULL,
-    used_at     BIGINT,                            -- rotated away at
+    used_at_ms  BIGINT,                            -- rotated away at, in ms: the reuse grace may be under a second
     revoked_at  BIGINT                              -- blacklisted at
 );
 CREATE INDEX refresh_tokens_family ON refresh_tokens(family_id);

@@ -5,12 +5,12 @@ pub mod keys;
 pub mod passwords;
 pub mod tokens;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use secrecy::SecretString;
 
 use self::{
-    keys::{secs, unix_now},
+    keys::{secs, unix_now, unix_now_ms},
     passwords::PasswordHasherPool,
     tokens::{TokenError, TokenService, TokenSpec, TokenType, VerifiedToken, new_jti},
 };
@@ -50,10 +50,10 @@ enum RefreshStatus {
 }
 
 impl RefreshStatus {
-    fn of(state: &RefreshTokenState, now: i64, grace: i64) -> Self {
-        match state.used_at {
+    fn of(state: &RefreshTokenState, now_ms: i64, grace: Duration) -> Self {
+        match state.used_at_ms {
             _ if state.revoked_at.is_some() || state.family_revoked_at.is_some() => Self::Revoked,
-            Some(used) if now - used <= grace => Self::RecentlyRotated,
+            Some(used) if now_ms - used <= grace.as_millis() as i64 => Self::RecentlyRotated,
             Some(_) => Self::Reused,
             None => Self::Live,
         }
@@ -156,7 +156,7 @@ impl AuthService {
                 expires_at: (now + secs(self.config.refresh_token_lifetime)).min(state.family_expires_at),
             };
             let refresh = self.mint_refresh(&successor)?;
-            if self.store.rotate_refresh_token(&state.jti, &successor).await? {
+            if self.store.rotate_refresh_token(&state.jti, unix_now_ms(), &successor).await? {
                 metrics::counter!("tokensmith_refreshes_total", "result" => "ok").increment(1);
                 return Ok(Refreshed { access, refresh: Some(refresh) });
             }
@@ -173,7 +173,7 @@ impl AuthService {
             return Err(TokenError::Invalid.into());
         };
         let now = unix_now();
-        match RefreshStatus::of(&state, now, secs(self.config.refresh_reuse_grace)) {
+        match RefreshStatus::of(&state, unix_now_ms(), self.config.refresh_reuse_grace) {
             RefreshStatus::Live => {}
             RefreshStatus::Revoked | RefreshStatus::RecentlyRotated => {
                 metrics::counter!("tokensmith_refreshes_total", "result" => "refused").increment(1);
@@ -208,7 +208,7 @@ impl AuthService {
         let verified = self.tokens.verify(token, None).await?;
         if verified.token_type == TokenType::Refresh {
             let state = self.store.refresh_token_state(&verified.jti).await?.ok_or(TokenError::Invalid)?;
-            if !matches!(RefreshStatus::of(&state, unix_now(), 0), RefreshStatus::Live) {
+            if !matches!(RefreshStatus::of(&state, unix_now_ms(), Duration::ZERO), RefreshStatus::Live) {
                 return Err(TokenError::Blacklisted.into());
             }
         }
@@ -220,7 +220,7 @@ impl AuthService {
         let verified = self.tokens.verify(token, Some(TokenType::Refresh)).await?;
         let state = self.store.refresh_token_state(&verified.jti).await?.ok_or(TokenError::Invalid)?;
         let now = unix_now();
-        if !matches!(RefreshStatus::of(&state, now, 0), RefreshStatus::Live)
+        if !matches!(RefreshStatus::of(&state, unix_now_ms(), Duration::ZERO), RefreshStatus::Live)
             || !self.store.blacklist_refresh_token(&state.jti, &state.family_id, now).await?
         {
             return Err(TokenError::Blacklisted.into());

@@ -19,7 +19,8 @@ pub struct RefreshTokenState {
     pub jti: String,
     pub family_id: String,
     pub user_id: i64,
-    pub used_at: Option<i64>,
+    /// When it was rotated away, in Unix milliseconds.
+    pub used_at_ms: Option<i64>,
     pub revoked_at: Option<i64>,
     pub family_revoked_at: Option<i64>,
     pub family_expires_at: i64,
@@ -69,7 +70,7 @@ impl Store {
     }
 
     pub async fn refresh_token_state(&self, jti: &str) -> Result<Option<RefreshTokenState>, sqlx::Error> {
-        const SQL: &str = "SELECT t.jti, t.family_id, t.user_id, t.used_at, t.revoked_at, \
+        const SQL: &str = "SELECT t.jti, t.family_id, t.user_id, t.used_at_ms, t.revoked_at, \
              f.revoked_at AS family_revoked_at, f.expires_at AS family_expires_at, u.is_active AS user_active \
              FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id JOIN users u ON u.id = t.user_id \
              WHERE t.jti = $1";
@@ -79,15 +80,20 @@ impl Store {
     /// Retires `old_jti` and records its successor, atomically: the conditional update lets
     /// exactly one of any number of concurrent callers win. `false`: someone else won, or the
     /// token was revoked meanwhile; nothing was written.
-    pub async fn rotate_refresh_token(&self, old_jti: &str, successor: &NewRefreshToken<'_>) -> Result<bool, sqlx::Error> {
+    pub async fn rotate_refresh_token(
+        &self,
+        old_jti: &str,
+        used_at_ms: i64,
+        successor: &NewRefreshToken<'_>,
+    ) -> Result<bool, sqlx::Error> {
         on_pool!(self, pool => {
             // The write comes first in the transaction, so SQLite takes its write lock at once
             // (a read first could not be upgraded under contention).
             let mut tx = pool.begin().await?;
             let won = sqlx::query(
-                "UPDATE refresh_tokens SET used_at = $1 WHERE jti = $2 AND used_at IS NULL AND revoked_at IS NULL",
+                "UPDATE refresh_tokens SET used_at_ms = $1 WHERE jti = $2 AND used_at_ms IS NULL AND revoked_at IS NULL",
             )
-            .bind(successor.issued_at).bind(old_jti)
+            .bind(used_at_ms).bind(old_jti)
             .execute(&mut *tx).await?
             .rows_affected() == 1;
             if !won {
