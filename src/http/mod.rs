@@ -27,7 +27,7 @@ use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     set_header::SetResponseHeaderLayer,
     timeout::TimeoutLayer,
-    trace::TraceLayer,
+    trace::{DefaultOnResponse, TraceLayer},
 };
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
@@ -106,15 +106,20 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(middleware::from_fn(json_error_bodies))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
             // The path only: query strings and headers may carry secrets.
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-        }))
+        })
+        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         // The last line of defence: a panic becomes a JSON 500, and the process lives on.
-        .layer(CatchPanicLayer::custom(|_| AppError::internal("handler panicked").into_response()))
+        .layer(CatchPanicLayer::custom(|_| {
+            metrics::counter!("tokensmith_panics_total").increment(1);
+            AppError::internal("handler panicked").into_response()
+        }))
         .with_state(state)
 }
 
@@ -128,6 +133,24 @@ async fn record_metrics(req: Request, next: Next) -> Response {
     metrics::counter!("http_requests_total", &labels).increment(1);
     metrics::histogram!("http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
     response
+}
+
+/// Errors produced below our handlers (timeouts, framework rejections) carry no body;
+/// give them the JSON shape every other error has.
+async fn json_error_bodies(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || response.headers().contains_key(header::CONTENT_TYPE) {
+        return response;
+    }
+    let detail = status.canonical_reason().unwrap_or("Error");
+    let mut json = (status, axum::Json(serde_json::json!({ "detail": format!("{detail}.") }))).into_response();
+    for (name, value) in response.headers() {
+        if name != header::CONTENT_LENGTH {
+            json.headers_mut().entry(name).or_insert(value.clone());
+        }
+    }
+    json
 }
 
 /// Token responses must never sit in a cache.
