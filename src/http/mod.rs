@@ -20,6 +20,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{MethodRouter, get, post},
 };
+use anyhow::Context;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tower_http::{
@@ -172,9 +173,9 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let config = Arc::new(config);
-        let store = Store::connect(&config).await?;
-        store.migrate().await?;
-        let keys = KeyRing::load(&config, &store).await?;
+        let store = Store::connect(&config).await.context("DATABASE_URL: cannot open the database")?;
+        store.migrate().await.context("DATABASE_URL: cannot apply migrations")?;
+        let keys = KeyRing::load(&config, &store).await.context("cannot load the signing keys")?;
         let tokens = Arc::new(TokenService::new(config.clone(), store.clone(), keys));
         let passwords = PasswordHasherPool::new(config.password_hash_concurrency)?;
         let listener = TcpListener::bind(config.listen_addr)
