@@ -4,14 +4,14 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::{
-    body::Bytes,
+    body::{Bytes, HttpBody},
     extract::{ConnectInfo, FromRequest, FromRequestParts, Request},
-    http::{StatusCode, header, request::Parts},
+    http::{header, request::Parts},
 };
 use secrecy::SecretString;
 use serde_json::{Map, Value, json};
 
-use super::AppState;
+use super::{AppState, BODY_LIMIT};
 use crate::error::{AppError, BearerError, FieldErrors};
 
 /// A body sent as JSON or as an HTML form, read into one map of fields (DRF's `request.data`).
@@ -20,12 +20,9 @@ pub struct Fields(pub Map<String, Value>);
 impl<S: Send + Sync> FromRequest<S> for Fields {
     type Rejection = AppError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
+    async fn from_request(req: Request, _: &S) -> Result<Self, AppError> {
         let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let body = Bytes::from_request(req, state).await.map_err(|rejection| match rejection.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge,
-            _ => AppError::Malformed,
-        })?;
+        let body = read_body(req).await?;
         // As DRF: no body, or no content type, is an empty set of fields.
         let Some(content_type) = content_type.filter(|_| !body.is_empty()) else {
             return Ok(Self(Map::new()));
@@ -45,6 +42,36 @@ impl<S: Send + Sync> FromRequest<S> for Fields {
             Err(AppError::UnsupportedMediaType(content_type))
         }
     }
+}
+
+/// An oversized body up to this size is read to its end (and dropped) before the 413: a server
+/// that answers mid-upload and closes makes the client's kernel reset the connection, and the
+/// client then sees a broken pipe instead of the answer. Larger declared bodies are refused unread.
+const DRAIN_LIMIT: usize = 1024 * 1024;
+
+/// The body, at most `BODY_LIMIT` bytes of it.
+async fn read_body(req: Request) -> Result<Bytes, AppError> {
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > DRAIN_LIMIT as u64) {
+        return Err(AppError::PayloadTooLarge);
+    }
+    let mut body = req.into_body();
+    let mut bytes = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await {
+        let Ok(data) = frame.map_err(|_| AppError::Malformed)?.into_data() else { continue };
+        seen += data.len();
+        if seen > DRAIN_LIMIT {
+            return Err(AppError::PayloadTooLarge);
+        }
+        if seen <= BODY_LIMIT {
+            bytes.extend_from_slice(&data);
+        }
+    }
+    if seen > BODY_LIMIT {
+        return Err(AppError::PayloadTooLarge);
+    }
+    Ok(Bytes::from(bytes))
 }
 
 fn not_a_dictionary(value: &Value) -> AppError {
@@ -90,6 +117,8 @@ impl<'a> FieldReader<'a> {
         let value = value.map(|v| if trim { v.trim().to_owned() } else { v });
         match value {
             Ok(v) if v.is_empty() => self.error(name, "This field may not be blank."),
+            // DRF's CharField refuses NUL (PostgreSQL cannot store it: a 500 otherwise).
+            Ok(v) if v.contains('\0') => self.error(name, "Null characters are not allowed."),
             Ok(v) => v,
             Err(message) => self.error(name, message),
         }
