@@ -141,10 +141,10 @@ impl TokenService {
             Checked::Valid(t) => Ok(t),
             Checked::Refused(e) => Err(e),
             Checked::UnknownKid => {
-                if self.reload_for_unknown_kid().await {
-                    if let Checked::Valid(t) = self.check(token, expected) {
-                        return Ok(t);
-                    }
+                if self.reload_for_unknown_kid().await
+                    && let Checked::Valid(t) = self.check(token, expected)
+                {
+                    return Ok(t);
                 }
                 Err(TokenError::Invalid)
             }
