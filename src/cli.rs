@@ -255,13 +255,13 @@ async fn user(command: UserCommand, store: &Store) -> Result<(), CliError> {
                 println!("{}", serde_json::to_string_pretty(&users)?);
             } else {
                 for u in users {
-                    let flags = [(u.is_active, "active"), (u.is_staff, "staff"), (u.is_superuser, "superuser")]
+                    // "inactive" whenever it is so: a deactivated admin must stand out too.
+                    let flags = [(true, if u.is_active { "active" } else { "inactive" }), (u.is_staff, "staff"), (u.is_superuser, "superuser")]
                         .iter()
                         .filter(|(on, _)| *on)
                         .map(|(_, name)| *name)
                         .collect::<Vec<_>>()
                         .join(",");
-                    let flags = if flags.is_empty() { "inactive".to_owned() } else { flags };
                     println!("{}\t{}\t{}\t{}", u.id, u.username, u.email, flags);
                 }
             }

@@ -22,6 +22,9 @@ pub fn init_tracing(config: &config::Config, serving: bool) {
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match config.log_format {
         config::LogFormat::Json => registry.with(fmt::layer().json().with_writer(std::io::stderr)).try_init(),
-        config::LogFormat::Text => registry.with(fmt::layer().with_writer(std::io::stderr)).try_init(),
+        config::LogFormat::Text => {
+            let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            registry.with(fmt::layer().with_ansi(colour).with_writer(std::io::stderr)).try_init()
+        }
     };
 }

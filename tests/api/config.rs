@@ -1,1 +1,350 @@
-//! (being written)
+//! Configuration: a bad setting stops the process at start with one line naming the variable,
+//! and good settings mean what CONTRACT.md says they mean.
+
+use std::{
+    collections::HashMap,
+    path::Path,
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use tokensmith::config::{Config, JwtAlgorithm, KeySource};
+
+use crate::helpers::*;
+
+/// Runs the real binary in `dir` with only `env` (plus PATH and RUST_BACKTRACE=1, so a panic
+/// would show its trace), killing it if it is still running after `timeout`.
+pub fn run_binary(dir: &Path, env: &[(&str, &str)], args: &[&str], timeout: Duration) -> Output {
+    let mut child = Command::new(binary())
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_BACKTRACE", "1")
+        .envs(env.iter().copied())
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let deadline = Instant::now() + timeout;
+    while child.try_wait().expect("wait for the binary").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "tokensmith {args:?} with {env:?} was still running after {timeout:?}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// The process failed with exactly one non-empty line on stderr and no panic; returns the line.
+pub fn single_error_line(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "expected a failure, got {:?}; stderr: {stderr}", out.status);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected exactly one stderr line, got {stderr:?}");
+    assert!(!lines[0].trim().is_empty(), "the error line is blank");
+    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "a panic, not an error: {stderr}");
+    lines[0].to_owned()
+}
+
+/// Files named like the default database (`tokensmith.db`, `-wal`, `-shm`) in `dir`.
+fn database_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("tokensmith.db"))
+        .collect()
+}
+
+/// `tokensmith serve` in a fresh directory with only `env` refuses to start, in one line naming
+/// `var`, without creating the default database. Returns the line.
+fn serve_refuses_in(dir: &Path, env: &[(&str, &str)], var: &str) -> String {
+    // A port-0 listener, so a configuration wrongly accepted cannot collide with anything.
+    let mut all: Vec<(&str, &str)> = vec![("LISTEN_ADDR", "127.0.0.1:0")];
+    all.extend_from_slice(env);
+    let out = run_binary(dir, &all, &["serve"], Duration::from_secs(20));
+    let line = single_error_line(&out);
+    assert!(line.contains(var), "{env:?}: the error should name {var}: {line:?}");
+    assert!(out.stdout.is_empty(), "{env:?}: nothing on stdout: {:?}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(database_files(dir), Vec::<String>::new(), "{env:?}: a config error must not create the database");
+    line
+}
+
+fn serve_refuses(env: &[(&str, &str)], var: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    serve_refuses_in(dir.path(), env, var)
+}
+
+fn write_file(dir: &Path, name: &str, contents: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// A private key made by `openssl genpkey`, as an operator would make one.
+fn openssl_key(dir: &Path, name: &str, args: &[&str]) -> String {
+    let path = dir.join(name);
+    let out = Command::new("openssl")
+        .arg("genpkey")
+        .args(args)
+        .arg("-out")
+        .arg(&path)
+        .output()
+        .expect("openssl is installed");
+    assert!(out.status.success(), "openssl genpkey {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    path.to_string_lossy().into_owned()
+}
+
+const OPENSSL_RSA: &[&str] = &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"];
+const OPENSSL_P256: &[&str] = &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"];
+const OPENSSL_ED25519: &[&str] = &["-algorithm", "ed25519"];
+
+fn config_from(vars: &[(&str, &str)]) -> Result<Config, tokensmith::config::ConfigError> {
+    let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    Config::from_lookup(&|name| map.get(name).cloned())
+}
+
+#[test]
+fn unsupported_algorithms_are_refused() {
+    for alg in ["none", "HS512", "RS512"] {
+        let line = serve_refuses(&[("JWT_ALGORITHM", alg)], "JWT_ALGORITHM");
+        assert!(line.contains(alg), "the error shows the rejected value: {line}");
+    }
+}
+
+#[test]
+fn malformed_durations_are_refused() {
+    serve_refuses(&[("ACCESS_TOKEN_LIFETIME", "banana")], "ACCESS_TOKEN_LIFETIME");
+    serve_refuses(&[("REFRESH_TOKEN_LIFETIME", "0s")], "REFRESH_TOKEN_LIFETIME");
+    serve_refuses(&[("SESSION_MAX_LIFETIME", "forever")], "SESSION_MAX_LIFETIME");
+    serve_refuses(&[("JWT_LEEWAY", "-5s")], "JWT_LEEWAY");
+}
+
+#[test]
+fn a_boolean_that_is_not_one_is_refused() {
+    serve_refuses(&[("ROTATE_REFRESH_TOKENS", "maybe")], "ROTATE_REFRESH_TOKENS");
+    serve_refuses(&[("REFRESH_TOKEN_COOKIE", "sometimes")], "REFRESH_TOKEN_COOKIE");
+}
+
+#[test]
+fn hs256_requires_a_secret_of_32_bytes() {
+    serve_refuses(&[("JWT_ALGORITHM", "HS256")], "JWT_SECRET");
+    let short = "x".repeat(31);
+    let line = serve_refuses(&[("JWT_ALGORITHM", "HS256"), ("JWT_SECRET", &short)], "JWT_SECRET");
+    assert!(!line.contains(&short), "the error must not echo the secret: {line}");
+}
+
+#[test]
+fn unusable_signing_key_files_are_refused() {
+    let keys = tempfile::tempdir().unwrap();
+    serve_refuses(&[("JWT_SIGNING_KEY_FILE", "/nonexistent")], "JWT_SIGNING_KEY_FILE");
+
+    let garbage = write_file(keys.path(), "garbage.pem", "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n");
+    serve_refuses(&[("JWT_SIGNING_KEY_FILE", &garbage)], "JWT_SIGNING_KEY_FILE");
+
+    // A good key of the wrong kind for the algorithm.
+    let rsa = openssl_key(keys.path(), "rsa.pem", OPENSSL_RSA);
+    serve_refuses(&[("JWT_SIGNING_KEY_FILE", &rsa)], "JWT_SIGNING_KEY_FILE"); // ES256 by default
+    serve_refuses(&[("JWT_ALGORITHM", "ES256"), ("JWT_SIGNING_KEY_FILE", &rsa)], "JWT_SIGNING_KEY_FILE");
+    let ed = openssl_key(keys.path(), "ed.pem", OPENSSL_ED25519);
+    serve_refuses(&[("JWT_ALGORITHM", "RS256"), ("JWT_SIGNING_KEY_FILE", &ed)], "JWT_SIGNING_KEY_FILE");
+    let ec = openssl_key(keys.path(), "ec.pem", OPENSSL_P256);
+    serve_refuses(&[("JWT_ALGORITHM", "EdDSA"), ("JWT_SIGNING_KEY_FILE", &ec)], "JWT_SIGNING_KEY_FILE");
+}
+
+#[test]
+fn unsupported_database_url_is_refused() {
+    serve_refuses(&[("DATABASE_URL", "mysql://x")], "DATABASE_URL");
+}
+
+#[test]
+fn unreachable_database_is_named_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = format!("sqlite://{}/no/such/dir/x.db?mode=rwc", dir.path().display());
+    serve_refuses(&[("DATABASE_URL", &missing)], "DATABASE_URL");
+    serve_refuses(
+        &[("DATABASE_URL", "postgres://postgres@127.0.0.1:1/x"), ("DATABASE_ACQUIRE_TIMEOUT", "1s")],
+        "DATABASE_URL",
+    );
+}
+
+#[test]
+fn malformed_listen_addr_is_refused() {
+    serve_refuses(&[("LISTEN_ADDR", "nonsense")], "LISTEN_ADDR");
+    serve_refuses(&[("LISTEN_ADDR", "127.0.0.1")], "LISTEN_ADDR");
+}
+
+#[test]
+fn zero_database_connections_is_refused() {
+    serve_refuses(&[("DATABASE_MAX_CONNECTIONS", "0")], "DATABASE_MAX_CONNECTIONS");
+    serve_refuses(&[("DATABASE_MAX_CONNECTIONS", "ten")], "DATABASE_MAX_CONNECTIONS");
+}
+
+#[test]
+fn malformed_trusted_proxies_are_refused() {
+    let line = serve_refuses(&[("TRUSTED_PROXIES", "10.0.0.0/8, not-a-cidr")], "TRUSTED_PROXIES");
+    assert!(line.contains("not-a-cidr"), "names the bad entry: {line}");
+}
+
+#[test]
+fn cors_origin_with_a_path_is_refused() {
+    serve_refuses(&[("CORS_ALLOWED_ORIGINS", "https://a.example/path")], "CORS_ALLOWED_ORIGINS");
+}
+
+#[test]
+fn plain_http_clerk_issuer_is_refused_unless_loopback() {
+    serve_refuses(&[("CLERK_ISSUER", "http://clerk.example.com")], "CLERK_ISSUER");
+    assert!(config_from(&[("CLERK_ISSUER", "http://127.0.0.1:9999")]).is_ok());
+    assert!(config_from(&[("CLERK_ISSUER", "https://clerk.example.com")]).is_ok());
+}
+
+#[test]
+fn every_subcommand_checks_the_configuration() {
+    for args in [&["migrate"][..], &["user", "list"], &["keys", "list"], &["tokens", "flush-expired"], &["audit", "tail"]] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = run_binary(dir.path(), &[("JWT_ALGORITHM", "none")], args, Duration::from_secs(20));
+        let line = single_error_line(&out);
+        assert!(line.contains("JWT_ALGORITHM"), "{args:?}: {line}");
+        assert_eq!(database_files(dir.path()), Vec::<String>::new(), "{args:?} created the database");
+    }
+}
+
+#[test]
+fn malformed_dotenv_stops_the_process_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), ".env", "LISTEN_ADDR=127.0.0.1:0\nFOO=\"unterminated\n");
+    serve_refuses_in(dir.path(), &[], ".env");
+
+    // The line at fault may hold a secret: the error must not print it.
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), ".env", "JWT_SECRET=\"s3cr3t-value-that-must-not-leak\n");
+    let line = serve_refuses_in(dir.path(), &[], ".env");
+    assert!(!line.contains("s3cr3t"), "the .env error leaks the value: {line}");
+}
+
+#[test]
+fn dotenv_in_the_working_directory_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), ".env", "# settings\nACCESS_TOKEN_LIFETIME=banana\n");
+    serve_refuses_in(dir.path(), &[], "ACCESS_TOKEN_LIFETIME");
+}
+
+#[test]
+fn the_environment_wins_over_dotenv() {
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), ".env", "ACCESS_TOKEN_LIFETIME=banana\n");
+    let out = run_binary(dir.path(), &[("ACCESS_TOKEN_LIFETIME", "5m")], &["migrate"], Duration::from_secs(30));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn durations_parse_as_documented() {
+    for (text, seconds) in [("90s", 90), ("5m", 300), ("12h", 43_200), ("7d", 604_800)] {
+        let config = config_from(&[("ACCESS_TOKEN_LIFETIME", text), ("REFRESH_TOKEN_LIFETIME", text)])
+            .unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(config.access_token_lifetime, Duration::from_secs(seconds), "{text}");
+        assert_eq!(config.refresh_token_lifetime, Duration::from_secs(seconds), "{text}");
+    }
+    let config = config_from(&[("SESSION_MAX_LIFETIME", "7d"), ("JWT_LEEWAY", "90s"), ("REFRESH_REUSE_GRACE", "5m")]).unwrap();
+    assert_eq!(config.session_max_lifetime, Duration::from_secs(604_800));
+    assert_eq!(config.jwt_leeway, Duration::from_secs(90));
+    assert_eq!(config.refresh_reuse_grace, Duration::from_secs(300));
+}
+
+#[test]
+fn defaults_match_the_contract() {
+    let config = config_from(&[]).expect("no settings at all is a valid configuration");
+    assert_eq!(config.access_token_lifetime, Duration::from_secs(5 * 60));
+    assert_eq!(config.refresh_token_lifetime, Duration::from_secs(24 * 3600));
+    assert!(config.rotate_refresh_tokens);
+    assert_eq!(config.refresh_reuse_grace, Duration::from_secs(10));
+    assert_eq!(config.jwt_algorithm, JwtAlgorithm::Es256);
+    assert_eq!(config.jwt_leeway, Duration::ZERO);
+    assert_eq!(config.session_max_lifetime, Duration::from_secs(30 * 86_400));
+    assert_eq!(config.listen_addr.to_string(), "127.0.0.1:8000");
+    assert_eq!(config.database_url, "sqlite://tokensmith.db?mode=rwc");
+    assert!(matches!(config.key_source, KeySource::Database));
+    assert_eq!(config.login_failure_limit, 10);
+    assert_eq!(config.login_failure_window, Duration::from_secs(15 * 60));
+    assert!(!config.refresh_token_cookie);
+    assert!(config.jwt_issuer.is_none() && config.jwt_audience.is_none() && config.clerk.is_none());
+    assert!(config.trusted_proxies.is_empty() && config.cors_allowed_origins.is_empty());
+
+    // `VAR=` with nothing after it (as in a copied .env.example) means the default too.
+    let blank = config_from(&[("ACCESS_TOKEN_LIFETIME", ""), ("JWT_ALGORITHM", " "), ("ROTATE_REFRESH_TOKENS", "")]).unwrap();
+    assert_eq!(blank.access_token_lifetime, Duration::from_secs(300));
+    assert_eq!(blank.jwt_algorithm, JwtAlgorithm::Es256);
+    assert!(blank.rotate_refresh_tokens);
+}
+
+#[test]
+fn booleans_and_algorithms_accept_their_documented_spellings() {
+    assert!(!config_from(&[("ROTATE_REFRESH_TOKENS", "false")]).unwrap().rotate_refresh_tokens);
+    assert!(config_from(&[("ROTATE_REFRESH_TOKENS", "true")]).unwrap().rotate_refresh_tokens);
+    let secret = "s".repeat(32);
+    let hs = config_from(&[("JWT_ALGORITHM", "HS256"), ("JWT_SECRET", &secret)]).expect("a 32-byte secret is enough");
+    assert_eq!(hs.jwt_algorithm, JwtAlgorithm::Hs256);
+    assert_eq!(hs.hs256_secret(), Some(secret.as_str()));
+    // The secret never shows in a debug dump of the configuration (which may be logged).
+    assert!(!format!("{hs:?}").contains(&secret));
+}
+
+#[test]
+fn key_files_for_each_algorithm_load() {
+    tokensmith::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    for (alg, algorithm, openssl) in [
+        ("EdDSA", JwtAlgorithm::EdDsa, OPENSSL_ED25519),
+        ("RS256", JwtAlgorithm::Rs256, OPENSSL_RSA),
+        ("ES256", JwtAlgorithm::Es256, OPENSSL_P256),
+    ] {
+        let generated = tokensmith::auth::keys::generate_pem(algorithm).unwrap();
+        let generated = write_file(dir.path(), &format!("{alg}-generated.pem"), &generated);
+        let from_openssl = openssl_key(dir.path(), &format!("{alg}-openssl.pem"), openssl);
+        for path in [generated, from_openssl] {
+            let config = config_from(&[("JWT_ALGORITHM", alg), ("JWT_SIGNING_KEY_FILE", &path)])
+                .unwrap_or_else(|e| panic!("{alg} key {path}: {e}"));
+            assert_eq!(config.jwt_algorithm, algorithm);
+            assert!(matches!(&config.key_source, KeySource::PemFile { path: p, .. } if p.to_string_lossy() == path));
+        }
+    }
+}
+
+/// A key file an operator made with openssl signs the tokens, and its public half is what the
+/// JWKS publishes: a downstream service verifies the access token with it.
+async fn key_file_signs_tokens_that_verify_with_the_jwks(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    for (alg, openssl) in [("EdDSA", OPENSSL_ED25519), ("RS256", OPENSSL_RSA), ("ES256", OPENSSL_P256)] {
+        let path = openssl_key(dir.path(), &format!("{alg}.pem"), openssl);
+        let app = spawn_app_with(backend, &[("JWT_ALGORITHM", alg), ("JWT_SIGNING_KEY_FILE", &path)]).await;
+        let jwks = app.get("/.well-known/jwks.json").await;
+        assert_eq!(jwks.status, 200);
+        let keys = jwks.json()["keys"].as_array().unwrap().clone();
+        assert_eq!(keys.len(), 1, "{alg}: {}", jwks.text);
+        assert_eq!(keys[0]["alg"], alg);
+        assert_eq!(keys[0]["use"], "sig");
+        assert!(keys[0].get("d").is_none() && keys[0].get("p").is_none(), "{alg}: private parts published: {}", jwks.text);
+
+        let (access, _) = app.alice().await;
+        assert_eq!(header(&access)["alg"], alg);
+        assert_eq!(header(&access)["kid"], keys[0]["kid"]);
+        let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(keys[0].clone()).unwrap();
+        let key = jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap();
+        let validation = jsonwebtoken::Validation::new(alg.parse().unwrap());
+        jsonwebtoken::decode::<serde_json::Value>(&access, &key, &validation)
+            .unwrap_or_else(|e| panic!("{alg}: the access token does not verify with the JWKS: {e}"));
+
+        // Restarting on the same file keeps the same kid, so downstream caches stay valid.
+        let again = Config::from_lookup(&|name| app.env.get(name).cloned()).unwrap();
+        let material = tokensmith::auth::keys::signing_key_from_source(&again.key_source, again.jwt_algorithm).unwrap();
+        assert_eq!(keys[0]["kid"], material.kid.as_str());
+    }
+}
+
+crate::db_test!(key_file_signs_tokens_that_verify_with_the_jwks);
