@@ -33,8 +33,8 @@ pub fn hash_blocking(password: &str) -> Result<String, PasswordError> {
 }
 
 fn verify_blocking(password: &str, hash: &str) -> bool {
-    // Hashes moved over from Django carry its `argon2` prefix before the PHC string.
-    let phc = hash.strip_prefix("argon2$").unwrap_or(hash);
+    // Hashes moved over from Django's Argon2PasswordHasher are `argon2` + the PHC string.
+    let phc = hash.strip_prefix("argon2").filter(|rest| rest.starts_with("$argon2")).unwrap_or(hash);
     argon2().verify_password(password.as_bytes(), phc).is_ok()
 }
 

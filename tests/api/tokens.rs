@@ -309,7 +309,27 @@ async fn passwords_are_argon2id_and_never_stored_raw(backend: Backend) {
     assert!(!hash.contains("correct horse"));
 }
 
+async fn django_argon2_hashes_still_log_in(backend: Backend) {
+    let app = spawn_app(backend).await;
+    // Django's Argon2PasswordHasher stores "argon2" followed by the PHC string.
+    let django_hash = format!("argon2{}", tokensmith::auth::passwords::hash_blocking("from django").unwrap());
+    let user = tokensmith::store::NewUser {
+        username: "migrated",
+        email: "",
+        first_name: "",
+        last_name: "",
+        password_hash: Some(&django_hash),
+        is_staff: false,
+        is_superuser: false,
+        created_at: now(),
+    };
+    app.store.create_user(&user).await.unwrap().unwrap();
+    app.login("migrated", "from django").await;
+    assert_401(&app.post_json("/api/token/", json!({"username": "migrated", "password": "wrong"})).await, NO_ACTIVE_ACCOUNT);
+}
+
 crate::db_test!(
+    django_argon2_hashes_still_log_in,
     obtain_pair_with_json_and_form,
     obtain_refuses_wrong_unknown_and_inactive,
     obtain_reports_each_missing_field,
