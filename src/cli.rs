@@ -8,9 +8,11 @@ use secrecy::SecretString;
 
 use crate::{
     auth::{
+        exchange::{Applied, apply_clerk_user},
         keys::{self, unix_now},
         passwords,
     },
+    external::clerk_api::{ClerkApi, PAGE_SIZE},
     config::Config,
     http::{self, Application},
     store::{AuditEvent, NewUser, Store},
@@ -43,6 +45,15 @@ pub enum Command {
     /// Read the security audit trail
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Clerk: pull users from the Backend API
+    #[command(subcommand)]
+    Clerk(ClerkCommand),
+}
+
+#[derive(Subcommand)]
+pub enum ClerkCommand {
+    /// Create or update the local user of every Clerk user (CLERK_SECRET_KEY, CLERK_API_URL)
+    SyncUsers,
 }
 
 #[derive(Subcommand)]
@@ -160,14 +171,41 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::User(c) => user(c, &store).await,
         Command::Keys(c) => keys_command(c, &config, &store).await,
         Command::Tokens(TokensCommand::FlushExpired) => {
-            let deleted = store.flush_expired_tokens(unix_now()).await?;
+            let now = unix_now();
+            let deleted = store.flush_expired_tokens(now).await?;
+            store.prune_webhook_deliveries(now - http::external::WEBHOOK_DEDUP_RETENTION_SECS).await?;
             println!("deleted {deleted} expired refresh tokens");
             Ok(())
         }
+        Command::Clerk(ClerkCommand::SyncUsers) => clerk_sync_users(&config, &store).await,
         Command::Audit(AuditCommand::Tail { n, json }) => audit_tail(&store, n, json).await,
     };
     store.close().await;
     result
+}
+
+/// Pages through Clerk's users and applies each as a `user.updated` webhook would.
+async fn clerk_sync_users(config: &Config, store: &Store) -> Result<(), CliError> {
+    let secret = config.clerk_secret_key.clone().ok_or_else(|| anyhow!("CLERK_SECRET_KEY: required for clerk sync-users"))?;
+    let api = ClerkApi::new(&config.clerk_api_url, secret);
+    let (mut seen, mut created, mut updated, mut deactivated, mut unchanged) = (0, 0, 0, 0, 0);
+    loop {
+        let page = api.users_page(seen).await?;
+        for user in &page {
+            match apply_clerk_user(store, user).await? {
+                Applied::Created => created += 1,
+                Applied::Updated => updated += 1,
+                Applied::Deactivated => deactivated += 1,
+                Applied::SessionsEnded(_) | Applied::Ignored => unchanged += 1,
+            }
+        }
+        seen += page.len();
+        if page.len() < PAGE_SIZE {
+            break;
+        }
+    }
+    println!("synced {seen} Clerk users: {created} created, {updated} updated, {deactivated} deactivated, {unchanged} unchanged");
+    Ok(())
 }
 
 async fn open_store(config: &Config) -> anyhow::Result<Store> {

@@ -7,7 +7,10 @@ use axum::{
 };
 use serde_json::{Map, Value, json};
 
-use crate::auth::tokens::TokenError;
+use crate::{
+    auth::tokens::TokenError,
+    external::{ExternalError, Rejection, svix::SignatureError},
+};
 
 /// Field name → messages, as DRF reports validation errors.
 pub type FieldErrors = Map<String, Value>;
@@ -37,6 +40,15 @@ pub enum AppError {
     MethodNotAllowed(String),
     #[error("not found")]
     NotFound,
+    #[error("external token refused: {0}")]
+    ExternalToken(Rejection),
+    #[error("the identity provider's keys are unavailable")]
+    ExternalKeysUnavailable,
+    #[error("webhook signature refused: {0}")]
+    WebhookSignature(SignatureError),
+    /// RFC 6749 §5.2 error bodies, for the RFC 8693 token-exchange endpoint.
+    #[error("OAuth error {error}: {description}")]
+    OAuth { status: StatusCode, error: &'static str, description: String },
     #[error("service unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -88,6 +100,20 @@ impl AppError {
                 (S::METHOD_NOT_ALLOWED, json!({"detail": format!("Method \"{method}\" not allowed.")}))
             }
             Self::NotFound => (S::NOT_FOUND, json!({"detail": "Not found."})),
+            Self::ExternalToken(reason) => {
+                (S::UNAUTHORIZED, json!({"detail": reason.to_string(), "code": "external_token_not_valid"}))
+            }
+            Self::ExternalKeysUnavailable => (
+                S::SERVICE_UNAVAILABLE,
+                json!({"detail": "The identity provider's signing keys cannot be fetched; try again later.", "code": "external_keys_unavailable"}),
+            ),
+            Self::WebhookSignature(reason) => (
+                S::BAD_REQUEST,
+                json!({"detail": format!("Webhook signature is invalid: {reason}."), "code": "webhook_signature_invalid"}),
+            ),
+            Self::OAuth { status, error, description } => {
+                (*status, json!({"error": error, "error_description": description}))
+            }
             Self::Unavailable(_) => (
                 S::SERVICE_UNAVAILABLE,
                 json!({"detail": "Service temporarily unavailable, try again later.", "code": "service_unavailable"}),
@@ -134,6 +160,15 @@ impl IntoResponse for AppError {
 impl From<TokenError> for AppError {
     fn from(e: TokenError) -> Self {
         Self::Token(e)
+    }
+}
+
+impl From<ExternalError> for AppError {
+    fn from(e: ExternalError) -> Self {
+        match e {
+            ExternalError::Rejected(reason) => Self::ExternalToken(reason),
+            ExternalError::KeysUnavailable => Self::ExternalKeysUnavailable,
+        }
     }
 }
 

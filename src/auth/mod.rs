@@ -1,6 +1,7 @@
 //! The token service: logins, refresh rotation with reuse detection, blacklisting.
 //! Handlers stay thin by calling these; the CLI shares the same store and hasher.
 
+pub mod exchange;
 pub mod keys;
 pub mod passwords;
 pub mod tokens;
@@ -17,7 +18,8 @@ use self::{
 use crate::{
     config::Config,
     error::{AppError, BearerError},
-    store::{AuditEvent, NewRefreshToken, RefreshTokenState, Store, User},
+    external::{Organization, clerk::ClerkVerifier},
+    store::{AuditEvent, NewRefreshToken, RefreshTokenState, SessionOrigin, Store, User},
 };
 
 pub struct TokenPair {
@@ -37,6 +39,8 @@ pub struct AuthService {
     pub store: Store,
     pub tokens: Arc<TokenService>,
     pub passwords: PasswordHasherPool,
+    /// Present when `CLERK_ISSUER` is set.
+    pub clerk: Option<Arc<ClerkVerifier>>,
 }
 
 /// What the database says a refresh token is worth now.
@@ -61,7 +65,7 @@ impl RefreshStatus {
 }
 
 impl AuthService {
-    fn mint_access(&self, user_id: i64, now: i64) -> Result<(String, String), AppError> {
+    fn mint_access(&self, user_id: i64, now: i64, organization: Option<&Organization>) -> Result<(String, String), AppError> {
         let jti = new_jti();
         let spec = TokenSpec {
             token_type: TokenType::Access,
@@ -69,6 +73,7 @@ impl AuthService {
             user_id,
             issued_at: now,
             expires_at: now + secs(self.config.access_token_lifetime),
+            organization,
         };
         Ok((self.tokens.mint(&spec)?, jti))
     }
@@ -92,7 +97,7 @@ impl AuthService {
                 return Err(AppError::InvalidCredentials);
             }
         };
-        let pair = self.start_session(&user, None).await?;
+        let pair = self.start_session(&user, SessionOrigin::default()).await?;
         metrics::counter!("tokensmith_logins_total", "result" => "ok").increment(1);
         let event = AuditEvent { event: "login_ok", user_id: Some(user.id), username: Some(username), client_addr: Some(client), detail: "" };
         self.audit(event).await?;
@@ -100,10 +105,10 @@ impl AuthService {
     }
 
     /// A new refresh family for `user` and its first pair.
-    pub async fn start_session(&self, user: &User, external_session_id: Option<&str>) -> Result<TokenPair, AppError> {
+    pub async fn start_session(&self, user: &User, origin: SessionOrigin<'_>) -> Result<TokenPair, AppError> {
         let now = unix_now();
         let family_expires_at = now + secs(self.config.session_max_lifetime);
-        let (access, access_jti) = self.mint_access(user.id, now)?;
+        let (access, access_jti) = self.mint_access(user.id, now, origin.organization)?;
         let family_id = new_jti();
         let jti = new_jti();
         let record = NewRefreshToken {
@@ -116,7 +121,7 @@ impl AuthService {
             expires_at: (now + secs(self.config.refresh_token_lifetime)).min(family_expires_at),
         };
         let refresh = self.mint_refresh(&record)?;
-        self.store.start_session(family_expires_at, external_session_id, &record).await?;
+        self.store.start_session(family_expires_at, origin, &record).await?;
         Ok(TokenPair { access, refresh })
     }
 
@@ -127,6 +132,7 @@ impl AuthService {
             user_id: record.user_id,
             issued_at: record.issued_at,
             expires_at: record.expires_at,
+            organization: None,
         };
         Ok(self.tokens.mint(&spec)?)
     }
@@ -139,7 +145,7 @@ impl AuthService {
         for _ in 0..2 {
             let state = self.live_refresh_state(&verified, client).await?;
             let now = unix_now();
-            let (access, access_jti) = self.mint_access(state.user_id, now)?;
+            let (access, access_jti) = self.mint_access(state.user_id, now, state.organization().as_ref())?;
             if !self.config.rotate_refresh_tokens {
                 self.store.set_access_jti(&state.jti, &access_jti).await?;
                 metrics::counter!("tokensmith_refreshes_total", "result" => "ok").increment(1);

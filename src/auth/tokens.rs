@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 
 use super::keys::{KeyError, KeyRing, secs, unix_now};
-use crate::{config::Config, store::Store};
+use crate::{config::Config, external::Organization, store::Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenType {
@@ -60,6 +60,13 @@ struct Claims<'a> {
     iss: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     aud: Option<&'a str>,
+    /// The organization active in the external session the token descends from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    org_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    org_role: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    org_slug: Option<&'a str>,
 }
 
 /// A token to mint.
@@ -69,6 +76,8 @@ pub struct TokenSpec<'a> {
     pub user_id: i64,
     pub issued_at: i64,
     pub expires_at: i64,
+    /// Access tokens only.
+    pub organization: Option<&'a Organization>,
 }
 
 pub fn new_jti() -> String {
@@ -130,6 +139,9 @@ impl TokenService {
             user_id: spec.user_id.to_string(),
             iss: self.issuer.as_deref(),
             aud: self.audience.as_deref(),
+            org_id: spec.organization.map(|o| o.id.as_str()),
+            org_role: spec.organization.and_then(|o| o.role.as_deref()),
+            org_slug: spec.organization.and_then(|o| o.slug.as_deref()),
         };
         jsonwebtoken::encode(&header, &claims, keys.signing.encoding_key())
     }

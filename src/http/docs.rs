@@ -8,7 +8,7 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use super::{account, ops, tokens};
+use super::{account, external, ops, tokens};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,12 +19,14 @@ use super::{account, ops, tokens};
     ),
     paths(
         tokens::obtain, tokens::refresh, tokens::verify, tokens::blacklist, tokens::revoke_all,
+        external::clerk_exchange, external::token_exchange, external::clerk_webhook,
         account::me, account::change_password,
         ops::jwks, ops::healthz, ops::readyz, ops::metrics, openapi_json,
     ),
     modifiers(&BearerAuth),
     tags(
         (name = "tokens", description = "Obtain, refresh, verify and revoke tokens"),
+        (name = "external", description = "Sign-in through an identity provider (Clerk): token exchange and webhooks"),
         (name = "account", description = "The signed-in user"),
         (name = "keys", description = "Public keys for downstream verification"),
         (name = "operations", description = "Health, readiness, metrics and this document"),

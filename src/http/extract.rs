@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use axum::{
     body::{Bytes, HttpBody},
     extract::{ConnectInfo, FromRequest, FromRequestParts, Request},
-    http::{header, request::Parts},
+    http::{HeaderMap, header, request::Parts},
 };
 use secrecy::SecretString;
 use serde_json::{Map, Value, json};
@@ -149,19 +149,35 @@ impl<'a> FieldReader<'a> {
 /// The token in `Authorization: Bearer <token>`.
 pub struct BearerToken(pub String);
 
+impl BearerToken {
+    /// `None` when there is no `Authorization: Bearer` header; an error when it is malformed.
+    pub fn from_headers(headers: &HeaderMap) -> Result<Option<String>, AppError> {
+        let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let mut words = value.split_whitespace();
+        match (words.next(), words.next(), words.next()) {
+            (Some(scheme), Some(token), None) if scheme.eq_ignore_ascii_case("Bearer") => Ok(Some(token.to_owned())),
+            (Some(scheme), _, _) if scheme.eq_ignore_ascii_case("Bearer") => Err(AppError::Bearer(BearerError::Malformed)),
+            _ => Ok(None),
+        }
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for BearerToken {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, AppError> {
-        let value = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let mut words = value.split_whitespace();
-        match (words.next(), words.next(), words.next()) {
-            (Some(scheme), Some(token), None) if scheme.eq_ignore_ascii_case("Bearer") => Ok(Self(token.to_owned())),
-            (Some(scheme), _, _) if scheme.eq_ignore_ascii_case("Bearer") => {
-                Err(AppError::Bearer(BearerError::Malformed))
-            }
-            _ => Err(AppError::Bearer(BearerError::Missing)),
-        }
+        Self::from_headers(&parts.headers)?.map(Self).ok_or(AppError::Bearer(BearerError::Missing))
+    }
+}
+
+/// The body exactly as sent (webhook signatures are over these bytes), at most `BODY_LIMIT`.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, AppError> {
+        read_body(req).await.map(Self)
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod docs;
+pub mod external;
 pub mod extract;
 pub mod ops;
 pub mod tokens;
@@ -37,6 +38,7 @@ use crate::{
     auth::{AuthService, keys::KeyRing, passwords::PasswordHasherPool, tokens::TokenService},
     config::Config,
     error::AppError,
+    external::clerk::ClerkVerifier,
     store::Store,
 };
 
@@ -78,12 +80,15 @@ fn route_both(router: Router<AppState>, path: &str, handler: MethodRouter<AppSta
 }
 
 pub fn router(state: AppState) -> Router {
-    let routes: [(&str, MethodRouter<AppState>); 12] = [
+    let routes: [(&str, MethodRouter<AppState>); 15] = [
         ("/api/token/", post(tokens::obtain)),
         ("/api/token/refresh/", post(tokens::refresh)),
         ("/api/token/verify/", post(tokens::verify)),
         ("/api/token/blacklist/", post(tokens::blacklist)),
         ("/api/token/revoke-all/", post(tokens::revoke_all)),
+        ("/api/token/clerk/", post(external::clerk_exchange)),
+        ("/api/token/exchange/", post(external::token_exchange)),
+        ("/webhooks/clerk/", post(external::clerk_webhook)),
         ("/api/me/", get(account::me)),
         ("/api/password/change/", post(account::change_password)),
         ("/.well-known/jwks.json", get(ops::jwks)),
@@ -182,7 +187,8 @@ impl Application {
         let listener = TcpListener::bind(config.listen_addr)
             .await
             .map_err(|e| anyhow::anyhow!("LISTEN_ADDR: cannot listen on {}: {e}", config.listen_addr))?;
-        let auth = AuthService { config, store, tokens, passwords };
+        let clerk = config.clerk.as_ref().map(|c| Arc::new(ClerkVerifier::new(c)));
+        let auth = AuthService { config, store, tokens, passwords, clerk };
         Ok(Self { listener, state: AppState { auth, metrics: metrics_handle() } })
     }
 

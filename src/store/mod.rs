@@ -12,13 +12,15 @@ use sqlx::{
 use crate::config::Config;
 
 mod audit;
+mod identities;
 mod keys;
 mod sessions;
 mod users;
 
 pub use audit::{AuditEvent, AuditRecord};
+pub use identities::ProfileApplied;
 pub use keys::StoredKey;
-pub use sessions::{NewRefreshToken, RefreshTokenState};
+pub use sessions::{NewRefreshToken, RefreshTokenState, SessionOrigin};
 pub use users::{NewUser, User};
 
 #[derive(Clone)]

@@ -1,6 +1,15 @@
 //! Refresh-token records and the families (login sessions) they form.
 
 use super::{Store, on_pool};
+use crate::external::Organization;
+
+/// Where a session came from besides the user: the external session it was exchanged from, and
+/// the organization active there, which every access token of the session carries.
+#[derive(Default, Clone, Copy)]
+pub struct SessionOrigin<'a> {
+    pub external_session_id: Option<&'a str>,
+    pub organization: Option<&'a Organization>,
+}
 
 /// A refresh token about to be issued.
 pub struct NewRefreshToken<'a> {
@@ -25,6 +34,16 @@ pub struct RefreshTokenState {
     pub family_revoked_at: Option<i64>,
     pub family_expires_at: i64,
     pub user_active: bool,
+    pub org_id: Option<String>,
+    pub org_role: Option<String>,
+    pub org_slug: Option<String>,
+}
+
+impl RefreshTokenState {
+    pub fn organization(&self) -> Option<Organization> {
+        let id = self.org_id.clone()?;
+        Some(Organization { id, role: self.org_role.clone(), slug: self.org_slug.clone() })
+    }
 }
 
 const INSERT_TOKEN: &str = "INSERT INTO refresh_tokens (jti, family_id, user_id, parent_jti, access_jti, issued_at, \
@@ -50,17 +69,20 @@ impl Store {
     pub async fn start_session(
         &self,
         family_expires_at: i64,
-        external_session_id: Option<&str>,
+        origin: SessionOrigin<'_>,
         token: &NewRefreshToken<'_>,
     ) -> Result<(), sqlx::Error> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(
-                "INSERT INTO refresh_families (id, user_id, created_at, expires_at, external_session_id) \
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO refresh_families (id, user_id, created_at, expires_at, external_session_id, \
+                 org_id, org_role, org_slug) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(token.family_id).bind(token.user_id).bind(token.issued_at).bind(family_expires_at)
-            .bind(external_session_id)
+            .bind(origin.external_session_id)
+            .bind(origin.organization.map(|o| o.id.as_str()))
+            .bind(origin.organization.and_then(|o| o.role.as_deref()))
+            .bind(origin.organization.and_then(|o| o.slug.as_deref()))
             .execute(&mut *tx).await?;
             insert_token!(token, &mut *tx)?;
             sqlx::query("UPDATE users SET last_login = $1 WHERE id = $2")
@@ -71,8 +93,8 @@ impl Store {
 
     pub async fn refresh_token_state(&self, jti: &str) -> Result<Option<RefreshTokenState>, sqlx::Error> {
         const SQL: &str = "SELECT t.jti, t.family_id, t.user_id, t.used_at_ms, t.revoked_at, \
-             f.revoked_at AS family_revoked_at, f.expires_at AS family_expires_at, u.is_active AS user_active \
-             FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id JOIN users u ON u.id = t.user_id \
+             f.revoked_at AS family_revoked_at, f.expires_at AS family_expires_at, u.is_active AS user_active, \
+             f.org_id, f.org_role, f.org_slug FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id JOIN users u ON u.id = t.user_id \
              WHERE t.jti = $1";
         on_pool!(self, pool => sqlx::query_as::<_, RefreshTokenState>(SQL).bind(jti).fetch_optional(pool).await)
     }

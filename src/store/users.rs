@@ -29,7 +29,7 @@ pub struct NewUser<'a> {
     pub created_at: i64,
 }
 
-const USER_COLUMNS: &str = "id, username, email, first_name, last_name, password_hash, is_active, is_staff, \
+pub(super) const USER_COLUMNS: &str = "id, username, email, first_name, last_name, password_hash, is_active, is_staff, \
                             is_superuser, created_at, last_login";
 
 impl Store {

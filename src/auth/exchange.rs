@@ -1,0 +1,111 @@
+//! External sessions become local ones: a verified Clerk session token is exchanged for a
+//! local pair, and Clerk's view of its users (webhooks, directory sync) is applied locally.
+
+use super::{AuthService, TokenPair, keys::unix_now};
+use crate::{
+    error::AppError,
+    external::{
+        ExternalIdentity, ExternalProfile,
+        clerk::{self, ClerkVerifier},
+        clerk_api::{ClerkEvent, ClerkUser},
+    },
+    store::{AuditEvent, ProfileApplied, SessionOrigin, Store},
+};
+
+/// What applying one provider event or user record did, for logs, audit and sync counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Created,
+    Updated,
+    Deactivated,
+    SessionsEnded(u64),
+    /// Older than what is stored, about a user never linked, or a type we do not act on.
+    Ignored,
+}
+
+impl AuthService {
+    pub fn clerk(&self) -> Result<&ClerkVerifier, AppError> {
+        self.clerk.as_deref().ok_or(AppError::NotFound)
+    }
+
+    /// `POST /api/token/clerk/`: a Clerk session token for a local pair.
+    pub async fn exchange_clerk_token(&self, token: &str, client: &str) -> Result<TokenPair, AppError> {
+        let identity = match self.clerk()?.verify(token).await {
+            Ok(identity) => identity,
+            Err(e) => {
+                metrics::counter!("tokensmith_exchanges_total", "provider" => clerk::PROVIDER, "result" => "refused").increment(1);
+                let detail = e.to_string();
+                let event = AuditEvent { event: "clerk_exchange_failed", client_addr: Some(client), detail: &detail, ..Default::default() };
+                self.store.record_audit_event(&event, unix_now()).await?;
+                return Err(e.into());
+            }
+        };
+        self.exchange(&identity, client).await
+    }
+
+    /// The local user linked to a verified identity (created at its first exchange), signed in.
+    /// Linking is by (provider, subject) only: never to an existing account by email.
+    pub async fn exchange(&self, identity: &ExternalIdentity, client: &str) -> Result<TokenPair, AppError> {
+        let now = unix_now();
+        let user = match self.store.user_by_identity(identity.provider, &identity.subject).await? {
+            Some(user) => user,
+            None => self.store.create_linked_user(identity.provider, &identity.subject, &identity.profile, true, now).await?,
+        };
+        let outcome = if user.is_active { "ok" } else { "inactive" };
+        metrics::counter!("tokensmith_exchanges_total", "provider" => identity.provider, "result" => outcome).increment(1);
+        let name = format!("{}_exchange_{}", identity.provider, if user.is_active { "ok" } else { "failed" });
+        let detail = if user.is_active { String::new() } else { "user is inactive".to_owned() };
+        let event = AuditEvent { event: &name, user_id: Some(user.id), username: Some(&user.username), client_addr: Some(client), detail: &detail };
+        self.store.record_audit_event(&event, now).await?;
+        if !user.is_active {
+            return Err(AppError::NoActiveAccountForToken);
+        }
+        let origin = SessionOrigin { external_session_id: Some(&identity.session_id), organization: identity.organization.as_ref() };
+        self.start_session(&user, origin).await
+    }
+}
+
+/// One webhook event from Clerk. Applying the same event twice changes nothing.
+pub async fn apply_clerk_event(store: &Store, event: &ClerkEvent) -> Result<Applied, sqlx::Error> {
+    let now = unix_now();
+    match event {
+        ClerkEvent::UserChanged(user) => apply_clerk_user(store, user).await,
+        ClerkEvent::UserDeleted { id } => match store.deactivate_external_user(clerk::PROVIDER, id).await? {
+            Some(user_id) => {
+                store.revoke_user_sessions(user_id, None, now).await?;
+                Ok(Applied::Deactivated)
+            }
+            None => Ok(Applied::Ignored),
+        },
+        ClerkEvent::SessionEnded { id } => Ok(Applied::SessionsEnded(store.revoke_external_session(id, now).await?)),
+        ClerkEvent::Ignored(_) => Ok(Applied::Ignored),
+    }
+}
+
+/// Clerk's current view of one user (a webhook, or `clerk sync-users`). A banned or locked
+/// user is deactivated and every local session of it ends.
+pub async fn apply_clerk_user(store: &Store, user: &ClerkUser) -> Result<Applied, sqlx::Error> {
+    apply_external_user(store, clerk::PROVIDER, &user.id, &user.profile(), user.may_sign_in()).await
+}
+
+async fn apply_external_user(
+    store: &Store,
+    provider: &str,
+    subject: &str,
+    profile: &ExternalProfile,
+    may_sign_in: bool,
+) -> Result<Applied, sqlx::Error> {
+    let now = unix_now();
+    let (user, applied) = match store.apply_external_profile(provider, subject, profile, may_sign_in, now).await? {
+        ProfileApplied::Stale => return Ok(Applied::Ignored),
+        ProfileApplied::Created(user) => (user, Applied::Created),
+        ProfileApplied::Updated(user) => (user, Applied::Updated),
+    };
+    if !user.is_active {
+        store.revoke_user_sessions(user.id, None, now).await?;
+        if applied == Applied::Updated {
+            return Ok(Applied::Deactivated);
+        }
+    }
+    Ok(applied)
+}

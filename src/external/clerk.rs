@@ -1,0 +1,234 @@
+//! Verifying Clerk session tokens, more strictly than Clerk's own SDKs: the algorithm is pinned
+//! to RS256, the signature is checked before any claim, `iss` must match exactly, `azp` must be
+//! present and allowed when parties are configured, and only real session tokens pass (no
+//! JWT-template, OAuth or machine tokens, no pending sessions).
+
+use std::sync::Arc;
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
+use serde_json::{Map, Value};
+
+use super::{ExternalError, ExternalIdentity, ExternalProfile, Organization, Rejection, jwks::JwksCache};
+use crate::{auth::keys::unix_now, config::ClerkConfig};
+
+pub const PROVIDER: &str = "clerk";
+/// Clock skew allowed on `exp`, `nbf` and `iat`, as Clerk's SDKs allow.
+const CLOCK_SKEW_SECS: i64 = 5;
+
+enum Keys {
+    /// `CLERK_JWT_KEY`: no network at all.
+    Pem(Arc<DecodingKey>),
+    Jwks(JwksCache),
+}
+
+pub struct ClerkVerifier {
+    issuer: String,
+    authorized_parties: Vec<String>,
+    keys: Keys,
+}
+
+impl ClerkVerifier {
+    pub fn new(config: &ClerkConfig) -> Self {
+        let keys = match &config.jwt_key_pem {
+            Some(pem) => Keys::Pem(Arc::new(
+                DecodingKey::from_rsa_pem(pem.as_bytes()).expect("CLERK_JWT_KEY was checked when the config was read"),
+            )),
+            None => Keys::Jwks(JwksCache::new(PROVIDER, config.jwks_url.clone(), Algorithm::RS256)),
+        };
+        Self { issuer: config.issuer.clone(), authorized_parties: config.authorized_parties.clone(), keys }
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Every check, in an order that tells a forger nothing: header shape, key, signature,
+    /// and only then the claims.
+    pub async fn verify(&self, token: &str) -> Result<ExternalIdentity, ExternalError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| Rejection::Malformed)?;
+        // Pinned: the header's `alg` is only compared, never used to choose how to verify.
+        if header.alg != Algorithm::RS256 {
+            return Err(Rejection::Algorithm.into());
+        }
+        // `jku`, `x5u` and `jwk` are ignored: keys come only from our configuration.
+        let key = match &self.keys {
+            Keys::Pem(key) => key.clone(),
+            Keys::Jwks(cache) => {
+                let kid = header.kid.as_deref().filter(|k| !k.is_empty()).ok_or(Rejection::UnknownKey)?;
+                cache.key(kid).await?
+            }
+        };
+        let mut validation = Validation::new(Algorithm::RS256);
+        // Claims are checked below, after the signature, each with its own reason.
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        let claims = match jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation) {
+            Ok(data) => data.claims,
+            Err(e) => {
+                return Err(match e.kind() {
+                    ErrorKind::InvalidSignature | ErrorKind::InvalidRsaKey(_) | ErrorKind::InvalidKeyFormat => {
+                        Rejection::BadSignature
+                    }
+                    ErrorKind::InvalidAlgorithm => Rejection::Algorithm,
+                    _ => Rejection::Malformed,
+                }
+                .into());
+            }
+        };
+        // OAuth access tokens are typed `at+jwt`; session tokens are plain JWTs.
+        if header.typ.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("JWT")) {
+            return Err(Rejection::NotASessionToken.into());
+        }
+        self.check_claims(&claims, unix_now()).map_err(ExternalError::from)
+    }
+
+    fn check_claims(&self, claims: &Map<String, Value>, now: i64) -> Result<ExternalIdentity, Rejection> {
+        let exp = number(claims, "exp")?.ok_or(Rejection::MissingClaim("exp"))?;
+        if now > exp + CLOCK_SKEW_SECS {
+            return Err(Rejection::Expired);
+        }
+        if let Some(nbf) = number(claims, "nbf")?
+            && nbf > now + CLOCK_SKEW_SECS
+        {
+            return Err(Rejection::NotYetValid);
+        }
+        let iat = number(claims, "iat")?.ok_or(Rejection::MissingClaim("iat"))?;
+        if iat > now + CLOCK_SKEW_SECS {
+            return Err(Rejection::NotYetValid);
+        }
+        if string(claims, "iss")? != Some(self.issuer.as_str()) {
+            return Err(Rejection::Issuer);
+        }
+        if !self.authorized_parties.is_empty() {
+            // A missing azp is a failure, not a bypass.
+            let azp = string(claims, "azp")?.ok_or(Rejection::AuthorizedParty)?;
+            if !self.authorized_parties.iter().any(|p| p == azp) {
+                return Err(Rejection::AuthorizedParty);
+            }
+        }
+        // Session tokens only: a user subject and a session id. JWT-template tokens have no
+        // `sid`; machine tokens have an `mch_` subject or a `cat` claim.
+        let subject = string(claims, "sub")?.filter(|s| s.starts_with("user_")).ok_or(Rejection::NotASessionToken)?;
+        let session_id = string(claims, "sid")?.filter(|s| !s.is_empty()).ok_or(Rejection::NotASessionToken)?;
+        if claims.contains_key("cat") {
+            return Err(Rejection::NotASessionToken);
+        }
+        let version = match claims.get("v") {
+            None => 1,
+            Some(v) => v.as_i64().filter(|v| (1..=2).contains(v)).ok_or(Rejection::NotASessionToken)?,
+        };
+        if string(claims, "sts")? == Some("pending") {
+            return Err(Rejection::PendingSession);
+        }
+        let organization = if version == 2 { organization_v2(claims)? } else { organization_v1(claims)? };
+        Ok(ExternalIdentity {
+            provider: PROVIDER,
+            subject: subject.to_owned(),
+            session_id: session_id.to_owned(),
+            organization,
+            profile: profile_hints(claims)?,
+        })
+    }
+}
+
+/// A claim that, when present, must be a whole number.
+fn number(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, Rejection> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(value) => value.as_i64().map(Some).ok_or(Rejection::MissingClaim(name)),
+    }
+}
+
+/// A claim that, when present, must be a string.
+fn string<'a>(claims: &'a Map<String, Value>, name: &'static str) -> Result<Option<&'a str>, Rejection> {
+    match claims.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => value.as_str().map(Some).ok_or(Rejection::MissingClaim(name)),
+    }
+}
+
+/// Session token v1: `org_id`, `org_role`, `org_slug` at the top level.
+fn organization_v1(claims: &Map<String, Value>) -> Result<Option<Organization>, Rejection> {
+    let Some(id) = string(claims, "org_id")? else { return Ok(None) };
+    Ok(Some(Organization {
+        id: id.to_owned(),
+        role: string(claims, "org_role")?.map(str::to_owned),
+        slug: string(claims, "org_slug")?.map(str::to_owned),
+    }))
+}
+
+/// Session token v2: `o: {id, rol, slg}`, the role without v1's `org:` prefix; restored here so
+/// local tokens carry one form whichever version Clerk sent.
+fn organization_v2(claims: &Map<String, Value>) -> Result<Option<Organization>, Rejection> {
+    let org = match claims.get("o") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(org)) => org,
+        Some(_) => return Err(Rejection::MissingClaim("o")),
+    };
+    let Some(id) = string(org, "id")? else { return Ok(None) };
+    let role = string(org, "rol")?.map(|r| if r.starts_with("org:") { r.to_owned() } else { format!("org:{r}") });
+    Ok(Some(Organization { id: id.to_owned(), role, slug: string(org, "slg")?.map(str::to_owned) }))
+}
+
+/// Session tokens carry no profile unless the Clerk instance adds claims to them (Dashboard →
+/// Sessions → Customize session token); use them when they are there.
+fn profile_hints(claims: &Map<String, Value>) -> Result<ExternalProfile, Rejection> {
+    let text = |name| string(claims, name).map(|v| v.map(str::to_owned));
+    Ok(ExternalProfile {
+        username: text("username")?.filter(|u| !u.is_empty()),
+        email: text("email")?.unwrap_or_default(),
+        first_name: text("first_name")?.or(text("given_name")?).unwrap_or_default(),
+        last_name: text("last_name")?.or(text("family_name")?).unwrap_or_default(),
+        updated_at_ms: 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn verifier(parties: &[&str]) -> ClerkVerifier {
+        ClerkVerifier {
+            issuer: "https://clerk.example.com".to_owned(),
+            authorized_parties: parties.iter().map(|p| p.to_string()).collect(),
+            keys: Keys::Jwks(JwksCache::new(PROVIDER, "http://127.0.0.1:1/jwks".to_owned(), Algorithm::RS256)),
+        }
+    }
+
+    fn claims(extra: Value) -> Map<String, Value> {
+        let mut base = json!({
+            "iss": "https://clerk.example.com", "sub": "user_1", "sid": "sess_1",
+            "exp": 1_000_060, "iat": 1_000_000, "nbf": 999_990, "azp": "https://app.example.com",
+        });
+        base.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        base.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn v2_role_gets_the_v1_prefix() {
+        let c = claims(json!({"v": 2, "o": {"id": "org_1", "rol": "admin", "slg": "acme"}}));
+        let id = verifier(&[]).check_claims(&c, 1_000_000).unwrap();
+        let org = id.organization.unwrap();
+        assert_eq!((org.id.as_str(), org.role.as_deref(), org.slug.as_deref()), ("org_1", Some("org:admin"), Some("acme")));
+    }
+
+    #[test]
+    fn skew_is_five_seconds_each_way() {
+        let v = verifier(&[]);
+        assert!(v.check_claims(&claims(json!({})), 1_000_065).is_ok());
+        assert_eq!(v.check_claims(&claims(json!({})), 1_000_066).unwrap_err(), Rejection::Expired);
+        assert_eq!(v.check_claims(&claims(json!({"iat": 1_000_006})), 1_000_000).unwrap_err(), Rejection::NotYetValid);
+    }
+
+    #[test]
+    fn odd_claim_types_are_rejections_not_panics() {
+        let v = verifier(&["https://app.example.com"]);
+        for odd in [json!({"exp": "soon"}), json!({"exp": 1.5e300}), json!({"iss": 7}), json!({"azp": []}), json!({"o": "x"}), json!({"v": "2"})] {
+            assert!(v.check_claims(&claims(odd.clone()), 1_000_000).is_err(), "{odd}");
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Clerk's user objects (as webhooks and the Backend API send them) and the Backend API's
+//! user listing, for `tokensmith clerk sync-users`.
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use super::ExternalProfile;
+
+/// The parts of Clerk's User object tokensmith keeps.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ClerkUser {
+    pub id: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub first_name: Option<String>,
+    #[serde(default)]
+    pub last_name: Option<String>,
+    #[serde(default)]
+    pub primary_email_address_id: Option<String>,
+    #[serde(default)]
+    pub email_addresses: Vec<EmailAddress>,
+    #[serde(default)]
+    pub banned: bool,
+    #[serde(default)]
+    pub locked: bool,
+    /// Unix milliseconds.
+    #[serde(default)]
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EmailAddress {
+    pub id: String,
+    pub email_address: String,
+    #[serde(default)]
+    pub verification: Option<Verification>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Verification {
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+impl ClerkUser {
+    pub fn profile(&self) -> ExternalProfile {
+        // Only the primary address, and only once verified: an unverified address proves nothing.
+        let email = self
+            .email_addresses
+            .iter()
+            .find(|e| Some(&e.id) == self.primary_email_address_id.as_ref())
+            .filter(|e| e.verification.as_ref().and_then(|v| v.status.as_deref()) == Some("verified"))
+            .map(|e| e.email_address.clone())
+            .unwrap_or_default();
+        ExternalProfile {
+            username: self.username.clone().filter(|u| !u.is_empty()),
+            email,
+            first_name: self.first_name.clone().unwrap_or_default(),
+            last_name: self.last_name.clone().unwrap_or_default(),
+            updated_at_ms: self.updated_at,
+        }
+    }
+
+    /// Banned or locked Clerk users may not sign in locally either.
+    pub fn may_sign_in(&self) -> bool {
+        !self.banned && !self.locked
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClerkApiError {
+    #[error("Clerk Backend API refused CLERK_SECRET_KEY (HTTP {0})")]
+    Unauthorized(u16),
+    #[error("Clerk Backend API at {url} is unreachable: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("Clerk Backend API answered HTTP {0}")]
+    Status(u16),
+    #[error("Clerk Backend API sent a body that is not a list of users: {0}")]
+    Body(String),
+}
+
+/// Users per page (Clerk allows 1 to 500).
+pub const PAGE_SIZE: usize = 100;
+
+pub struct ClerkApi {
+    base_url: String,
+    secret_key: SecretString,
+    client: reqwest::Client,
+}
+
+impl ClerkApi {
+    pub fn new(base_url: &str, secret_key: SecretString) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("tokensmith/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("a client with timeouts builds");
+        Self { base_url: base_url.trim_end_matches('/').to_owned(), secret_key, client }
+    }
+
+    /// One page of `GET /v1/users`, oldest first so that paging is stable while users sign up.
+    pub async fn users_page(&self, offset: usize) -> Result<Vec<ClerkUser>, ClerkApiError> {
+        let url = format!("{}/v1/users", self.base_url);
+        let response = self
+            .client
+            .get(&url)
+            .query(&[("limit", PAGE_SIZE.to_string()), ("offset", offset.to_string()), ("order_by", "+created_at".to_owned())])
+            .bearer_auth(self.secret_key.expose_secret())
+            .send()
+            .await
+            .map_err(|e| ClerkApiError::Unreachable { url: url.clone(), reason: error_kind(&e) })?;
+        let status = response.status().as_u16();
+        match status {
+            200..=299 => {}
+            401 | 403 => return Err(ClerkApiError::Unauthorized(status)),
+            _ => return Err(ClerkApiError::Status(status)),
+        }
+        let body: serde_json::Value = response.json().await.map_err(|e| ClerkApiError::Body(e.to_string()))?;
+        // The listing is a bare array; newer API versions wrap it as {"data": [...]}.
+        let list = match body {
+            serde_json::Value::Object(mut wrapped) => wrapped.remove("data").unwrap_or_default(),
+            other => other,
+        };
+        serde_json::from_value(list).map_err(|e| ClerkApiError::Body(e.to_string()))
+    }
+}
+
+fn error_kind(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        "timed out".to_owned()
+    } else if error.is_connect() {
+        "cannot connect".to_owned()
+    } else {
+        "request failed".to_owned()
+    }
+}
+
+/// A Clerk webhook event, as far as tokensmith acts on it.
+#[derive(Debug, Clone)]
+pub enum ClerkEvent {
+    /// `user.created`, `user.updated`.
+    UserChanged(ClerkUser),
+    /// `user.deleted`.
+    UserDeleted { id: String },
+    /// `session.ended`, `session.removed`, `session.revoked`.
+    SessionEnded { id: String },
+    /// Any other type: acknowledged, ignored.
+    Ignored(String),
+}
+
+impl ClerkEvent {
+    /// For logs and the audit trail: the kind and the id, no personal data.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::UserChanged(user) => format!("user {} changed", user.id),
+            Self::UserDeleted { id } => format!("user {id} deleted"),
+            Self::SessionEnded { id } => format!("session {id} ended"),
+            Self::Ignored(kind) => format!("{kind} (not acted on)"),
+        }
+    }
+
+    /// `Err` describes what is wrong with the payload (it never quotes it).
+    pub fn parse(body: &[u8]) -> Result<Self, String> {
+        #[derive(Deserialize)]
+        struct Envelope {
+            #[serde(rename = "type")]
+            kind: String,
+            data: serde_json::Value,
+        }
+        #[derive(Deserialize)]
+        struct Id {
+            id: String,
+        }
+        let envelope: Envelope = serde_json::from_slice(body).map_err(|e| format!("not a Clerk event: {e}"))?;
+        let id = |data: serde_json::Value| -> Result<String, String> {
+            serde_json::from_value::<Id>(data).map(|d| d.id).map_err(|e| format!("{}: {e}", envelope.kind))
+        };
+        Ok(match envelope.kind.as_str() {
+            "user.created" | "user.updated" => Self::UserChanged(
+                serde_json::from_value(envelope.data).map_err(|e| format!("{}: {e}", envelope.kind))?,
+            ),
+            "user.deleted" => Self::UserDeleted { id: id(envelope.data)? },
+            "session.ended" | "session.removed" | "session.revoked" => Self::SessionEnded { id: id(envelope.data)? },
+            _ => Self::Ignored(envelope.kind),
+        })
+    }
+}
