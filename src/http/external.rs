@@ -146,7 +146,8 @@ pub async fn token_exchange(
     ClientAddr(client): ClientAddr,
     fields: Result<Fields, AppError>,
 ) -> Result<Json<TokenExchangeResponse>, AppError> {
-    exchange_rfc8693(&state, &client, fields?).await.map_err(as_oauth_error)
+    let fields = fields.map_err(as_oauth_error)?;
+    exchange_rfc8693(&state, &client, fields).await.map_err(as_oauth_error)
 }
 
 async fn exchange_rfc8693(state: &AppState, client: &str, fields: Fields) -> Result<Json<TokenExchangeResponse>, AppError> {

@@ -176,7 +176,7 @@ impl Store {
     }
 
     pub async fn webhook_delivery_seen(&self, delivery_id: &str) -> Result<bool, sqlx::Error> {
-        on_pool!(self, pool => sqlx::query_scalar::<_, i64>("SELECT 1 FROM webhook_deliveries WHERE id = $1")
+        on_pool!(self, pool => sqlx::query_scalar::<_, i64>("SELECT received_at FROM webhook_deliveries WHERE id = $1")
             .bind(delivery_id).fetch_optional(pool).await.map(|r| r.is_some()))
     }
 

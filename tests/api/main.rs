@@ -1,10 +1,14 @@
 //! One integration-test binary: HTTP in, JSON out, against a real listener.
 
 mod helpers;
+mod fake_clerk;
 
 mod tokens;
 mod cli;
 mod config;
 mod hostile;
 mod keys;
+mod clerk;
+mod clerk_sync;
+mod clerk_webhooks;
 mod ops;

@@ -1,0 +1,198 @@
+//! `POST /webhooks/clerk/`: Svix-signed Clerk events, signed here by hand as Svix signs them.
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use crate::{
+    db_test,
+    fake_clerk::{FakeClerk, clerk_user, spawn_with_clerk},
+    helpers::{Backend, Reply, TestApp, now, read},
+};
+
+db_test!(
+    user_events_upsert_the_linked_user,
+    updates_arriving_out_of_order_keep_the_newest,
+    a_redelivery_is_a_no_op,
+    bad_signatures_apply_nothing,
+    deleted_banned_and_ended_sessions_end_local_sessions,
+);
+
+const SECRET_KEY_BYTES: &[u8] = b"a webhook secret of thirty-two b";
+
+fn secret() -> String {
+    format!("whsec_{}", STANDARD.encode(SECRET_KEY_BYTES))
+}
+
+/// What Svix sends: the three headers over exactly these bytes.
+fn svix_headers(id: &str, timestamp: i64, body: &str, key: &[u8]) -> [(String, String); 3] {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+    mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
+    let signature = STANDARD.encode(mac.finalize().into_bytes());
+    [
+        ("svix-id".into(), id.into()),
+        ("svix-timestamp".into(), timestamp.to_string()),
+        ("svix-signature".into(), format!("v1,{signature}")),
+    ]
+}
+
+async fn post_webhook(app: &TestApp, headers: &[(String, String)], body: &str) -> Reply {
+    let mut request = app.client.post(app.url("/webhooks/clerk/")).header("content-type", "application/json").body(body.to_owned());
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    read(request.send().await.unwrap()).await
+}
+
+async fn deliver(app: &TestApp, id: &str, event: Value) -> Reply {
+    let body = event.to_string();
+    post_webhook(app, &svix_headers(id, now(), &body, SECRET_KEY_BYTES), &body).await
+}
+
+async fn app_with_webhooks(backend: Backend, clerk: &FakeClerk) -> TestApp {
+    spawn_with_clerk(backend, clerk, &[("CLERK_WEBHOOK_SIGNING_SECRET", &secret())]).await
+}
+
+fn users(app: &TestApp) -> Vec<Value> {
+    let out = app.cli(&["user", "list", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn user_named<'a>(users: &'a [Value], username: &str) -> Option<&'a Value> {
+    users.iter().find(|u| u["username"] == username)
+}
+
+async fn exchange(app: &TestApp, clerk: &FakeClerk, sub: &str) -> Reply {
+    read(app.client.post(app.url("/api/token/clerk/")).bearer_auth(clerk.session_token(sub)).send().await.unwrap()).await
+}
+
+async fn user_events_upsert_the_linked_user(backend: Backend) {
+    let clerk = FakeClerk::start().await;
+    let app = app_with_webhooks(backend, &clerk).await;
+    let t = now() * 1000;
+    let created = deliver(&app, "msg_1", json!({"type": "user.created", "object": "event", "data": clerk_user("user_ada", Some("ada"), "ada@example.com", true, t)})).await;
+    assert_eq!((created.status, created.text.as_str()), (200, "{}"));
+    let all = users(&app);
+    let ada = user_named(&all, "ada").expect("the webhook created the user");
+    assert_eq!((&ada["email"], &ada["first_name"], &ada["last_name"]), (&json!("ada@example.com"), &json!("Ada"), &json!("Lovelace")));
+
+    // The first exchange of that Clerk user lands on the same local user.
+    let reply = exchange(&app, &clerk, "user_ada").await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let me = app.get_bearer("/api/me/", &reply.field("access")).await.json();
+    assert_eq!((&me["id"], &me["username"]), (&ada["id"], &json!("ada")));
+
+    // An update with an unverified primary address clears the email: only verified ones count.
+    let updated = deliver(&app, "msg_2", json!({"type": "user.updated", "data": clerk_user("user_ada", Some("ada_l"), "new@example.com", false, t + 1)})).await;
+    assert_eq!(updated.status, 200);
+    let all = users(&app);
+    let ada = user_named(&all, "ada_l").expect("renamed");
+    assert_eq!(ada["email"], "");
+    // Events tokensmith does not act on are acknowledged.
+    let other = deliver(&app, "msg_3", json!({"type": "organization.created", "data": {"id": "org_1"}})).await;
+    assert_eq!(other.status, 200);
+    // A signed delivery that is not a Clerk event is a 400 (and Svix shows it to the operator).
+    let junk = deliver(&app, "msg_4", json!({"hello": "world"})).await;
+    assert_eq!(junk.status, 400, "{}", junk.text);
+}
+
+async fn updates_arriving_out_of_order_keep_the_newest(backend: Backend) {
+    let clerk = FakeClerk::start().await;
+    let app = app_with_webhooks(backend, &clerk).await;
+    let t = now() * 1000;
+    let newer = clerk_user("user_bo", Some("bo_new"), "bo@example.com", true, t + 5000);
+    let older = clerk_user("user_bo", Some("bo_old"), "old@example.com", true, t);
+    assert_eq!(deliver(&app, "msg_new", json!({"type": "user.updated", "data": newer})).await.status, 200);
+    assert_eq!(deliver(&app, "msg_old", json!({"type": "user.created", "data": older})).await.status, 200);
+    let all = users(&app);
+    assert!(user_named(&all, "bo_new").is_some(), "{all:?}");
+    assert!(user_named(&all, "bo_old").is_none(), "the older event overwrote the newer: {all:?}");
+}
+
+async fn a_redelivery_is_a_no_op(backend: Backend) {
+    let clerk = FakeClerk::start().await;
+    let app = app_with_webhooks(backend, &clerk).await;
+    let event = json!({"type": "user.created", "data": clerk_user("user_cy", Some("cy"), "cy@example.com", true, now() * 1000)});
+    let body = event.to_string();
+    let headers = svix_headers("msg_once", now(), &body, SECRET_KEY_BYTES);
+    assert_eq!(post_webhook(&app, &headers, &body).await.status, 200);
+    // The operator deactivates the user; Svix then delivers the same message again (at least once).
+    assert!(app.cli(&["user", "deactivate", "cy"]).status.success());
+    let again = post_webhook(&app, &headers, &body).await;
+    assert_eq!((again.status, again.text.as_str()), (200, "{}"));
+    let all = users(&app);
+    assert_eq!(user_named(&all, "cy").unwrap()["is_active"], false, "the redelivery was applied again");
+}
+
+async fn bad_signatures_apply_nothing(backend: Backend) {
+    let clerk = FakeClerk::start().await;
+    let app = app_with_webhooks(backend, &clerk).await;
+    let body = json!({"type": "user.created", "data": clerk_user("user_eve", Some("eve"), "eve@example.com", true, now() * 1000)}).to_string();
+    let good = svix_headers("msg_e", now(), &body, SECRET_KEY_BYTES);
+    let tampered_body = body.replace("eve@example.com", "eve@evil.example");
+    let cases: Vec<(&str, Vec<(String, String)>, &str)> = vec![
+        ("tampered body", good.to_vec(), tampered_body.as_str()),
+        ("wrong secret", svix_headers("msg_e", now(), &body, b"another secret entirely.........").to_vec(), &body),
+        ("six minutes old", svix_headers("msg_e", now() - 360, &body, SECRET_KEY_BYTES).to_vec(), &body),
+        ("six minutes ahead", svix_headers("msg_e", now() + 360, &body, SECRET_KEY_BYTES).to_vec(), &body),
+        ("no signature", good[..2].to_vec(), &body),
+        ("v2 scheme", vec![good[0].clone(), good[1].clone(), ("svix-signature".into(), good[2].1.replace("v1,", "v2,"))], &body),
+        ("id swapped", vec![("svix-id".into(), "msg_other".into()), good[1].clone(), good[2].clone()], &body),
+    ];
+    for (case, headers, body) in cases {
+        let reply = post_webhook(&app, &headers, body).await;
+        assert_eq!(reply.status, 400, "{case}: {}", reply.text);
+        assert_eq!(reply.json()["code"], "webhook_signature_invalid", "{case}");
+    }
+    assert!(user_named(&users(&app), "eve").is_none(), "a refused delivery was applied");
+    // Several signatures (Svix during secret rotation): any match passes.
+    let mut rotating = good.clone();
+    rotating[2].1 = format!("v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= {}", good[2].1);
+    assert_eq!(post_webhook(&app, &rotating, &body).await.status, 200);
+    assert!(user_named(&users(&app), "eve").is_some());
+    let audit = String::from_utf8(app.cli(&["audit", "tail", "-n", "50"]).stdout).unwrap();
+    assert!(audit.contains("webhook_rejected") && audit.contains("webhook_applied"), "{audit}");
+}
+
+async fn deleted_banned_and_ended_sessions_end_local_sessions(backend: Backend) {
+    let clerk = FakeClerk::start().await;
+    let app = app_with_webhooks(backend, &clerk).await;
+    let refresh_status = |refresh: String| {
+        let app = &app;
+        async move { app.post_json("/api/token/refresh/", json!({"refresh": refresh})).await.status }
+    };
+
+    // session.ended ends the local sessions born from that Clerk session, and only those.
+    let from_session = exchange(&app, &clerk, "user_dan").await.field("refresh");
+    let (_, other_session) = {
+        let mut c = clerk.claims("user_dan");
+        c["sid"] = json!("sess_second");
+        let reply = read(app.client.post(app.url("/api/token/clerk/")).bearer_auth(clerk.key.sign(&c)).send().await.unwrap()).await;
+        ((), reply.field("refresh"))
+    };
+    assert_eq!(deliver(&app, "msg_s", json!({"type": "session.ended", "data": {"id": "sess_user_dan", "object": "session", "user_id": "user_dan", "status": "ended"}})).await.status, 200);
+    assert_eq!(refresh_status(from_session).await, 401);
+    let other_session = app.post_json("/api/token/refresh/", json!({"refresh": other_session})).await;
+    assert_eq!(other_session.status, 200, "{}", other_session.text);
+
+    // Banned in Clerk: deactivated, every session ends, no new exchange.
+    let banned_refresh = exchange(&app, &clerk, "user_fay").await.field("refresh");
+    let mut banned = clerk_user("user_fay", None, "fay@example.com", true, now() * 1000);
+    banned["banned"] = json!(true);
+    assert_eq!(deliver(&app, "msg_b", json!({"type": "user.updated", "data": banned})).await.status, 200);
+    assert_eq!(refresh_status(banned_refresh).await, 401);
+    assert_eq!(exchange(&app, &clerk, "user_fay").await.status, 401);
+
+    // Deleted in Clerk: the same, for good.
+    let deleted_refresh = exchange(&app, &clerk, "user_gus").await.field("refresh");
+    let deleted = json!({"type": "user.deleted", "data": {"id": "user_gus", "object": "user", "deleted": true}});
+    assert_eq!(deliver(&app, "msg_d", deleted).await.status, 200);
+    assert_eq!(refresh_status(deleted_refresh).await, 401);
+    assert_eq!(exchange(&app, &clerk, "user_gus").await.status, 401);
+    // A late update from before the deletion does not bring the user back.
+    let late = clerk_user("user_gus", Some("gus"), "gus@example.com", true, now() * 1000);
+    assert_eq!(deliver(&app, "msg_late", json!({"type": "user.updated", "data": late})).await.status, 200);
+    assert_eq!(exchange(&app, &clerk, "user_gus").await.status, 401);
+}
