@@ -49,7 +49,10 @@ impl AuthService {
         let now = unix_now();
         let user = match self.store.user_by_identity(identity.provider, &identity.subject).await? {
             Some(user) => user,
-            None => self.store.create_linked_user(identity.provider, &identity.subject, &identity.profile, true, now).await?,
+            None => {
+                let (profile, may_sign_in) = self.first_profile(identity).await;
+                self.store.create_linked_user(identity.provider, &identity.subject, &profile, may_sign_in, now).await?
+            }
         };
         let outcome = if user.is_active { "ok" } else { "inactive" };
         metrics::counter!("tokensmith_exchanges_total", "provider" => identity.provider, "result" => outcome).increment(1);
@@ -62,6 +65,24 @@ impl AuthService {
         }
         let origin = SessionOrigin { external_session_id: Some(&identity.session_id), organization: identity.organization.as_ref() };
         self.start_session(&user, origin).await
+    }
+
+    /// The profile of a user signing in for the first time: Clerk's Backend API has the username
+    /// and verified email that default session tokens lack. If it cannot be asked (no secret key,
+    /// Clerk down), the token's own claims do, and a webhook or sync fills in the rest later.
+    async fn first_profile(&self, identity: &ExternalIdentity) -> (ExternalProfile, bool) {
+        let from_token = (identity.profile.clone(), true);
+        let Some(api) = self.clerk_api.as_ref().filter(|_| identity.provider == clerk::PROVIDER) else {
+            return from_token;
+        };
+        match api.user(&identity.subject).await {
+            Ok(Some(user)) => (user.profile(), user.may_sign_in()),
+            Ok(None) => from_token,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the new user's profile from Clerk; using the token's claims");
+                from_token
+            }
+        }
     }
 }
 

@@ -18,7 +18,7 @@ use self::{
 use crate::{
     config::Config,
     error::{AppError, BearerError},
-    external::{Organization, clerk::ClerkVerifier},
+    external::{Organization, clerk::ClerkVerifier, clerk_api::ClerkApi},
     store::{AuditEvent, NewRefreshToken, RefreshTokenState, SessionOrigin, Store, User},
 };
 
@@ -41,6 +41,8 @@ pub struct AuthService {
     pub passwords: PasswordHasherPool,
     /// Present when `CLERK_ISSUER` is set.
     pub clerk: Option<Arc<ClerkVerifier>>,
+    /// Present when `CLERK_SECRET_KEY` is set too: first exchanges take the profile from it.
+    pub clerk_api: Option<Arc<ClerkApi>>,
 }
 
 /// What the database says a refresh token is worth now.

@@ -38,7 +38,7 @@ use crate::{
     auth::{AuthService, keys::KeyRing, passwords::PasswordHasherPool, tokens::TokenService},
     config::Config,
     error::AppError,
-    external::clerk::ClerkVerifier,
+    external::{clerk::ClerkVerifier, clerk_api::ClerkApi},
     store::Store,
 };
 
@@ -188,7 +188,11 @@ impl Application {
             .await
             .map_err(|e| anyhow::anyhow!("LISTEN_ADDR: cannot listen on {}: {e}", config.listen_addr))?;
         let clerk = config.clerk.as_ref().map(|c| Arc::new(ClerkVerifier::new(c)));
-        let auth = AuthService { config, store, tokens, passwords, clerk };
+        let clerk_api = match (&clerk, &config.clerk_secret_key) {
+            (Some(_), Some(secret)) => Some(Arc::new(ClerkApi::new(&config.clerk_api_url, secret.clone()))),
+            _ => None,
+        };
+        let auth = AuthService { config, store, tokens, passwords, clerk, clerk_api };
         Ok(Self { listener, state: AppState { auth, metrics: metrics_handle() } })
     }
 

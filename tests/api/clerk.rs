@@ -23,6 +23,7 @@ db_test!(
     networkless_pem_key,
     inactive_local_user_is_refused,
     never_links_to_a_password_account_by_email,
+    first_exchange_takes_the_profile_from_the_backend_api,
     concurrent_first_exchanges_make_one_user,
     rfc8693_exchange_and_its_errors,
     clerk_endpoints_are_404_when_not_configured,
@@ -290,6 +291,20 @@ async fn never_links_to_a_password_account_by_email(backend: Backend) {
     assert_ne!(me["username"], "ada");
     assert!(me["username"].as_str().unwrap().starts_with("ada-"), "{me}");
     assert_eq!(me["email"], "ada@example.com");
+}
+
+async fn first_exchange_takes_the_profile_from_the_backend_api(backend: Backend) {
+    let clerk = FakeClerk::start().await;
+    clerk.add_users([crate::fake_clerk::clerk_user("user_grace", Some("grace"), "grace@example.com", true, now() * 1000)]);
+    let app = spawn_with_clerk(backend, &clerk, &[]).await;
+    let me = app.get_bearer("/api/me/", &exchange(&app, &clerk.session_token("user_grace")).await.field("access")).await.json();
+    assert_eq!((&me["username"], &me["email"], &me["first_name"]), (&json!("grace"), &json!("grace@example.com"), &json!("Ada")));
+
+    // Without CLERK_SECRET_KEY (or with Clerk unreachable) the token alone decides: the sub.
+    let app = spawn_with_clerk(backend, &clerk, &[("CLERK_SECRET_KEY", "sk_test_wrong")]).await;
+    let reply = exchange(&app, &clerk.session_token("user_grace")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(app.get_bearer("/api/me/", &reply.field("access")).await.json()["username"], "user_grace");
 }
 
 async fn concurrent_first_exchanges_make_one_user(backend: Backend) {

@@ -205,6 +205,28 @@ fn plain_http_clerk_issuer_is_refused_unless_loopback() {
 }
 
 #[test]
+fn bad_clerk_settings_are_refused_without_echoing_secrets() {
+    let line = serve_refuses(&[("CLERK_WEBHOOK_SIGNING_SECRET", "whsec_not*base64!")], "CLERK_WEBHOOK_SIGNING_SECRET");
+    assert!(!line.contains("not*base64"), "the secret leaked: {line}");
+    serve_refuses(&[("CLERK_WEBHOOK_SIGNING_SECRET", "c2VjcmV0")], "CLERK_WEBHOOK_SIGNING_SECRET");
+    serve_refuses(&[("CLERK_ISSUER", "https://clerk.example.com"), ("CLERK_JWT_KEY", "not a pem")], "CLERK_JWT_KEY");
+    serve_refuses(&[("CLERK_ISSUER", "https://clerk.example.com"), ("CLERK_JWKS_URL", "ftp://x")], "CLERK_JWKS_URL");
+    assert!(config_from(&[("CLERK_WEBHOOK_SIGNING_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]).is_ok());
+}
+
+#[test]
+fn clerk_without_authorized_parties_warns_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let warned = |env: &[(&str, &str)]| {
+        let out = run_binary(dir.path(), env, &["migrate"], Duration::from_secs(20));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stderr).contains("CLERK_AUTHORIZED_PARTIES is not set")
+    };
+    assert!(warned(&[("CLERK_ISSUER", "https://clerk.example.com")]));
+    assert!(!warned(&[("CLERK_ISSUER", "https://clerk.example.com"), ("CLERK_AUTHORIZED_PARTIES", "https://app.example.com")]));
+}
+
+#[test]
 fn every_subcommand_checks_the_configuration() {
     for args in [&["migrate"][..], &["user", "list"], &["keys", "list"], &["tokens", "flush-expired"], &["audit", "tail"]] {
         let dir = tempfile::tempdir().unwrap();

@@ -92,6 +92,7 @@ impl FakeClerk {
         let app = Router::new()
             .route("/.well-known/jwks.json", get(jwks))
             .route("/v1/users", get(users))
+            .route("/v1/users/{id}", get(user))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -173,6 +174,17 @@ async fn users(State(state): State<Arc<FakeState>>, headers: HeaderMap, Query(pa
     let users = state.users.lock().unwrap();
     let slice: Vec<Value> = users.iter().skip(page.offset).take(page.limit).cloned().collect();
     Json(Value::Array(slice)).into_response()
+}
+
+/// `GET /v1/users/{id}`.
+async fn user(State(state): State<Arc<FakeState>>, headers: HeaderMap, axum::extract::Path(id): axum::extract::Path<String>) -> Response {
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&format!("Bearer {SECRET_KEY}")) {
+        return (StatusCode::UNAUTHORIZED, Json(json!({"errors": []}))).into_response();
+    }
+    match state.users.lock().unwrap().iter().find(|u| u["id"] == id.as_str()) {
+        Some(user) => Json(user.clone()).into_response(),
+        None => (StatusCode::NOT_FOUND, Json(json!({"errors": [{"code": "resource_not_found"}]}))).into_response(),
+    }
 }
 
 /// A Clerk User object, as webhooks and the Backend API send it.
