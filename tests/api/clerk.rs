@@ -137,6 +137,11 @@ async fn every_failed_check_is_a_401_naming_it(backend: Backend) {
     let stranger = SigningKey::generate("ins_key_1");
     let jku = stranger.sign_with(&clerk.claims("user_1"), |h| h.jku = Some("https://evil.example/jwks.json".to_owned()));
     assert_refused(&exchange(&app, &jku).await, "Token signature is invalid");
+    // Each refusal is in the audit trail with its reason, and never with the token.
+    let audit = String::from_utf8(app.cli(&["audit", "tail", "-n", "100"]).stdout).unwrap();
+    assert!(audit.contains("clerk_exchange_failed") && audit.contains("Token issuer is not trusted"), "{audit}");
+    assert!(audit.contains("clerk_exchange_ok"), "{audit}");
+    assert!(!audit.contains("eyJ"), "a token reached the audit trail: {audit}");
 }
 
 async fn signature_is_checked_before_any_claim(backend: Backend) {

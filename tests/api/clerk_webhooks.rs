@@ -17,6 +17,7 @@ db_test!(
     a_redelivery_is_a_no_op,
     bad_signatures_apply_nothing,
     deleted_banned_and_ended_sessions_end_local_sessions,
+    a_failure_to_apply_is_a_5xx_and_the_retry_applies,
 );
 
 const SECRET_KEY_BYTES: &[u8] = b"a webhook secret of thirty-two b";
@@ -195,4 +196,36 @@ async fn deleted_banned_and_ended_sessions_end_local_sessions(backend: Backend) 
     let late = clerk_user("user_gus", Some("gus"), "gus@example.com", true, now() * 1000);
     assert_eq!(deliver(&app, "msg_late", json!({"type": "user.updated", "data": late})).await.status, 200);
     assert_eq!(exchange(&app, &clerk, "user_gus").await.status, 401);
+}
+
+/// Runs one statement on the test's database from outside the server.
+async fn run_sql(app: &TestApp, backend: Backend, sql: &str) {
+    use sqlx::Connection;
+    match backend {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&app.db.url).await.unwrap();
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+    }
+}
+
+async fn a_failure_to_apply_is_a_5xx_and_the_retry_applies(backend: Backend) {
+    let clerk = FakeClerk::start().await;
+    let app = app_with_webhooks(backend, &clerk).await;
+    let body = json!({"type": "user.created", "data": clerk_user("user_hal", Some("hal"), "hal@example.com", true, now() * 1000)}).to_string();
+    let headers = svix_headers("msg_retry", now(), &body, SECRET_KEY_BYTES);
+    // The write cannot happen (the table is gone for a moment): Svix must be told to retry.
+    run_sql(&app, backend, "ALTER TABLE external_identities RENAME TO external_identities_away").await;
+    let failed = post_webhook(&app, &headers, &body).await;
+    assert!(failed.status >= 500, "{}: {}", failed.status, failed.text);
+    assert!(failed.json()["detail"].is_string());
+    run_sql(&app, backend, "ALTER TABLE external_identities_away RENAME TO external_identities").await;
+    // Svix's retry carries the same svix-id: it was not recorded, so it applies now.
+    let retried = post_webhook(&app, &headers, &body).await;
+    assert_eq!(retried.status, 200, "{}", retried.text);
+    assert!(user_named(&users(&app), "hal").is_some());
 }
