@@ -109,9 +109,22 @@ impl Drop for TestDb {
     }
 }
 
-pub struct TestApp {
+/// An HTTP client aimed at one tokensmith listener.
+pub struct Http {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
+}
+
+impl Http {
+    pub fn new(addr: SocketAddr) -> Self {
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Self { addr, client }
+    }
+}
+
+/// A server running inside the test process (`Deref`s to its `Http` client).
+pub struct TestApp {
+    pub http: Http,
     pub store: Store,
     pub config: Config,
     /// The settings the server runs with, for CLI calls against the same database.
@@ -122,7 +135,7 @@ pub struct TestApp {
 }
 
 /// Settings every test server gets unless it overrides them.
-fn base_env(db: &TestDb) -> HashMap<String, String> {
+pub fn base_env(db: &TestDb) -> HashMap<String, String> {
     HashMap::from([
         ("DATABASE_URL".to_owned(), db.url.clone()),
         ("LISTEN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
@@ -152,8 +165,14 @@ pub async fn spawn_app_on(db: TestDb, settings: &[(&str, &str)]) -> TestApp {
     tokio::spawn(app.run_until(async move {
         let _ = rx.await;
     }));
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    TestApp { addr, client, store, config, env, shutdown: Some(tx), db }
+    TestApp { http: Http::new(addr), store, config, env, shutdown: Some(tx), db }
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Http;
+    fn deref(&self) -> &Http {
+        &self.http
+    }
 }
 
 impl Drop for TestApp {
@@ -194,7 +213,7 @@ pub async fn read(response: reqwest::Response) -> Reply {
     Reply { status, headers, text }
 }
 
-impl TestApp {
+impl Http {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
@@ -224,17 +243,19 @@ impl TestApp {
         read(self.client.post(self.url(path)).bearer_auth(token).json(&body).send().await.unwrap()).await
     }
 
-    /// Creates a user through the CLI, as an operator would.
-    pub fn create_user(&self, username: &str, password: &str) {
-        let out = self.cli_with_stdin(&["user", "create", username, "--email", "u@example.com", "--password-stdin"], password);
-        assert!(out.status.success(), "user create failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-
     /// Logs in and returns (access, refresh).
     pub async fn login(&self, username: &str, password: &str) -> (String, String) {
         let reply = self.post_json("/api/token/", serde_json::json!({"username": username, "password": password})).await;
         assert_eq!(reply.status, 200, "login failed: {}", reply.text);
         (reply.field("access"), reply.field("refresh"))
+    }
+}
+
+impl TestApp {
+    /// Creates a user through the CLI, as an operator would.
+    pub fn create_user(&self, username: &str, password: &str) {
+        let out = self.cli_with_stdin(&["user", "create", username, "--email", "u@example.com", "--password-stdin"], password);
+        assert!(out.status.success(), "user create failed: {}", String::from_utf8_lossy(&out.stderr));
     }
 
     /// A user `alice` (password `correct horse`), logged in: (access, refresh).

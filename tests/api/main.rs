@@ -2,6 +2,7 @@
 
 mod helpers;
 mod fake_clerk;
+mod process;
 
 mod tokens;
 mod cli;
