@@ -31,6 +31,8 @@ pub enum KeyError {
     Generate,
     #[error("keys come from {0}; rotate them there")]
     NotRotatable(&'static str),
+    #[error("another rotation committed at the same time; its key is the signing key now")]
+    ConcurrentRotation,
     #[error(transparent)]
     Store(#[from] sqlx::Error),
 }
@@ -207,7 +209,9 @@ pub async fn rotate(config: &Config, store: &Store) -> Result<StoredKey, KeyErro
         KeySource::Secret(_) => return Err(KeyError::NotRotatable("JWT_SECRET")),
     }
     let key = new_stored_key(config.jwt_algorithm)?;
-    store.rotate_signing_key(&key).await?;
+    if !store.rotate_signing_key(&key).await? {
+        return Err(KeyError::ConcurrentRotation);
+    }
     Ok(key)
 }
 

@@ -34,15 +34,18 @@ impl Store {
     }
 
     /// Retires every active key and makes `key` the signing key, in one transaction.
-    pub async fn rotate_signing_key(&self, key: &StoredKey) -> Result<(), sqlx::Error> {
+    /// `false`: another rotation committed meanwhile and its key is the signing key; nothing
+    /// was written.
+    pub async fn rotate_signing_key(&self, key: &StoredKey) -> Result<bool, sqlx::Error> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
                 .bind(key.created_at).execute(&mut *tx).await?;
-            sqlx::query(INSERT_KEY)
+            let inserted = sqlx::query(INSERT_KEY)
                 .bind(&key.kid).bind(&key.algorithm).bind(&key.private_key_pem).bind(key.created_at)
-                .execute(&mut *tx).await?;
-            tx.commit().await
+                .execute(&mut *tx).await?.rows_affected() == 1;
+            if inserted { tx.commit().await? } else { tx.rollback().await? }
+            Ok(inserted)
         })
     }
 

@@ -174,19 +174,31 @@ impl Store {
         .bind(access_jti).fetch_optional(pool).await)
     }
 
-    /// Deletes refresh-token records that expired before `now`, and the sessions left empty.
+    /// Deletes refresh-token records that expired before `now`, and the sessions left empty or
+    /// expired, a batch at a time: each statement is short, so replicas serving meanwhile never
+    /// wait long on its locks. Returns how many token records were deleted.
     pub async fn flush_expired_tokens(&self, now: i64) -> Result<u64, sqlx::Error> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let tokens = sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < $1")
-                .bind(now).execute(&mut *tx).await?.rows_affected();
-            sqlx::query(
-                "DELETE FROM refresh_families WHERE expires_at < $1 OR NOT EXISTS \
-                 (SELECT 1 FROM refresh_tokens t WHERE t.family_id = refresh_families.id)",
-            )
-            .bind(now).execute(&mut *tx).await?;
-            tx.commit().await?;
-            Ok(tokens)
-        })
+        const TOKENS: &str = "DELETE FROM refresh_tokens WHERE jti IN \
+             (SELECT jti FROM refresh_tokens WHERE expires_at < $1 LIMIT $2)";
+        const FAMILIES: &str = "DELETE FROM refresh_families WHERE id IN \
+             (SELECT id FROM refresh_families f WHERE f.expires_at < $1 OR NOT EXISTS \
+             (SELECT 1 FROM refresh_tokens t WHERE t.family_id = f.id) LIMIT $2)";
+        let mut deleted = 0;
+        for (sql, count) in [(TOKENS, true), (FAMILIES, false)] {
+            loop {
+                let batch = on_pool!(self, pool => sqlx::query(sql).bind(now).bind(FLUSH_BATCH)
+                    .execute(pool).await.map(|r| r.rows_affected()))?;
+                if count {
+                    deleted += batch;
+                }
+                if batch < FLUSH_BATCH as u64 {
+                    break;
+                }
+            }
+        }
+        Ok(deleted)
     }
 }
+
+/// Rows deleted per statement by `flush_expired_tokens`.
+const FLUSH_BATCH: i64 = 1000;

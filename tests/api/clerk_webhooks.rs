@@ -199,21 +199,6 @@ async fn deleted_banned_and_ended_sessions_end_local_sessions(backend: Backend) 
     assert_eq!(exchange(&app, &clerk, "user_gus").await.status, 401);
 }
 
-/// Runs one statement on the test's database from outside the server.
-async fn run_sql(db: &TestDb, backend: Backend, sql: &str) {
-    use sqlx::Connection;
-    match backend {
-        Backend::Sqlite => {
-            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
-            sqlx::query(sql).execute(&mut conn).await.unwrap();
-        }
-        Backend::Postgres => {
-            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
-            sqlx::query(sql).execute(&mut conn).await.unwrap();
-        }
-    }
-}
-
 async fn a_failure_to_apply_is_a_5xx_and_the_retry_applies(backend: Backend) {
     // A process of its own: the deliberate 5xx must not show in this process's metrics, which
     // other tests read to prove that nothing else ever answers 500.
@@ -227,11 +212,11 @@ async fn a_failure_to_apply_is_a_5xx_and_the_retry_applies(backend: Backend) {
     let body = json!({"type": "user.created", "data": clerk_user("user_hal", Some("hal"), "hal@example.com", true, now() * 1000)}).to_string();
     let headers = svix_headers("msg_retry", now(), &body, SECRET_KEY_BYTES);
     // The write cannot happen (the table is gone for a moment): Svix must be told to retry.
-    run_sql(&db, backend, "ALTER TABLE external_identities RENAME TO external_identities_away").await;
+    db.execute("ALTER TABLE external_identities RENAME TO external_identities_away").await;
     let failed = post_webhook(&server, &headers, &body).await;
     assert!(failed.status >= 500, "{}: {}", failed.status, failed.text);
     assert!(failed.json()["detail"].is_string());
-    run_sql(&db, backend, "ALTER TABLE external_identities_away RENAME TO external_identities").await;
+    db.execute("ALTER TABLE external_identities_away RENAME TO external_identities").await;
     // Svix's retry carries the same svix-id: it was not recorded, so it applies now.
     let retried = post_webhook(&server, &headers, &body).await;
     assert_eq!(retried.status, 200, "{}", retried.text);

@@ -241,6 +241,27 @@ async fn flush_expired_deletes_only_expired(backend: Backend) {
     assert_eq!(count_in(&ok(&app.cli(&["tokens", "flush-expired"]))), 0);
 }
 
+async fn flush_expired_works_through_many_batches(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, live) = app.alice().await;
+    // 2,500 expired sessions, more than two batches of deletes.
+    app.db
+        .execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2500) \
+             INSERT INTO refresh_families (id, user_id, created_at, expires_at) SELECT 'fam' || i, 1, 0, 10 FROM n",
+        )
+        .await;
+    app.db
+        .execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2500) \
+             INSERT INTO refresh_tokens (jti, family_id, user_id, issued_at, expires_at) SELECT 'tok' || i, 'fam' || i, 1, 0, 10 FROM n",
+        )
+        .await;
+    assert_eq!(count_in(&ok(&app.cli(&["tokens", "flush-expired"]))), 2500);
+    assert_eq!(count_in(&ok(&app.cli(&["tokens", "flush-expired"]))), 0);
+    assert_eq!(refresh(&app, &live).await.status, 200, "flush-expired killed a live session");
+}
+
 async fn flush_expired_keeps_live_tokens(backend: Backend) {
     let app = spawn_app(backend).await;
     let (_, refresh_token) = app.alice().await;
@@ -359,6 +380,7 @@ crate::db_test!(
     set_password_ends_sessions,
     flush_expired_deletes_only_expired,
     flush_expired_keeps_live_tokens,
+    flush_expired_works_through_many_batches,
     keys_list_and_rotate,
     keys_rotate_refuses_hs256,
     audit_tail_shows_logins,

@@ -57,6 +57,22 @@ macro_rules! db_test {
     )+};
 }
 
+/// Runs an `async fn name(backend: Backend)` on PostgreSQL only, as `name::postgres`: for what
+/// only PostgreSQL deployments do (several replicas on one database, a database across a network).
+#[macro_export]
+macro_rules! pg_test {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(backend) = $crate::helpers::Backend::postgres() {
+                    super::$name(backend).await
+                }
+            }
+        }
+    )+};
+}
+
 /// A database that exists for one test and is dropped after it.
 pub struct TestDb {
     pub url: String,
@@ -80,6 +96,19 @@ impl TestDb {
                 url.set_path(&name);
                 Self { url: url.to_string(), dir, postgres: Some((admin, name)) }
             }
+        }
+    }
+
+    /// Runs one statement on the database from outside the server (what an operator or an
+    /// accident might do).
+    pub async fn execute(&self, sql: &str) {
+        use sqlx::Connection;
+        if self.url.starts_with("sqlite:") {
+            let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+            sqlx::query(sql).execute(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        } else {
+            let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+            sqlx::query(sql).execute(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
         }
     }
 

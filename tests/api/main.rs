@@ -3,6 +3,8 @@
 mod helpers;
 mod fake_clerk;
 mod process;
+mod replicas;
+mod outage;
 
 mod tokens;
 mod cli;
