@@ -16,6 +16,7 @@ db_test!(
     user_events_upsert_the_linked_user,
     updates_arriving_out_of_order_keep_the_newest,
     a_redelivery_is_a_no_op,
+    delivery_records_expire_with_flush_expired,
     bad_signatures_apply_nothing,
     deleted_banned_and_ended_sessions_end_local_sessions,
     a_failure_to_apply_is_a_5xx_and_the_retry_applies,
@@ -126,6 +127,20 @@ async fn a_redelivery_is_a_no_op(backend: Backend) {
     assert_eq!((again.status, again.text.as_str()), (200, "{}"));
     let all = users(&app);
     assert_eq!(user_named(&all, "cy").unwrap()["is_active"], false, "the redelivery was applied again");
+}
+
+async fn delivery_records_expire_with_flush_expired(backend: Backend) {
+    let clerk = FakeClerk::start().await;
+    let app = app_with_webhooks(backend, &clerk).await;
+    let body = json!({"type": "user.created", "data": clerk_user("user_ivy", Some("ivy"), "ivy@example.com", true, now() * 1000)}).to_string();
+    let headers = svix_headers("msg_ivy", now(), &body, SECRET_KEY_BYTES);
+    assert_eq!(post_webhook(&app, &headers, &body).await.status, 200);
+    assert!(app.cli(&["user", "deactivate", "ivy"]).status.success());
+    // Eight days later the record is housekeeping's to delete (Svix stopped retrying long before).
+    app.db.execute(&format!("UPDATE webhook_deliveries SET received_at = {}", now() - 8 * 24 * 3600)).await;
+    assert!(app.cli(&["tokens", "flush-expired"]).status.success());
+    assert_eq!(post_webhook(&app, &headers, &body).await.status, 200);
+    assert_eq!(user_named(&users(&app), "ivy").unwrap()["is_active"], true, "the record outlived its retention");
 }
 
 async fn bad_signatures_apply_nothing(backend: Backend) {
