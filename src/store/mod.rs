@@ -46,8 +46,6 @@ pub struct Store {
     db: Db,
 }
 
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 impl Store {
     /// Opens the pool. Connections are made lazily, so a database that is down at this point
@@ -78,10 +76,21 @@ impl Store {
         Ok(Self { db })
     }
 
+    /// Applies the migrations this binary knows. A database already migrated further by a newer
+    /// binary is accepted (migrations are additive), so a rolling upgrade or a rollback does not
+    /// stop the older replicas and jobs still running.
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
         match &self.db {
-            Db::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await,
-            Db::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
+            Db::Sqlite(pool) => {
+                let mut migrator = sqlx::migrate!("./migrations/sqlite");
+                migrator.set_ignore_missing(true);
+                migrator.run(pool).await
+            }
+            Db::Postgres(pool) => {
+                let mut migrator = sqlx::migrate!("./migrations/postgres");
+                migrator.set_ignore_missing(true);
+                migrator.run(pool).await
+            }
         }
     }
 

@@ -262,6 +262,22 @@ async fn flush_expired_works_through_many_batches(backend: Backend) {
     assert_eq!(refresh(&app, &live).await.status, 200, "flush-expired killed a live session");
 }
 
+async fn a_newer_schema_does_not_stop_an_older_binary(backend: Backend) {
+    let app = spawn_app(backend).await;
+    // A newer release applied a migration this binary does not know (a rolling upgrade, or a
+    // rollback): the older replicas and jobs keep working.
+    let checksum = if backend == Backend::Sqlite { "X'00'" } else { "'\\x00'::bytea" };
+    app.db
+        .execute(&format!(
+            "INSERT INTO _sqlx_migrations (version, description, installed_on, success, checksum, execution_time) \
+             VALUES (99, 'from a newer release', CURRENT_TIMESTAMP, TRUE, {checksum}, 0)"
+        ))
+        .await;
+    ok(&app.cli(&["migrate"]));
+    let server = crate::process::Replica::start(&app.db, &[]).await;
+    assert_eq!(server.get("/readyz").await.status, 200);
+}
+
 async fn flush_expired_keeps_live_tokens(backend: Backend) {
     let app = spawn_app(backend).await;
     let (_, refresh_token) = app.alice().await;
@@ -381,6 +397,7 @@ crate::db_test!(
     flush_expired_deletes_only_expired,
     flush_expired_keeps_live_tokens,
     flush_expired_works_through_many_batches,
+    a_newer_schema_does_not_stop_an_older_binary,
     keys_list_and_rotate,
     keys_rotate_refuses_hs256,
     audit_tail_shows_logins,
