@@ -175,10 +175,14 @@ impl From<ExternalError> for AppError {
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
-            // The database is down, saturated or busy: the caller may retry.
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
-                Self::Unavailable(e.to_string())
-            }
+            // The database is down, saturated, busy or cut off mid-handshake (a connection closed
+            // during TLS negotiation reads as a protocol error): the caller may retry.
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => Self::Unavailable(e.to_string()),
             sqlx::Error::Database(db) if db.code().as_deref() == Some("5") => Self::Unavailable(e.to_string()),
             _ => Self::Internal(e.to_string()),
         }

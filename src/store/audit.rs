@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{Store, on_pool};
+use super::{Store, on_pool, on_writer};
 
 /// An event about to be recorded.
 #[derive(Default)]
@@ -27,7 +27,7 @@ pub struct AuditRecord {
 
 impl Store {
     pub async fn record_audit_event(&self, event: &AuditEvent<'_>, now: i64) -> Result<(), sqlx::Error> {
-        on_pool!(self, pool => sqlx::query(
+        on_writer!(self, pool => sqlx::query(
             "INSERT INTO audit_events (occurred_at, event, user_id, username, client_addr, detail) \
              VALUES ($1, $2, $3, $4, $5, $6)",
         )

@@ -1,7 +1,7 @@
 //! Local users linked to external identities, by (provider, subject), and the record of
 //! webhook deliveries already applied.
 
-use super::{Store, User, is_unique_violation, on_pool, users::USER_COLUMNS};
+use super::{Store, User, is_unique_violation, on_pool, on_writer, users::USER_COLUMNS};
 use crate::external::ExternalProfile;
 
 /// What applying a provider's view of a user did.
@@ -87,7 +87,7 @@ impl Store {
             "INSERT INTO users (username, email, first_name, last_name, password_hash, is_active, is_staff, \
              is_superuser, created_at) VALUES ($1, $2, $3, $4, NULL, $5, FALSE, FALSE, $6) RETURNING {USER_COLUMNS}"
         );
-        on_pool!(self, pool => {
+        on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
             let user = sqlx::query_as::<_, User>(&insert_user)
                 .bind(username).bind(&profile.email).bind(&profile.first_name).bind(&profile.last_name)
@@ -126,7 +126,7 @@ impl Store {
             "UPDATE users SET username = $1, email = $2, first_name = $3, last_name = $4, is_active = $5 \
              WHERE id = $6 RETURNING {USER_COLUMNS}"
         );
-        on_pool!(self, pool => {
+        on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
             // The guard and the write in one statement: of two deliveries racing, the older loses.
             let current = sqlx::query(
@@ -151,7 +151,7 @@ impl Store {
     /// The provider deleted the user: deactivated for good (no later update revives it).
     /// Returns the local user id, if the identity was linked.
     pub async fn deactivate_external_user(&self, provider: &str, subject: &str) -> Result<Option<i64>, sqlx::Error> {
-        on_pool!(self, pool => {
+        on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
             let user_id = sqlx::query_scalar::<_, i64>(
                 "UPDATE external_identities SET source_updated_at = $1 WHERE provider = $2 AND subject = $3 RETURNING user_id",
@@ -168,7 +168,7 @@ impl Store {
 
     /// Ends the local sessions born from one external session. Returns how many ended.
     pub async fn revoke_external_session(&self, external_session_id: &str, now: i64) -> Result<u64, sqlx::Error> {
-        on_pool!(self, pool => sqlx::query(
+        on_writer!(self, pool => sqlx::query(
             "UPDATE refresh_families SET revoked_at = $1 WHERE external_session_id = $2 AND revoked_at IS NULL",
         )
         .bind(now).bind(external_session_id)
@@ -182,7 +182,7 @@ impl Store {
 
     /// Remembers an applied delivery. Recording it twice (two replicas racing) is harmless.
     pub async fn record_webhook_delivery(&self, delivery_id: &str, now: i64) -> Result<(), sqlx::Error> {
-        on_pool!(self, pool => sqlx::query(
+        on_writer!(self, pool => sqlx::query(
             "INSERT INTO webhook_deliveries (id, received_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
         )
         .bind(delivery_id).bind(now)
@@ -191,7 +191,7 @@ impl Store {
 
     /// Forgets deliveries received before `before`. Returns how many.
     pub async fn prune_webhook_deliveries(&self, before: i64) -> Result<u64, sqlx::Error> {
-        on_pool!(self, pool => sqlx::query("DELETE FROM webhook_deliveries WHERE received_at < $1")
+        on_writer!(self, pool => sqlx::query("DELETE FROM webhook_deliveries WHERE received_at < $1")
             .bind(before).execute(pool).await.map(|r| r.rows_affected()))
     }
 }

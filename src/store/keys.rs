@@ -1,4 +1,4 @@
-use super::{Store, on_pool};
+use super::{Store, on_pool, on_writer};
 
 #[derive(Clone, sqlx::FromRow)]
 pub struct StoredKey {
@@ -22,7 +22,7 @@ impl Store {
     /// Inserts `key` unless another process got there first (one active key per algorithm);
     /// keys of other algorithms stop signing, since the configured algorithm changed.
     pub async fn insert_first_signing_key(&self, key: &StoredKey) -> Result<(), sqlx::Error> {
-        on_pool!(self, pool => {
+        on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE algorithm <> $2 AND retired_at IS NULL")
                 .bind(key.created_at).bind(&key.algorithm).execute(&mut *tx).await?;
@@ -37,7 +37,7 @@ impl Store {
     /// `false`: another rotation committed meanwhile and its key is the signing key; nothing
     /// was written.
     pub async fn rotate_signing_key(&self, key: &StoredKey) -> Result<bool, sqlx::Error> {
-        on_pool!(self, pool => {
+        on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
                 .bind(key.created_at).execute(&mut *tx).await?;

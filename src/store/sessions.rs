@@ -1,6 +1,6 @@
 //! Refresh-token records and the families (login sessions) they form.
 
-use super::{Store, on_pool};
+use super::{Store, on_pool, on_writer};
 use crate::external::Organization;
 
 /// Where a session came from besides the user: the external session it was exchanged from, and
@@ -72,7 +72,7 @@ impl Store {
         origin: SessionOrigin<'_>,
         token: &NewRefreshToken<'_>,
     ) -> Result<(), sqlx::Error> {
-        on_pool!(self, pool => {
+        on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(
                 "INSERT INTO refresh_families (id, user_id, created_at, expires_at, external_session_id, \
@@ -108,7 +108,7 @@ impl Store {
         used_at_ms: i64,
         successor: &NewRefreshToken<'_>,
     ) -> Result<bool, sqlx::Error> {
-        on_pool!(self, pool => {
+        on_writer!(self, pool => {
             // The write comes first in the transaction, so SQLite takes its write lock at once
             // (a read first could not be upgraded under contention).
             let mut tx = pool.begin().await?;
@@ -131,21 +131,21 @@ impl Store {
     /// Without rotation, refresh mints a new access token for the same refresh token;
     /// remember it so that token still names its session.
     pub async fn set_access_jti(&self, jti: &str, access_jti: &str) -> Result<(), sqlx::Error> {
-        on_pool!(self, pool => sqlx::query("UPDATE refresh_tokens SET access_jti = $1 WHERE jti = $2")
+        on_writer!(self, pool => sqlx::query("UPDATE refresh_tokens SET access_jti = $1 WHERE jti = $2")
             .bind(access_jti).bind(jti).execute(pool).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 
     /// Ends one session: every token of the family stops working.
     pub async fn revoke_family(&self, family_id: &str, now: i64) -> Result<(), sqlx::Error> {
-        on_pool!(self, pool => sqlx::query("UPDATE refresh_families SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+        on_writer!(self, pool => sqlx::query("UPDATE refresh_families SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(now).bind(family_id).execute(pool).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 
     /// Blacklists one refresh token and ends its session. `false` when it was already revoked.
     pub async fn blacklist_refresh_token(&self, jti: &str, family_id: &str, now: i64) -> Result<bool, sqlx::Error> {
-        on_pool!(self, pool => {
+        on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
             let done = sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE jti = $2 AND revoked_at IS NULL")
                 .bind(now).bind(jti).execute(&mut *tx).await?;
@@ -158,7 +158,7 @@ impl Store {
 
     /// Ends every session of a user but `keep_family`. Returns how many ended.
     pub async fn revoke_user_sessions(&self, user_id: i64, keep_family: Option<&str>, now: i64) -> Result<u64, sqlx::Error> {
-        let done = on_pool!(self, pool => sqlx::query(
+        let done = on_writer!(self, pool => sqlx::query(
             "UPDATE refresh_families SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL AND id <> $3",
         )
         .bind(now).bind(user_id).bind(keep_family.unwrap_or(""))
@@ -186,7 +186,7 @@ impl Store {
         let mut deleted = 0;
         for (sql, count) in [(TOKENS, true), (FAMILIES, false)] {
             loop {
-                let batch = on_pool!(self, pool => sqlx::query(sql).bind(now).bind(FLUSH_BATCH)
+                let batch = on_writer!(self, pool => sqlx::query(sql).bind(now).bind(FLUSH_BATCH)
                     .execute(pool).await.map(|r| r.rows_affected()))?;
                 if count {
                     deleted += batch;

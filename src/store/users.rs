@@ -1,6 +1,6 @@
 use serde::Serialize;
 
-use super::{Store, is_unique_violation, on_pool};
+use super::{Store, is_unique_violation, on_pool, on_writer};
 
 #[derive(Debug, Clone, sqlx::FromRow, Serialize)]
 pub struct User {
@@ -39,7 +39,7 @@ impl Store {
             "INSERT INTO users (username, email, first_name, last_name, password_hash, is_active, is_staff, \
              is_superuser, created_at) VALUES ($1, $2, $3, $4, $5, TRUE, $6, $7, $8) RETURNING {USER_COLUMNS}"
         );
-        let result = on_pool!(self, pool => sqlx::query_as::<_, User>(&sql)
+        let result = on_writer!(self, pool => sqlx::query_as::<_, User>(&sql)
             .bind(user.username)
             .bind(user.email)
             .bind(user.first_name)
@@ -74,14 +74,14 @@ impl Store {
 
     /// Returns whether the user exists.
     pub async fn set_password_hash(&self, user_id: i64, hash: &str) -> Result<bool, sqlx::Error> {
-        let done = on_pool!(self, pool => sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+        let done = on_writer!(self, pool => sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(hash).bind(user_id).execute(pool).await.map(|r| r.rows_affected()))?;
         Ok(done == 1)
     }
 
     /// Returns whether the user exists.
     pub async fn set_user_active(&self, username: &str, active: bool) -> Result<bool, sqlx::Error> {
-        let done = on_pool!(self, pool => sqlx::query("UPDATE users SET is_active = $1 WHERE username = $2")
+        let done = on_writer!(self, pool => sqlx::query("UPDATE users SET is_active = $1 WHERE username = $2")
             .bind(active).bind(username).execute(pool).await.map(|r| r.rows_affected()))?;
         Ok(done == 1)
     }

@@ -88,7 +88,7 @@ async fn database_outage_degrades_cleanly_and_recovers(backend: Backend) {
         let started = Instant::now();
         let reply = crate::helpers::read(request.send().await.unwrap()).await;
         let took = started.elapsed();
-        assert_eq!(reply.status, 503, "{name}: {}", reply.text);
+        assert_eq!(reply.status, 503, "{name}: {}\n{}", reply.text, server.log());
         assert!(reply.json().is_object(), "{name}: {}", reply.text);
         assert!(took < acquire_timeout + Duration::from_secs(2), "{name} took {took:?}");
     }

@@ -1,0 +1,56 @@
+//! The cost of the primitives the endpoints are built on, in this build on this machine, as
+//! JSON for `bench/run.sh`: one argon2id hash at the configured parameters (one thread, working
+//! memory reused, as the server hashes), one ES256 and one
+//! HS256 token verification (jsonwebtoken, in process, no HTTP).
+//!
+//! `cargo run --release --example bench_primitives`
+
+use std::time::Instant;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde_json::{Value, json};
+use tokensmith::{auth::keys::generate_pem, config::JwtAlgorithm};
+
+fn per_op<F: FnMut()>(iterations: u32, mut op: F) -> f64 {
+    op(); // warm up
+    let started = Instant::now();
+    for _ in 0..iterations {
+        op();
+    }
+    started.elapsed().as_secs_f64() / f64::from(iterations)
+}
+
+fn main() {
+    tokensmith::install_crypto_provider();
+    // As the server's hashing threads do it: the 19 MiB of working memory reused.
+    let mut memory = Vec::new();
+    let argon2 = per_op(30, || {
+        tokensmith::auth::passwords::hash_with_memory(b"benchmark password", &mut memory).unwrap();
+    });
+
+    let claims = json!({"token_type": "access", "exp": 4_000_000_000u64, "iat": 1, "jti": "0123456789abcdef0123456789abcdef", "user_id": "1"});
+    let pem = generate_pem(JwtAlgorithm::Es256).unwrap();
+    let es_token = jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims, &EncodingKey::from_ec_pem(pem.as_bytes()).unwrap()).unwrap();
+    let public = jsonwebtoken::jwk::Jwk::from_encoding_key(&EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(), Algorithm::ES256).unwrap();
+    let es_key = DecodingKey::from_jwk(&public).unwrap();
+    let es_validation = Validation::new(Algorithm::ES256);
+    let es256 = per_op(20_000, || {
+        jsonwebtoken::decode::<Value>(&es_token, &es_key, &es_validation).unwrap();
+    });
+
+    let secret = b"0123456789abcdef0123456789abcdef";
+    let hs_token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret)).unwrap();
+    let hs_key = DecodingKey::from_secret(secret);
+    let hs_validation = Validation::new(Algorithm::HS256);
+    let hs256 = per_op(100_000, || {
+        jsonwebtoken::decode::<Value>(&hs_token, &hs_key, &hs_validation).unwrap();
+    });
+    println!(
+        "{}",
+        json!({
+            "argon2_hash_ms": argon2 * 1e3,
+            "es256_verify_us": es256 * 1e6,
+            "hs256_verify_us": hs256 * 1e6,
+        })
+    );
+}
