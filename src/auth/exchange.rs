@@ -59,12 +59,12 @@ impl AuthService {
         let name = format!("{}_exchange_{}", identity.provider, if user.is_active { "ok" } else { "failed" });
         let detail = if user.is_active { String::new() } else { "user is inactive".to_owned() };
         let event = AuditEvent { event: &name, user_id: Some(user.id), username: Some(&user.username), client_addr: Some(client), detail: &detail };
-        self.store.record_audit_event(&event, now).await?;
         if !user.is_active {
+            self.store.record_audit_event(&event, now).await?;
             return Err(AppError::NoActiveAccountForToken);
         }
         let origin = SessionOrigin { external_session_id: Some(&identity.session_id), organization: identity.organization.as_ref() };
-        self.start_session(&user, origin).await
+        self.start_session(&user, origin, &event).await
     }
 
     /// The profile of a user signing in for the first time: Clerk's Backend API has the username

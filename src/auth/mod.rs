@@ -99,15 +99,14 @@ impl AuthService {
                 return Err(AppError::InvalidCredentials);
             }
         };
-        let pair = self.start_session(&user, SessionOrigin::default()).await?;
-        metrics::counter!("tokensmith_logins_total", "result" => "ok").increment(1);
         let event = AuditEvent { event: "login_ok", user_id: Some(user.id), username: Some(username), client_addr: Some(client), detail: "" };
-        self.audit(event).await?;
+        let pair = self.start_session(&user, SessionOrigin::default(), &event).await?;
+        metrics::counter!("tokensmith_logins_total", "result" => "ok").increment(1);
         Ok(pair)
     }
 
-    /// A new refresh family for `user` and its first pair.
-    pub async fn start_session(&self, user: &User, origin: SessionOrigin<'_>) -> Result<TokenPair, AppError> {
+    /// A new refresh family for `user` and its first pair; `audit` is recorded with it.
+    pub async fn start_session(&self, user: &User, origin: SessionOrigin<'_>, audit: &AuditEvent<'_>) -> Result<TokenPair, AppError> {
         let now = unix_now();
         let family_expires_at = now + secs(self.config.session_max_lifetime);
         let (access, access_jti) = self.mint_access(user.id, now, origin.organization)?;
@@ -123,7 +122,7 @@ impl AuthService {
             expires_at: (now + secs(self.config.refresh_token_lifetime)).min(family_expires_at),
         };
         let refresh = self.mint_refresh(&record)?;
-        self.store.start_session(family_expires_at, origin, &record).await?;
+        self.store.start_session(family_expires_at, origin, &record, audit).await?;
         Ok(TokenPair { access, refresh })
     }
 

@@ -3,7 +3,7 @@
 use std::{sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
-use jsonwebtoken::{Header, Validation, errors::ErrorKind};
+use jsonwebtoken::{Algorithm, Header, Validation, errors::ErrorKind};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::Mutex;
@@ -93,7 +93,29 @@ pub struct TokenService {
     issuer: Option<String>,
     audience: Option<String>,
     leeway: i64,
+    /// One per algorithm, built once: verification allocates no validator per request.
+    validations: Vec<Validation>,
     reload: Mutex<std::time::Instant>,
+}
+
+/// What every local token must satisfy, for keys of `algorithm`.
+fn validation(algorithm: Algorithm, config: &Config) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.leeway = secs(config.jwt_leeway) as u64;
+    validation.validate_exp = true;
+    validation.validate_nbf = true;
+    validation.required_spec_claims = ["exp".to_owned()].into();
+    validation.validate_aud = false;
+    if let Some(iss) = &config.jwt_issuer {
+        validation.set_issuer(&[iss]);
+        validation.required_spec_claims.insert("iss".to_owned());
+    }
+    if let Some(aud) = &config.jwt_audience {
+        validation.set_audience(&[aud]);
+        validation.validate_aud = true;
+        validation.required_spec_claims.insert("aud".to_owned());
+    }
+    validation
 }
 
 /// Unknown kids reload the ring at most this often, so forged kids cannot flood the database.
@@ -112,6 +134,10 @@ impl TokenService {
             issuer: config.jwt_issuer.clone(),
             audience: config.jwt_audience.clone(),
             leeway: secs(config.jwt_leeway),
+            validations: [Algorithm::HS256, Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA]
+                .into_iter()
+                .map(|algorithm| validation(algorithm, &config))
+                .collect(),
             reload: Mutex::new(std::time::Instant::now()),
             config,
             store,
@@ -199,22 +225,10 @@ impl TokenService {
             };
         };
         // The algorithm is the key's own; the header's `alg` only has to agree with it.
-        let mut validation = Validation::new(key.algorithm);
-        validation.leeway = self.leeway as u64;
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.required_spec_claims = ["exp".to_owned()].into();
-        validation.validate_aud = false;
-        if let Some(iss) = &self.issuer {
-            validation.set_issuer(&[iss]);
-            validation.required_spec_claims.insert("iss".to_owned());
-        }
-        if let Some(aud) = &self.audience {
-            validation.set_audience(&[aud]);
-            validation.validate_aud = true;
-            validation.required_spec_claims.insert("aud".to_owned());
-        }
-        let claims = match jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, &validation) {
+        let Some(validation) = self.validations.iter().find(|v| v.algorithms[0] == key.algorithm) else {
+            return Checked::Refused(TokenError::Invalid);
+        };
+        let claims = match jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, validation) {
             Ok(data) => data.claims,
             Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => return Checked::Refused(TokenError::Expired),
             Err(_) => return Checked::Refused(TokenError::Invalid),

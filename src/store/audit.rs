@@ -25,15 +25,28 @@ pub struct AuditRecord {
     pub detail: String,
 }
 
+pub(crate) const INSERT_AUDIT: &str = "INSERT INTO audit_events (occurred_at, event, user_id, username, client_addr, detail) \
+                            VALUES ($1, $2, $3, $4, $5, $6)";
+
+/// Records `$event` through `$executor`: a pool, or a transaction the event belongs to.
+macro_rules! insert_audit {
+    ($event:expr, $now:expr, $executor:expr) => {
+        sqlx::query($crate::store::audit::INSERT_AUDIT)
+            .bind($now)
+            .bind($event.event)
+            .bind($event.user_id)
+            .bind($event.username)
+            .bind($event.client_addr)
+            .bind($event.detail)
+            .execute($executor)
+            .await
+    };
+}
+pub(crate) use insert_audit;
+
 impl Store {
     pub async fn record_audit_event(&self, event: &AuditEvent<'_>, now: i64) -> Result<(), sqlx::Error> {
-        on_writer!(self, pool => sqlx::query(
-            "INSERT INTO audit_events (occurred_at, event, user_id, username, client_addr, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(now).bind(event.event).bind(event.user_id).bind(event.username).bind(event.client_addr)
-        .bind(event.detail)
-        .execute(pool).await.map(|r| r.rows_affected()))?;
+        on_writer!(self, pool => insert_audit!(event, now, pool).map(|r| r.rows_affected()))?;
         Ok(())
     }
 

@@ -11,7 +11,7 @@ use sqlx::{
 
 use crate::config::Config;
 
-mod audit;
+pub(crate) mod audit;
 mod identities;
 mod keys;
 mod sessions;

@@ -1,6 +1,6 @@
 //! Refresh-token records and the families (login sessions) they form.
 
-use super::{Store, on_pool, on_writer};
+use super::{AuditEvent, Store, audit::insert_audit, on_pool, on_writer};
 use crate::external::Organization;
 
 /// Where a session came from besides the user: the external session it was exchanged from, and
@@ -65,12 +65,14 @@ macro_rules! insert_token {
 }
 
 impl Store {
-    /// A login: the family, its first refresh token and the user's `last_login`, together.
+    /// A login: the family, its first refresh token, the user's `last_login` and the audit
+    /// event, in one transaction (one commit per login).
     pub async fn start_session(
         &self,
         family_expires_at: i64,
         origin: SessionOrigin<'_>,
         token: &NewRefreshToken<'_>,
+        audit: &AuditEvent<'_>,
     ) -> Result<(), sqlx::Error> {
         on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -87,6 +89,7 @@ impl Store {
             insert_token!(token, &mut *tx)?;
             sqlx::query("UPDATE users SET last_login = $1 WHERE id = $2")
                 .bind(token.issued_at).bind(token.user_id).execute(&mut *tx).await?;
+            insert_audit!(audit, token.issued_at, &mut *tx)?;
             tx.commit().await
         })
     }
