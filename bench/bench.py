@@ -254,6 +254,7 @@ def main():
 
     primitives = json.loads(subprocess.run([PRIMITIVES], capture_output=True, text=True, check=True).stdout)
     argon2_bound = os.cpu_count() / (primitives["argon2_hash_ms"] / 1e3)
+    argon2_all_cores = primitives["argon2_all_cores_per_s"]
 
     sqlite_dir = tempfile.mkdtemp(prefix="tokensmith-bench-db-")
     backends = {"SQLite": bench_backend("SQLite", f"sqlite://{sqlite_dir}/bench.db?mode=rwc", args, scratch)}
@@ -274,7 +275,8 @@ def main():
         "In-process cost of the primitives (this build, this machine):",
         "",
         f"- argon2id hash (m=19456 KiB, t=2, p=1): {primitives['argon2_hash_ms']:.1f} ms → argon2 bound "
-        f"{os.cpu_count()} cores ÷ that = **{argon2_bound:.0f} logins/s**",
+        f"{os.cpu_count()} cores ÷ that = **{argon2_bound:.0f} logins/s**; measured with every core hashing at once "
+        f"(shared caches and memory bandwidth): {argon2_all_cores:.0f} hashes/s",
         f"- ES256 verify: {primitives['es256_verify_us']:.1f} µs → {1e6 / primitives['es256_verify_us']:.0f}/s per core "
         "(the crypto bound of `/api/token/verify/`)",
         f"- HS256 verify: {primitives['hs256_verify_us']:.2f} µs",
@@ -298,7 +300,8 @@ def main():
         login = median_of(runs, "login", "rps")
         lines += [
             "",
-            f"- Login: {login:.0f}/s = **{login / argon2_bound:.0%} of the argon2 bound** ({argon2_bound:.0f}/s).",
+            f"- Login: {login:.0f}/s = **{login / argon2_bound:.0%} of the argon2 bound** ({argon2_bound:.0f}/s = cores ÷ one hash), "
+            f"{login / argon2_all_cores:.0%} of the all-cores hashing rate ({argon2_all_cores:.0f}/s).",
             f"- Cold start (process start → first 200 on `/healthz`, database migrated): **{result['cold_start_ms']:.0f} ms** (median of 5).",
             f"- Peak RSS with 1,000 concurrent logins: **{result['rss_mb']:.0f} MB**.",
             f"- `/healthz` floor of this build: {floor:,.0f} req/s.",
