@@ -174,6 +174,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let now = unix_now();
             let deleted = store.flush_expired_tokens(now).await?;
             store.prune_webhook_deliveries(now - http::external::WEBHOOK_DEDUP_RETENTION_SECS).await?;
+            store.prune_login_failures(now - keys::secs(config.login_failure_window)).await?;
+            store.prune_audit_events(now - keys::secs(config.audit_retention)).await?;
             println!("deleted {deleted} expired refresh tokens");
             Ok(())
         }

@@ -106,6 +106,10 @@ pub struct Config {
     pub session_max_lifetime: Duration,
     pub login_failure_limit: u32,
     pub login_failure_window: Duration,
+    /// Failed logins from one client address, any usernames, before 429 (password spraying).
+    pub login_address_failure_limit: u32,
+    /// Audit events older than this are deleted by `tokens flush-expired`.
+    pub audit_retention: Duration,
     pub trusted_proxies: Vec<IpNet>,
     pub cors_allowed_origins: Vec<String>,
     pub refresh_token_cookie: bool,
@@ -150,6 +154,13 @@ impl Vars<'_> {
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|_| format!("invalid duration {s:?}; write it as 90s, 5m, 12h or 7d"))
+}
+
+fn positive_number(s: &str) -> Result<u32, String> {
+    match parse_number::<u32>(s)? {
+        0 => Err(format!("must be at least 1, got {s:?}")),
+        n => Ok(n),
+    }
 }
 
 fn positive_duration(s: &str) -> Result<Duration, String> {
@@ -275,8 +286,10 @@ impl Config {
             jwt_audience: vars.raw("JWT_AUDIENCE"),
             jwt_leeway: vars.parsed("JWT_LEEWAY", "0s", parse_duration)?,
             session_max_lifetime: vars.parsed("SESSION_MAX_LIFETIME", "30d", positive_duration)?,
-            login_failure_limit: vars.parsed("LOGIN_FAILURE_LIMIT", "10", parse_number)?,
+            login_failure_limit: vars.parsed("LOGIN_FAILURE_LIMIT", "10", positive_number)?,
             login_failure_window: vars.parsed("LOGIN_FAILURE_WINDOW", "15m", positive_duration)?,
+            login_address_failure_limit: vars.parsed("LOGIN_ADDRESS_FAILURE_LIMIT", "100", positive_number)?,
+            audit_retention: vars.parsed("AUDIT_RETENTION", "90d", positive_duration)?,
             trusted_proxies,
             cors_allowed_origins,
             refresh_token_cookie: vars.parsed("REFRESH_TOKEN_COOKIE", "false", parse_bool)?,

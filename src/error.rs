@@ -40,6 +40,9 @@ pub enum AppError {
     MethodNotAllowed(String),
     #[error("not found")]
     NotFound,
+    /// Too many failed logins: the client may try again in this many seconds.
+    #[error("throttled for {0} s")]
+    Throttled(u64),
     #[error("external token refused: {0}")]
     ExternalToken(Rejection),
     #[error("the identity provider's keys are unavailable")]
@@ -100,6 +103,11 @@ impl AppError {
                 (S::METHOD_NOT_ALLOWED, json!({"detail": format!("Method \"{method}\" not allowed.")}))
             }
             Self::NotFound => (S::NOT_FOUND, json!({"detail": "Not found."})),
+            // DRF's `Throttled` wording, singular and plural.
+            Self::Throttled(wait) => (
+                S::TOO_MANY_REQUESTS,
+                json!({"detail": format!("Request was throttled. Expected available in {wait} second{}.", if *wait == 1 { "" } else { "s" })}),
+            ),
             Self::ExternalToken(reason) => {
                 (S::UNAUTHORIZED, json!({"detail": reason.to_string(), "code": "external_token_not_valid"}))
             }
@@ -150,6 +158,9 @@ impl IntoResponse for AppError {
             _ => {}
         }
         let mut response = (status, axum::Json(body)).into_response();
+        if let Self::Throttled(wait) = &self {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*wait));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"api\""));
         }

@@ -84,8 +84,10 @@ impl AuthService {
         Ok(self.store.record_audit_event(&event, unix_now()).await?)
     }
 
-    /// `POST /api/token/`.
+    /// `POST /api/token/`. Throttled before anything else, so a throttled attempt costs no argon2.
     pub async fn login(&self, username: &str, password: SecretString, client: &str) -> Result<TokenPair, AppError> {
+        let now = unix_now();
+        let prior_failures = self.check_login_throttle(username, client, now).await?;
         let user = self.store.user_by_username(username).await?;
         let hash = user.as_ref().and_then(|u| u.password_hash.as_deref());
         let password_ok = self.passwords.verify(password, hash).await?;
@@ -93,16 +95,48 @@ impl AuthService {
             Some(user) if password_ok && user.is_active => user,
             other => {
                 metrics::counter!("tokensmith_logins_total", "result" => "failed").increment(1);
+                self.store.record_login_failure(username, client, now).await?;
                 let user_id = other.map(|u| u.id);
                 let event = AuditEvent { event: "login_failed", user_id, username: Some(username), client_addr: Some(client), detail: "" };
                 self.audit(event).await?;
                 return Err(AppError::InvalidCredentials);
             }
         };
+        if prior_failures > 0 {
+            self.store.clear_login_failures(username, client).await?;
+        }
         let event = AuditEvent { event: "login_ok", user_id: Some(user.id), username: Some(username), client_addr: Some(client), detail: "" };
         let pair = self.start_session(&user, SessionOrigin::default(), &event).await?;
         metrics::counter!("tokensmith_logins_total", "result" => "ok").increment(1);
         Ok(pair)
+    }
+
+    /// 429 when this username failed `LOGIN_FAILURE_LIMIT` times from this address, or this
+    /// address failed `LOGIN_ADDRESS_FAILURE_LIMIT` times across usernames, within
+    /// `LOGIN_FAILURE_WINDOW`. Returns the username's failures so far.
+    async fn check_login_throttle(&self, username: &str, client: &str, now: i64) -> Result<i64, AppError> {
+        let window = secs(self.config.login_failure_window);
+        let since = now - window;
+        let for_user = self.store.login_failures_for(username, client, since).await?;
+        let from_address = self.store.login_failures_from(client, since).await?;
+        let limits = [
+            (Some(username), for_user, i64::from(self.config.login_failure_limit)),
+            (None, from_address, i64::from(self.config.login_address_failure_limit)),
+        ];
+        for (scope, failures, limit) in limits {
+            if failures < limit {
+                continue;
+            }
+            // Allowed again once enough of the counted failures have left the window.
+            let lifts_with = self.store.nth_login_failure(scope, client, since, failures - limit).await?.unwrap_or(now);
+            let wait = (lifts_with + window - now).max(1) as u64;
+            metrics::counter!("tokensmith_logins_total", "result" => "throttled").increment(1);
+            let detail = if scope.is_some() { "username from this address" } else { "this address" };
+            let event = AuditEvent { event: "login_throttled", username: Some(username), client_addr: Some(client), detail, ..Default::default() };
+            self.audit(event).await?;
+            return Err(AppError::Throttled(wait));
+        }
+        Ok(for_user)
     }
 
     /// A new refresh family for `user` and its first pair; `audit` is recorded with it.

@@ -142,6 +142,7 @@ impl PasswordHasherPool {
             let _ = answer.send(work(memory));
         });
         self.jobs.send(job).map_err(|_| PasswordError::PoolGone)?;
+        metrics::counter!("tokensmith_password_hashes_total").increment(1);
         answered.await.map_err(|_| PasswordError::PoolGone)
     }
 

@@ -15,6 +15,7 @@ pub(crate) mod audit;
 mod identities;
 mod keys;
 mod sessions;
+mod throttle;
 mod users;
 
 pub use audit::{AuditEvent, AuditRecord};

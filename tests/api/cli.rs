@@ -278,6 +278,24 @@ async fn a_newer_schema_does_not_stop_an_older_binary(backend: Backend) {
     assert_eq!(server.get("/readyz").await.status, 200);
 }
 
+async fn flush_expired_prunes_old_audit_events(backend: Backend) {
+    let app = spawn_app_with(backend, &[("AUDIT_RETENTION", "30d")]).await;
+    app.create_user("alice", "pw");
+    app.login("alice", "pw").await;
+    app.db
+        .execute(&format!(
+            "INSERT INTO audit_events (occurred_at, event, detail) VALUES ({}, 'ancient_event', '')",
+            now() - 31 * 24 * 3600
+        ))
+        .await;
+    let before = ok(&app.cli(&["audit", "tail", "-n", "50"]));
+    assert!(before.contains("ancient_event") && before.contains("login_ok"), "{before}");
+    ok(&app.cli(&["tokens", "flush-expired"]));
+    let after = ok(&app.cli(&["audit", "tail", "-n", "50"]));
+    assert!(!after.contains("ancient_event"), "{after}");
+    assert!(after.contains("login_ok"), "recent events must stay: {after}");
+}
+
 async fn flush_expired_keeps_live_tokens(backend: Backend) {
     let app = spawn_app(backend).await;
     let (_, refresh_token) = app.alice().await;
@@ -398,6 +416,7 @@ crate::db_test!(
     flush_expired_keeps_live_tokens,
     flush_expired_works_through_many_batches,
     a_newer_schema_does_not_stop_an_older_binary,
+    flush_expired_prunes_old_audit_events,
     keys_list_and_rotate,
     keys_rotate_refuses_hs256,
     audit_tail_shows_logins,

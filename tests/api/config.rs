@@ -215,6 +215,13 @@ fn bad_clerk_settings_are_refused_without_echoing_secrets() {
 }
 
 #[test]
+fn login_limits_must_be_positive() {
+    serve_refuses(&[("LOGIN_FAILURE_LIMIT", "0")], "LOGIN_FAILURE_LIMIT");
+    serve_refuses(&[("LOGIN_ADDRESS_FAILURE_LIMIT", "-3")], "LOGIN_ADDRESS_FAILURE_LIMIT");
+    serve_refuses(&[("AUDIT_RETENTION", "0s")], "AUDIT_RETENTION");
+}
+
+#[test]
 fn clerk_without_authorized_parties_warns_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let warned = |env: &[(&str, &str)]| {

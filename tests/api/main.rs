@@ -5,6 +5,7 @@ mod fake_clerk;
 mod process;
 mod replicas;
 mod outage;
+mod throttle;
 
 mod tokens;
 mod cli;

@@ -1,0 +1,10 @@
+-- Failed logins, counted per (username, client address) and per client address within
+-- LOGIN_FAILURE_WINDOW. In the database, so the limits hold across replicas.
+CREATE TABLE login_failures (
+    id          BIGSERIAL PRIMARY KEY,
+    username    TEXT    NOT NULL,
+    client_addr TEXT    NOT NULL,
+    failed_at   BIGINT  NOT NULL
+);
+CREATE INDEX login_failures_user ON login_failures(username, client_addr, failed_at);
+CREATE INDEX login_failures_addr ON login_failures(client_addr, failed_at);

@@ -1,0 +1,144 @@
+//! Login throttling: per username from one address, per address across usernames, across
+//! replicas, behind a trusted proxy and an untrusted one.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::{
+    db_test,
+    helpers::{Backend, Http, Reply, TestDb, base_env, read, run_cli, spawn_app_with},
+    pg_test,
+    process::Replica,
+};
+
+db_test!(
+    failures_for_one_username_from_one_address_throttle_only_that,
+    a_successful_login_resets_the_count,
+    password_spraying_from_one_address_is_throttled,
+    throttled_attempts_run_no_argon2,
+    an_untrusted_proxy_header_changes_nothing,
+    the_throttle_lifts_when_the_window_passes,
+);
+pg_test!(the_limit_holds_across_replicas);
+
+const BODY_PREFIX: &str = "Request was throttled. Expected available in ";
+
+/// A login attempt, optionally claiming a client address in `X-Forwarded-For`.
+async fn attempt(app: &Http, username: &str, password: &str, forwarded_for: Option<&str>) -> Reply {
+    let mut request = app.client.post(app.url("/api/token/")).json(&json!({"username": username, "password": password}));
+    if let Some(addr) = forwarded_for {
+        request = request.header("x-forwarded-for", addr);
+    }
+    read(request.send().await.unwrap()).await
+}
+
+/// A 429 exactly as DRF sends it; returns the seconds in `Retry-After`.
+fn assert_throttled(reply: &Reply, window_secs: u64) -> u64 {
+    assert_eq!(reply.status, 429, "{}", reply.text);
+    let wait: u64 = reply.header("retry-after").expect("Retry-After").parse().unwrap();
+    assert!((1..=window_secs).contains(&wait), "Retry-After {wait}");
+    let unit = if wait == 1 { "second" } else { "seconds" };
+    assert_eq!(reply.json(), json!({"detail": format!("{BODY_PREFIX}{wait} {unit}.")}));
+    wait
+}
+
+async fn failures_for_one_username_from_one_address_throttle_only_that(backend: Backend) {
+    let app = spawn_app_with(backend, &[("LOGIN_FAILURE_LIMIT", "3"), ("TRUSTED_PROXIES", "127.0.0.1/32")]).await;
+    app.create_user("alice", "correct horse");
+    app.create_user("bob", "battery staple");
+    let attacker = Some("203.0.113.7");
+    for _ in 0..3 {
+        assert_eq!(attempt(&app, "alice", "guess", attacker).await.status, 401);
+    }
+    // The fourth attempt is refused before the password is looked at, even the right one.
+    assert_throttled(&attempt(&app, "alice", "correct horse", attacker).await, 900);
+    // Other users from that address, and alice from anywhere else, log in normally.
+    assert_eq!(attempt(&app, "bob", "battery staple", attacker).await.status, 200);
+    assert_eq!(attempt(&app, "alice", "correct horse", Some("198.51.100.20")).await.status, 200);
+    let audit = String::from_utf8(app.cli(&["audit", "tail", "-n", "20"]).stdout).unwrap();
+    assert!(audit.contains("login_throttled") && audit.contains("203.0.113.7"), "{audit}");
+}
+
+async fn a_successful_login_resets_the_count(backend: Backend) {
+    let app = spawn_app_with(backend, &[("LOGIN_FAILURE_LIMIT", "3")]).await;
+    app.create_user("alice", "correct horse");
+    for _ in 0..2 {
+        assert_eq!(attempt(&app, "alice", "typo", None).await.status, 401);
+    }
+    assert_eq!(attempt(&app, "alice", "correct horse", None).await.status, 200);
+    for _ in 0..2 {
+        assert_eq!(attempt(&app, "alice", "typo", None).await.status, 401);
+    }
+    assert_eq!(attempt(&app, "alice", "correct horse", None).await.status, 200, "the earlier failures still counted");
+}
+
+async fn password_spraying_from_one_address_is_throttled(backend: Backend) {
+    let app = spawn_app_with(backend, &[("LOGIN_ADDRESS_FAILURE_LIMIT", "4"), ("TRUSTED_PROXIES", "127.0.0.1/32")]).await;
+    app.create_user("alice", "correct horse");
+    let sprayer = Some("203.0.113.9");
+    for name in ["root", "admin", "test", "guest"] {
+        assert_eq!(attempt(&app, name, "Winter2026!", sprayer).await.status, 401);
+    }
+    assert_throttled(&attempt(&app, "alice", "Winter2026!", sprayer).await, 900);
+    assert_eq!(attempt(&app, "alice", "correct horse", Some("198.51.100.1")).await.status, 200);
+}
+
+async fn throttled_attempts_run_no_argon2(backend: Backend) {
+    // A process of its own, so the hash counter is this server's alone.
+    let db = TestDb::new(backend).await;
+    let server = Replica::start(&db, &[("LOGIN_FAILURE_LIMIT", "2")]).await;
+    let hashes = || async {
+        let text = server.get("/metrics").await.text;
+        text.lines()
+            .find(|l| l.starts_with("tokensmith_password_hashes_total"))
+            .and_then(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    for _ in 0..2 {
+        assert_eq!(attempt(&server, "nobody", "guess", None).await.status, 401);
+    }
+    let before = hashes().await;
+    assert_eq!(before, 2, "an unknown username still costs a hash");
+    for _ in 0..20 {
+        assert_eq!(attempt(&server, "nobody", "guess", None).await.status, 429);
+    }
+    assert_eq!(hashes().await, before, "throttled attempts ran argon2");
+}
+
+async fn an_untrusted_proxy_header_changes_nothing(backend: Backend) {
+    // No TRUSTED_PROXIES: X-Forwarded-For is the attacker's own words and is ignored.
+    let app = spawn_app_with(backend, &[("LOGIN_FAILURE_LIMIT", "2")]).await;
+    app.create_user("alice", "correct horse");
+    assert_eq!(attempt(&app, "alice", "guess", Some("192.0.2.1")).await.status, 401);
+    assert_eq!(attempt(&app, "alice", "guess", Some("192.0.2.2")).await.status, 401);
+    assert_throttled(&attempt(&app, "alice", "guess", Some("192.0.2.3")).await, 900);
+}
+
+async fn the_throttle_lifts_when_the_window_passes(backend: Backend) {
+    let app = spawn_app_with(backend, &[("LOGIN_FAILURE_LIMIT", "2"), ("LOGIN_FAILURE_WINDOW", "2s")]).await;
+    app.create_user("alice", "correct horse");
+    for _ in 0..2 {
+        assert_eq!(attempt(&app, "alice", "guess", None).await.status, 401);
+    }
+    let wait = assert_throttled(&attempt(&app, "alice", "correct horse", None).await, 2);
+    tokio::time::sleep(Duration::from_secs(wait) + Duration::from_millis(1100)).await;
+    assert_eq!(attempt(&app, "alice", "correct horse", None).await.status, 200);
+    // Housekeeping forgets old failures.
+    assert!(app.cli(&["tokens", "flush-expired"]).status.success());
+}
+
+async fn the_limit_holds_across_replicas(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let settings = [("LOGIN_FAILURE_LIMIT", "4")];
+    let a = Replica::start(&db, &settings).await;
+    let b = Replica::start(&db, &settings).await;
+    let out = run_cli(&base_env(&db), db.dir(), &["user", "create", "alice", "--password-stdin"], Some("correct horse"));
+    assert!(out.status.success());
+    for replica in [&a, &b, &a, &b] {
+        assert_eq!(attempt(replica, "alice", "guess", None).await.status, 401);
+    }
+    // Two failures on each replica make four: both refuse now.
+    assert_throttled(&attempt(&a, "alice", "correct horse", None).await, 900);
+    assert_throttled(&attempt(&b, "alice", "correct horse", None).await, 900);
+}
