@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use super::{
     AppState,
     extract::{BearerToken, ClientAddr, FieldReader, Fields},
-    tokens::{Empty, ErrorDetail, FieldErrorsSchema},
+    tokens::{BadRequest, Empty, ErrorDetail},
 };
 use crate::{error::AppError, store::User};
 
@@ -39,7 +39,9 @@ impl From<User> for MeResponse {
 
 #[derive(Deserialize, ToSchema)]
 pub struct PasswordChangeRequest {
+    #[schema(min_length = 1, pattern = r"^[^\x00]+$")]
     pub current_password: String,
+    #[schema(min_length = 1, pattern = r"^[^\x00]+$")]
     pub new_password: String,
 }
 
@@ -67,7 +69,7 @@ pub async fn me(State(state): State<AppState>, BearerToken(token): BearerToken) 
     )),
     responses(
         (status = 200, description = "Changed", body = Empty),
-        (status = 400, description = "Wrong current password, or a field missing or blank", body = FieldErrorsSchema),
+        (status = 400, description = "Wrong current password, or a field missing or blank", body = BadRequest),
         (status = 401, description = "Missing, invalid or expired access token", body = ErrorDetail),
         (status = 413, description = "Body too large", body = ErrorDetail),
         (status = 415, description = "Neither JSON nor a form", body = ErrorDetail),

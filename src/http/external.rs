@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use super::{
     AppState,
     extract::{BearerToken, ClientAddr, FieldReader, Fields, RawBody},
-    tokens::{Empty, ErrorDetail, FieldErrorsSchema, TokenPairResponse},
+    tokens::{BadRequest, Empty, ErrorDetail, TokenPairResponse},
 };
 use crate::{
     auth::{exchange::apply_clerk_event, keys::unix_now},
@@ -24,6 +24,7 @@ use crate::{
 #[derive(Deserialize, ToSchema)]
 pub struct ClerkExchangeRequest {
     /// The Clerk session token (`await getToken()`); or send it as `Authorization: Bearer …`.
+    #[schema(min_length = 1, pattern = r"^[^\x00]+$")]
     pub token: String,
 }
 
@@ -38,7 +39,7 @@ pub struct ClerkExchangeRequest {
     ), description = "Optional when the token is in the Authorization header"),
     responses(
         (status = 200, description = "A new local session", body = TokenPairResponse),
-        (status = 400, description = "No token in the header or the body", body = FieldErrorsSchema),
+        (status = 400, description = "No token in the header or the body", body = BadRequest),
         (status = 401, description = "The Clerk token failed a check (code external_token_not_valid; detail names \
                                       the check), or the local user is inactive", body = ErrorDetail),
         (status = 404, description = "The Clerk exchange is not configured", body = ErrorDetail),

@@ -12,19 +12,25 @@ use crate::error::AppError;
 
 #[derive(Deserialize, ToSchema)]
 pub struct TokenObtainRequest {
+    /// Not blank (surrounding whitespace is trimmed, as DRF does), no NUL characters.
+    #[schema(min_length = 1, pattern = r"^[^\x00]*[^\s\x00][^\x00]*$")]
     pub username: String,
+    /// Not blank, never trimmed.
+    #[schema(min_length = 1, pattern = r"^[^\x00]+$")]
     pub password: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct TokenRefreshRequest {
     /// A refresh token.
+    #[schema(min_length = 1, pattern = r"^[^\x00]+$")]
     pub refresh: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct TokenVerifyRequest {
     /// An access or refresh token.
+    #[schema(min_length = 1, pattern = r"^[^\x00]+$")]
     pub token: String,
 }
 
@@ -60,6 +66,14 @@ pub struct ErrorDetail {
 #[schema(as = FieldErrors)]
 pub struct FieldErrorsSchema(std::collections::HashMap<String, Vec<String>>);
 
+/// A 400 as DRF sends it: messages per field, or a `detail` (a body that is not valid JSON).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum BadRequest {
+    Fields(FieldErrorsSchema),
+    Detail(ErrorDetail),
+}
+
 #[utoipa::path(
     post, path = "/api/token/", tag = "tokens",
     description = "Takes a username and password and returns an access and a refresh token.",
@@ -69,8 +83,11 @@ pub struct FieldErrorsSchema(std::collections::HashMap<String, Vec<String>>);
     )),
     responses(
         (status = 200, description = "A new session", body = TokenPairResponse),
-        (status = 400, description = "A field is missing or blank, or the body is not valid JSON", body = FieldErrorsSchema),
+        (status = 400, description = "A field is missing or blank, or the body is not valid JSON", body = BadRequest),
         (status = 401, description = "Wrong password, unknown or inactive user", body = ErrorDetail),
+        (status = 429, description = "Too many failed logins for this username from this address, or from this \
+                                      address; Retry-After says when to try again", body = ErrorDetail,
+         headers(("Retry-After" = u64, description = "Seconds until the next attempt is allowed"))),
         (status = 413, description = "Body too large", body = ErrorDetail),
         (status = 415, description = "Neither JSON nor a form", body = ErrorDetail),
         (status = 503, description = "Database unavailable", body = ErrorDetail),
@@ -100,7 +117,7 @@ pub async fn obtain(
     )),
     responses(
         (status = 200, description = "Refreshed", body = TokenRefreshResponse),
-        (status = 400, description = "The field is missing or blank", body = FieldErrorsSchema),
+        (status = 400, description = "The field is missing or blank", body = BadRequest),
         (status = 401, description = "Invalid, expired, wrong type, or blacklisted", body = ErrorDetail),
         (status = 413, description = "Body too large", body = ErrorDetail),
         (status = 415, description = "Neither JSON nor a form", body = ErrorDetail),
@@ -129,7 +146,7 @@ pub async fn refresh(
     )),
     responses(
         (status = 200, description = "Valid", body = Empty),
-        (status = 400, description = "The field is missing or blank", body = FieldErrorsSchema),
+        (status = 400, description = "The field is missing or blank", body = BadRequest),
         (status = 401, description = "Invalid, expired or blacklisted", body = ErrorDetail),
         (status = 413, description = "Body too large", body = ErrorDetail),
         (status = 415, description = "Neither JSON nor a form", body = ErrorDetail),
@@ -154,7 +171,7 @@ pub async fn verify(State(state): State<AppState>, fields: Fields) -> Result<Jso
     )),
     responses(
         (status = 200, description = "Blacklisted", body = Empty),
-        (status = 400, description = "The field is missing or blank", body = FieldErrorsSchema),
+        (status = 400, description = "The field is missing or blank", body = BadRequest),
         (status = 401, description = "Invalid, expired, wrong type, or already blacklisted", body = ErrorDetail),
         (status = 413, description = "Body too large", body = ErrorDetail),
         (status = 415, description = "Neither JSON nor a form", body = ErrorDetail),
