@@ -110,6 +110,8 @@ pub struct Config {
     pub login_address_failure_limit: u32,
     /// Audit events older than this are deleted by `tokens flush-expired`.
     pub audit_retention: Duration,
+    /// A request not answered by then gets 408 and its connection is closed.
+    pub request_timeout: Duration,
     pub trusted_proxies: Vec<IpNet>,
     pub cors_allowed_origins: Vec<String>,
     pub refresh_token_cookie: bool,
@@ -290,6 +292,7 @@ impl Config {
             login_failure_window: vars.parsed("LOGIN_FAILURE_WINDOW", "15m", positive_duration)?,
             login_address_failure_limit: vars.parsed("LOGIN_ADDRESS_FAILURE_LIMIT", "100", positive_number)?,
             audit_retention: vars.parsed("AUDIT_RETENTION", "90d", positive_duration)?,
+            request_timeout: vars.parsed("REQUEST_TIMEOUT", "30s", positive_duration)?,
             trusted_proxies,
             cors_allowed_origins,
             refresh_token_cookie: vars.parsed("REFRESH_TOKEN_COOKIE", "false", parse_bool)?,

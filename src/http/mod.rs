@@ -44,8 +44,6 @@ use crate::{
 
 /// Bodies larger than this are refused with 413 before they are read whole.
 pub const BODY_LIMIT: usize = 64 * 1024;
-/// A request still running after this is cut off (slow clients, stuck dependencies).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 pub struct AppState {
@@ -80,6 +78,8 @@ fn route_both(router: Router<AppState>, path: &str, handler: MethodRouter<AppSta
 }
 
 pub fn router(state: AppState) -> Router {
+    // A request still running after this is cut off (slow-drip bodies, stuck dependencies).
+    let request_timeout = state.auth.config.request_timeout;
     let routes: [(&str, MethodRouter<AppState>); 15] = [
         ("/api/token/", post(tokens::obtain)),
         ("/api/token/refresh/", post(tokens::refresh)),
@@ -112,7 +112,7 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static("nosniff"),
         ))
         .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
         .layer(middleware::from_fn(json_error_bodies))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {

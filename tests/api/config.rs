@@ -219,6 +219,7 @@ fn login_limits_must_be_positive() {
     serve_refuses(&[("LOGIN_FAILURE_LIMIT", "0")], "LOGIN_FAILURE_LIMIT");
     serve_refuses(&[("LOGIN_ADDRESS_FAILURE_LIMIT", "-3")], "LOGIN_ADDRESS_FAILURE_LIMIT");
     serve_refuses(&[("AUDIT_RETENTION", "0s")], "AUDIT_RETENTION");
+    serve_refuses(&[("REQUEST_TIMEOUT", "0s")], "REQUEST_TIMEOUT");
 }
 
 #[test]

@@ -341,4 +341,33 @@ async fn malformed_http_is_refused_cleanly(backend: Backend) {
     assert_eq!(app.get("/healthz").await.status, 200);
 }
 
-crate::db_test!(hostile_input_gets_json_4xx_never_500, malformed_http_is_refused_cleanly);
+/// A body sent a byte at a time (slowloris) holds a connection only until REQUEST_TIMEOUT.
+async fn slow_drip_bodies_are_cut_off(backend: Backend) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = crate::helpers::spawn_app_with(backend, &[("REQUEST_TIMEOUT", "1s")]).await;
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = "POST /api/token/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n{";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let (mut reader, mut writer) = stream.into_split();
+    // Keep dripping in the background; the server must answer anyway.
+    let drip = tokio::spawn(async move {
+        for _ in 0..20 {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            if writer.write_all(b" ").await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), reader.read_to_end(&mut answer)).await;
+    let elapsed = started.elapsed();
+    drip.abort();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#"{"detail":"Request Timeout."}"#), "{answer}");
+    assert!(elapsed < std::time::Duration::from_secs(3), "held for {elapsed:?}");
+    assert_eq!(app.get("/healthz").await.status, 200);
+}
+
+crate::db_test!(hostile_input_gets_json_4xx_never_500, malformed_http_is_refused_cleanly, slow_drip_bodies_are_cut_off);
