@@ -183,6 +183,8 @@ impl AuthService {
             let (access, access_jti) = self.mint_access(state.user_id, now, state.organization().as_ref())?;
             if !self.config.rotate_refresh_tokens {
                 self.store.set_access_jti(&state.jti, &access_jti).await?;
+                let event = AuditEvent { event: "refresh", user_id: Some(state.user_id), client_addr: Some(client), ..Default::default() };
+                self.audit(event).await?;
                 metrics::counter!("tokensmith_refreshes_total", "result" => "ok").increment(1);
                 return Ok(Refreshed { access, refresh: None });
             }
@@ -197,7 +199,8 @@ impl AuthService {
                 expires_at: (now + secs(self.config.refresh_token_lifetime)).min(state.family_expires_at),
             };
             let refresh = self.mint_refresh(&successor)?;
-            if self.store.rotate_refresh_token(&state.jti, unix_now_ms(), &successor).await? {
+            let event = AuditEvent { event: "refresh", user_id: Some(state.user_id), client_addr: Some(client), ..Default::default() };
+            if self.store.rotate_refresh_token(&state.jti, unix_now_ms(), &successor, &event).await? {
                 metrics::counter!("tokensmith_refreshes_total", "result" => "ok").increment(1);
                 return Ok(Refreshed { access, refresh: Some(refresh) });
             }

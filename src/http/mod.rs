@@ -10,7 +10,7 @@ pub mod tokens;
 use std::{
     net::SocketAddr,
     sync::{Arc, OnceLock},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use axum::{

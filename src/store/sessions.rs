@@ -102,7 +102,7 @@ impl Store {
         on_pool!(self, pool => sqlx::query_as::<_, RefreshTokenState>(SQL).bind(jti).fetch_optional(pool).await)
     }
 
-    /// Retires `old_jti` and records its successor, atomically: the conditional update lets
+    /// Retires `old_jti` and records its successor (and the audit event), atomically: the conditional update lets
     /// exactly one of any number of concurrent callers win. `false`: someone else won, or the
     /// token was revoked meanwhile; nothing was written.
     pub async fn rotate_refresh_token(
@@ -110,6 +110,7 @@ impl Store {
         old_jti: &str,
         used_at_ms: i64,
         successor: &NewRefreshToken<'_>,
+        audit: &AuditEvent<'_>,
     ) -> Result<bool, sqlx::Error> {
         on_writer!(self, pool => {
             // The write comes first in the transaction, so SQLite takes its write lock at once
@@ -126,6 +127,7 @@ impl Store {
                 return Ok(false);
             }
             insert_token!(successor, &mut *tx)?;
+            insert_audit!(audit, successor.issued_at, &mut *tx)?;
             tx.commit().await?;
             Ok(true)
         })

@@ -109,6 +109,14 @@ async fn refresh_rotates_and_retires_the_old_token(backend: Backend) {
     let access = first.field("access");
     assert_401(&app.post_json("/api/token/refresh/", json!({"refresh": access})).await, TOKEN_WRONG_TYPE);
     assert_401(&app.post_json("/api/token/refresh/", json!({"refresh": "not.a.token"})).await, TOKEN_INVALID);
+
+    // Each rotation is in the audit trail, with the user and the client address.
+    let audit = String::from_utf8(app.cli(&["audit", "tail", "-n", "20", "--json"]).stdout).unwrap();
+    let refreshes: Vec<serde_json::Value> =
+        audit.lines().map(|l| serde_json::from_str(l).unwrap()).filter(|e: &serde_json::Value| e["event"] == "refresh").collect();
+    assert_eq!(refreshes.len(), 2, "{audit}");
+    assert_eq!(refreshes[0]["client_addr"], "127.0.0.1");
+    assert!(refreshes[0]["user_id"].is_number());
 }
 
 async fn reuse_after_grace_revokes_the_whole_family(backend: Backend) {
