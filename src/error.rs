@@ -40,6 +40,9 @@ pub enum AppError {
     MethodNotAllowed(String),
     #[error("not found")]
     NotFound,
+    /// Refused by policy (a cookie request from a foreign origin).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     /// Too many failed logins: the client may try again in this many seconds.
     #[error("throttled for {0} s")]
     Throttled(u64),
@@ -103,6 +106,7 @@ impl AppError {
                 (S::METHOD_NOT_ALLOWED, json!({"detail": format!("Method \"{method}\" not allowed.")}))
             }
             Self::NotFound => (S::NOT_FOUND, json!({"detail": "Not found."})),
+            Self::Forbidden(detail) => (S::FORBIDDEN, json!({"detail": detail})),
             // DRF's `Throttled` wording, singular and plural.
             Self::Throttled(wait) => (
                 S::TOO_MANY_REQUESTS,

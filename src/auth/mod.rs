@@ -25,12 +25,14 @@ use crate::{
 pub struct TokenPair {
     pub access: String,
     pub refresh: String,
+    /// When the refresh token expires (Unix seconds): the refresh cookie's lifetime.
+    pub refresh_expires_at: i64,
 }
 
-/// What a refresh hands back: a new refresh token only when rotation is on.
+/// What a refresh hands back: a new refresh token (and when it expires) only when rotation is on.
 pub struct Refreshed {
     pub access: String,
-    pub refresh: Option<String>,
+    pub refresh: Option<(String, i64)>,
 }
 
 #[derive(Clone)]
@@ -157,7 +159,7 @@ impl AuthService {
         };
         let refresh = self.mint_refresh(&record)?;
         self.store.start_session(family_expires_at, origin, &record, audit).await?;
-        Ok(TokenPair { access, refresh })
+        Ok(TokenPair { access, refresh, refresh_expires_at: record.expires_at })
     }
 
     fn mint_refresh(&self, record: &NewRefreshToken<'_>) -> Result<String, AppError> {
@@ -202,7 +204,7 @@ impl AuthService {
             let event = AuditEvent { event: "refresh", user_id: Some(state.user_id), client_addr: Some(client), ..Default::default() };
             if self.store.rotate_refresh_token(&state.jti, unix_now_ms(), &successor, &event).await? {
                 metrics::counter!("tokensmith_refreshes_total", "result" => "ok").increment(1);
-                return Ok(Refreshed { access, refresh: Some(refresh) });
+                return Ok(Refreshed { access, refresh: Some((refresh, successor.expires_at)) });
             }
         }
         metrics::counter!("tokensmith_refreshes_total", "result" => "refused").increment(1);

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use super::{
     AppState,
     extract::{BearerToken, ClientAddr, FieldReader, Fields, RawBody},
-    tokens::{BadRequest, Empty, ErrorDetail, TokenPairResponse},
+    tokens::{BadRequest, Empty, ErrorDetail, TokenPairResponse, pair_response},
 };
 use crate::{
     auth::{exchange::apply_clerk_event, keys::unix_now},
@@ -52,7 +52,7 @@ pub async fn clerk_exchange(
     ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     fields: Fields,
-) -> Result<Json<TokenPairResponse>, AppError> {
+) -> Result<axum::response::Response, AppError> {
     state.auth.clerk()?;
     let token = match BearerToken::from_headers(&headers)? {
         Some(token) => token,
@@ -64,7 +64,7 @@ pub async fn clerk_exchange(
         }
     };
     let pair = state.auth.exchange_clerk_token(&token, &client).await?;
-    Ok(Json(TokenPairResponse { refresh: pair.refresh, access: pair.access }))
+    Ok(pair_response(&state.auth.config, pair))
 }
 
 pub const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";

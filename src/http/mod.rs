@@ -1,6 +1,7 @@
 //! The router, its middleware, and the server's life cycle.
 
 pub mod account;
+pub mod cookie;
 pub mod docs;
 pub mod external;
 pub mod extract;
@@ -10,7 +11,7 @@ pub mod tokens;
 use std::{
     net::SocketAddr,
     sync::{Arc, OnceLock},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use axum::{
@@ -26,6 +27,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tower_http::{
     catch_panic::CatchPanicLayer,
+    cors::{AllowOrigin, CorsLayer},
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     set_header::SetResponseHeaderLayer,
     timeout::TimeoutLayer,
@@ -100,7 +102,8 @@ pub fn router(state: AppState) -> Router {
     let api = routes.into_iter().fold(Router::new(), |r, (path, handler)| route_both(r, path, handler));
     let request_id = HeaderName::from_static("x-request-id");
 
-    api.route_layer(middleware::from_fn(record_metrics))
+    let routes = api
+        .route_layer(middleware::from_fn(record_metrics))
         // No validator badge: Swagger UI would load it from validator.swagger.io, sending it our URL.
         .merge(SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json").validator_url("none")))
         .fallback(|| async { AppError::NotFound })
@@ -126,8 +129,30 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             metrics::counter!("tokensmith_panics_total").increment(1);
             AppError::internal("handler panicked").into_response()
-        }))
-        .with_state(state)
+        }));
+    let routes = match cors(&state.auth.config) {
+        Some(cors) => routes.layer(cors),
+        None => routes,
+    };
+    routes.with_state(state)
+}
+
+/// Browsers may call the API from `CORS_ALLOWED_ORIGINS` only, with credentials (the refresh
+/// cookie); preflight requests are answered here. Unset: no CORS headers at all, so browsers
+/// allow no cross-origin calls.
+fn cors(config: &Config) -> Option<CorsLayer> {
+    if config.cors_allowed_origins.is_empty() {
+        return None;
+    }
+    let origins = config.cors_allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok());
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_credentials(true)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 async fn record_metrics(req: Request, next: Next) -> Response {

@@ -1,14 +1,19 @@
 //! The simplejwt-compatible endpoints, plus revoke-all.
 
-use axum::{Json, extract::State};
+use axum::{
+    Json,
+    extract::State,
+    http::HeaderMap,
+    response::{IntoResponse, Response},
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{
-    AppState,
+    AppState, cookie,
     extract::{BearerToken, ClientAddr, FieldReader, Fields},
 };
-use crate::error::AppError;
+use crate::{auth::TokenPair, config::Config, error::AppError};
 
 #[derive(Deserialize, ToSchema)]
 pub struct TokenObtainRequest {
@@ -34,11 +39,39 @@ pub struct TokenVerifyRequest {
     pub token: String,
 }
 
-/// The pair, refresh first, as simplejwt orders it.
+/// The pair, refresh first, as simplejwt orders it. With `REFRESH_TOKEN_COOKIE=true` the refresh
+/// token is in an HttpOnly cookie instead, and only `access` is here.
 #[derive(Serialize, ToSchema)]
 pub struct TokenPairResponse {
-    pub refresh: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<String>,
     pub access: String,
+}
+
+/// A new session's answer: the refresh token in the body, or in the cookie.
+pub fn pair_response(config: &Config, pair: TokenPair) -> Response {
+    if config.refresh_token_cookie {
+        let body = Json(TokenPairResponse { refresh: None, access: pair.access });
+        cookie::with(body, cookie::set(&pair.refresh, pair.refresh_expires_at))
+    } else {
+        Json(TokenPairResponse { refresh: Some(pair.refresh), access: pair.access }).into_response()
+    }
+}
+
+/// The refresh token of a refresh or blacklist request: the body's `refresh`, else, with
+/// `REFRESH_TOKEN_COOKIE=true`, the cookie, from an allowed origin.
+fn presented_refresh_token(fields: &Fields, headers: &HeaderMap, config: &Config) -> Result<String, AppError> {
+    if config.refresh_token_cookie
+        && !fields.0.contains_key("refresh")
+        && let Some(token) = cookie::read(headers)
+    {
+        cookie::check_origin(headers, config)?;
+        return Ok(token);
+    }
+    let mut reader = FieldReader::new(fields);
+    let token = reader.required("refresh", false);
+    reader.finish()?;
+    Ok(token)
 }
 
 /// The new access token, and the new refresh token when rotation is on.
@@ -97,13 +130,13 @@ pub async fn obtain(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
     fields: Fields,
-) -> Result<Json<TokenPairResponse>, AppError> {
+) -> Result<Response, AppError> {
     let mut reader = FieldReader::new(&fields);
     let username = reader.required("username", true);
     let password = reader.secret("password");
     reader.finish()?;
     let pair = state.auth.login(&username, password, &client).await?;
-    Ok(Json(TokenPairResponse { refresh: pair.refresh, access: pair.access }))
+    Ok(pair_response(&state.auth.config, pair))
 }
 
 #[utoipa::path(
@@ -119,6 +152,7 @@ pub async fn obtain(
         (status = 200, description = "Refreshed", body = TokenRefreshResponse),
         (status = 400, description = "The field is missing or blank", body = BadRequest),
         (status = 401, description = "Invalid, expired, wrong type, or blacklisted", body = ErrorDetail),
+        (status = 403, description = "The refresh cookie was sent from an origin not allowed (CSRF defence)", body = ErrorDetail),
         (status = 413, description = "Body too large", body = ErrorDetail),
         (status = 415, description = "Neither JSON nor a form", body = ErrorDetail),
         (status = 503, description = "Database unavailable", body = ErrorDetail),
@@ -127,13 +161,19 @@ pub async fn obtain(
 pub async fn refresh(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
     fields: Fields,
-) -> Result<Json<TokenRefreshResponse>, AppError> {
-    let mut reader = FieldReader::new(&fields);
-    let token = reader.required("refresh", false);
-    reader.finish()?;
+) -> Result<Response, AppError> {
+    let config = &state.auth.config;
+    let token = presented_refresh_token(&fields, &headers, config)?;
     let refreshed = state.auth.refresh(&token, &client).await?;
-    Ok(Json(TokenRefreshResponse { access: refreshed.access, refresh: refreshed.refresh }))
+    Ok(match refreshed.refresh {
+        Some((refresh, expires_at)) if config.refresh_token_cookie => {
+            let body = Json(TokenRefreshResponse { access: refreshed.access, refresh: None });
+            cookie::with(body, cookie::set(&refresh, expires_at))
+        }
+        refresh => Json(TokenRefreshResponse { access: refreshed.access, refresh: refresh.map(|(token, _)| token) }).into_response(),
+    })
 }
 
 #[utoipa::path(
@@ -173,6 +213,7 @@ pub async fn verify(State(state): State<AppState>, fields: Fields) -> Result<Jso
         (status = 200, description = "Blacklisted", body = Empty),
         (status = 400, description = "The field is missing or blank", body = BadRequest),
         (status = 401, description = "Invalid, expired, wrong type, or already blacklisted", body = ErrorDetail),
+        (status = 403, description = "The refresh cookie was sent from an origin not allowed (CSRF defence)", body = ErrorDetail),
         (status = 413, description = "Body too large", body = ErrorDetail),
         (status = 415, description = "Neither JSON nor a form", body = ErrorDetail),
         (status = 503, description = "Database unavailable", body = ErrorDetail),
@@ -181,13 +222,16 @@ pub async fn verify(State(state): State<AppState>, fields: Fields) -> Result<Jso
 pub async fn blacklist(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
     fields: Fields,
-) -> Result<Json<Empty>, AppError> {
-    let mut reader = FieldReader::new(&fields);
-    let token = reader.required("refresh", false);
-    reader.finish()?;
+) -> Result<Response, AppError> {
+    let config = &state.auth.config;
+    let token = presented_refresh_token(&fields, &headers, config)?;
     state.auth.blacklist(&token, &client).await?;
-    Ok(Json(Empty {}))
+    if config.refresh_token_cookie {
+        return Ok(cookie::with(Json(Empty {}), cookie::clear()));
+    }
+    Ok(Json(Empty {}).into_response())
 }
 
 #[utoipa::path(

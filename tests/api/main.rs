@@ -9,6 +9,7 @@ mod throttle;
 
 mod tokens;
 mod cli;
+mod cookie;
 mod config;
 mod hostile;
 mod keys;

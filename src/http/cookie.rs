@@ -1,0 +1,69 @@
+//! The refresh cookie (`REFRESH_TOKEN_COOKIE=true`), for single-page apps: the refresh token
+//! travels only in an HttpOnly, Secure, SameSite=Strict cookie scoped to `/api/token/`, so
+//! JavaScript never sees it. Requests that use it must come from an allowed `Origin`
+//! (a CSRF defence on top of SameSite).
+
+use axum::{
+    http::{HeaderMap, HeaderValue, header},
+    response::{IntoResponse, Response},
+};
+
+use crate::{auth::keys::unix_now, config::Config, error::AppError};
+
+pub const NAME: &str = "refresh_token";
+const PATH: &str = "/api/token/";
+
+/// `Set-Cookie` carrying `token` until `expires_at` (Unix seconds).
+pub fn set(token: &str, expires_at: i64) -> HeaderValue {
+    let max_age = (expires_at - unix_now()).max(0);
+    HeaderValue::from_str(&format!("{NAME}={token}; Path={PATH}; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict"))
+        .expect("a JWT is a valid header value")
+}
+
+/// `Set-Cookie` that deletes the cookie.
+pub fn clear() -> HeaderValue {
+    HeaderValue::from_str(&format!("{NAME}=; Path={PATH}; Max-Age=0; HttpOnly; Secure; SameSite=Strict"))
+        .expect("a static cookie is a valid header value")
+}
+
+/// The refresh token in the request's cookie, if any.
+pub fn read(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, value)| *name == NAME && !value.is_empty())
+        .map(|(_, value)| value.to_owned())
+}
+
+/// A request that relies on the cookie must carry an `Origin` listed in `CORS_ALLOWED_ORIGINS`,
+/// or the service's own (same host and port): 403 otherwise, worded as DRF words CSRF failures.
+pub fn check_origin(headers: &HeaderMap, config: &Config) -> Result<(), AppError> {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return Err(AppError::Forbidden("CSRF Failed: Origin header missing.".to_owned()));
+    };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let own = url::Url::parse(origin).ok().and_then(|u| {
+        let authority = match u.port() {
+            Some(port) => format!("{}:{port}", u.host_str()?),
+            None => u.host_str()?.to_owned(),
+        };
+        Some(Some(authority.as_str()) == host)
+    });
+    if config.cors_allowed_origins.iter().any(|allowed| allowed == origin) || own == Some(true) {
+        Ok(())
+    } else {
+        // The origin is the client's own words; quote it only in the sanitized form.
+        let shown: String = origin.chars().filter(|c| c.is_ascii_graphic()).take(200).collect();
+        Err(AppError::Forbidden(format!("CSRF Failed: Origin checking failed - {shown} does not match any trusted origins.")))
+    }
+}
+
+/// `response` with `Set-Cookie: value` added.
+pub fn with(response: impl IntoResponse, value: HeaderValue) -> Response {
+    let mut response = response.into_response();
+    response.headers_mut().append(header::SET_COOKIE, value);
+    response
+}
