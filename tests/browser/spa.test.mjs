@@ -1,0 +1,220 @@
+// Browser tests: Debian's Chromium, driven by playwright-core, against a real tokensmith and the
+// example SPA served from another origin. Run with `npm test` here (after `cargo build`);
+// TOKENSMITH_BIN picks the binary. Screenshots go to target/browser-tests/.
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { createServer } from "node:http";
+import { mkdtempSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname, extname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const BINARY = process.env.TOKENSMITH_BIN || join(ROOT, "target", "debug", "tokensmith");
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const OUT = join(ROOT, "target", "browser-tests");
+const PASSWORD = "correct horse battery";
+
+const cleanups = [];
+let browser, api, docsApi, spa, foreign;
+
+function freePort() {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** A tokensmith on its own port and SQLite file, with one user `alice`. */
+async function startTokensmith(settings) {
+  const dir = mkdtempSync(join(tmpdir(), "tokensmith-browser-"));
+  const port = await freePort();
+  const env = {
+    PATH: process.env.PATH,
+    DATABASE_URL: `sqlite://${dir}/browser.db?mode=rwc`,
+    LISTEN_ADDR: `127.0.0.1:${port}`,
+    RUST_LOG: "warn",
+    ...settings,
+  };
+  const created = spawnSync(BINARY, ["user", "create", "alice", "--email", "alice@example.com", "--password-stdin"], { env, input: PASSWORD, cwd: dir });
+  assert.equal(created.status, 0, String(created.stderr));
+  const server = spawn(BINARY, ["serve"], { env, cwd: dir, stdio: ["ignore", "ignore", "inherit"] });
+  cleanups.push(() => { server.kill(); rmSync(dir, { recursive: true, force: true }); });
+  const base = `http://localhost:${port}`;
+  for (let i = 0; i < 200; i++) {
+    try {
+      if ((await fetch(`http://127.0.0.1:${port}/healthz`)).ok) return base;
+    } catch {}
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error("tokensmith did not start");
+}
+
+/** Serves examples/spa/ on its own port: another origin than the API. */
+async function serveSpa() {
+  const port = await freePort();
+  const types = { ".html": "text/html", ".js": "text/javascript" };
+  const server = createServer((req, res) => {
+    const name = new URL(req.url, "http://x").pathname.replace(/^\/$/, "/index.html");
+    try {
+      const body = readFileSync(join(ROOT, "examples", "spa", name.replace(/\.\./g, "")));
+      res.writeHead(200, { "Content-Type": types[extname(name)] || "application/octet-stream" });
+      res.end(body);
+    } catch {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise((resolve) => server.listen(port, "127.0.0.1", resolve));
+  cleanups.push(() => server.close());
+  return `http://localhost:${port}`;
+}
+
+before(async () => {
+  mkdirSync(OUT, { recursive: true });
+  spa = await serveSpa();
+  foreign = await serveSpa();
+  api = await startTokensmith({
+    REFRESH_TOKEN_COOKIE: "true",
+    CORS_ALLOWED_ORIGINS: spa,
+    ACCESS_TOKEN_LIFETIME: "2s",
+  });
+  docsApi = await startTokensmith({});
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+});
+
+after(async () => {
+  await browser?.close();
+  for (const cleanup of cleanups) cleanup();
+});
+
+const app = (origin = spa) => `${origin}/index.html?api=${encodeURIComponent(api)}&poll=1000`;
+
+async function signIn(page) {
+  await page.goto(app());
+  await page.waitForSelector("body[data-state=signed-out]");
+  await page.fill("#username", "alice");
+  await page.fill("#password", PASSWORD);
+  await page.click("button[type=submit]");
+  await page.waitForSelector("body[data-state=signed-in]");
+  await page.waitForFunction(() => document.getElementById("me-username").textContent === "alice");
+}
+
+async function refreshCookie(context) {
+  // Cookies are matched by path too: ask for the cookie's own path.
+  return (await context.cookies(`${api}/api/token/`)).find((c) => c.name === "refresh_token");
+}
+
+test("login shows /api/me/, and JavaScript cannot see the refresh token", async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await signIn(page);
+  assert.equal(await page.textContent("#me-email"), "alice@example.com");
+  assert.ok(!(await page.evaluate(() => document.cookie)).includes("refresh_token"));
+  const cookie = await refreshCookie(context);
+  assert.ok(cookie, "the browser holds the refresh cookie");
+  assert.equal(cookie.httpOnly, true);
+  assert.equal(cookie.sameSite, "Strict");
+  assert.equal(cookie.path, "/api/token/");
+  assert.equal(await page.evaluate(() => JSON.stringify(localStorage) + JSON.stringify(sessionStorage)), "{}{}");
+  await page.screenshot({ path: join(OUT, "spa.png"), fullPage: true });
+  await context.close();
+});
+
+test("with 2 s access tokens the app keeps calling /api/me/ after 5 s: it refreshed, and the refresh token rotated", async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await signIn(page);
+  const first = (await refreshCookie(context)).value;
+  const callsBefore = Number(await page.getAttribute("body", "data-me-calls"));
+  await page.waitForTimeout(5000);
+  assert.equal(await page.getAttribute("body", "data-state"), "signed-in");
+  const callsAfter = Number(await page.getAttribute("body", "data-me-calls"));
+  assert.ok(callsAfter >= callsBefore + 3, `only ${callsAfter - callsBefore} /api/me/ calls in 5 s`);
+  assert.ok(Number(await page.textContent("#refresh-count")) >= 2, "no silent refreshes");
+  assert.notEqual((await refreshCookie(context)).value, first, "the refresh token did not rotate");
+  await context.close();
+});
+
+test("a reload keeps the session; sign-out ends it, also after a reload", async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await signIn(page);
+  await page.reload();
+  await page.waitForSelector("body[data-state=signed-in]");
+  await page.waitForFunction(() => document.getElementById("me-username").textContent === "alice");
+  await page.click("#logout");
+  await page.waitForSelector("body[data-state=signed-out]");
+  assert.equal(await refreshCookie(context), undefined, "sign-out did not clear the cookie");
+  await page.reload();
+  await page.waitForSelector("body[data-state=signed-out]");
+  await context.close();
+});
+
+test("a page on an origin not allowed cannot refresh", async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await signIn(page);
+  const before = (await refreshCookie(context)).value;
+  const attempts = [];
+  const evil = await context.newPage();
+  evil.on("request", (r) => { if (r.url().includes("/api/token/refresh/")) attempts.push(r.url()); });
+  await evil.goto(app(foreign));
+  await evil.waitForSelector("body[data-state=signed-out]");
+  assert.ok(attempts.length > 0, "the foreign page did not even try");
+  // The server refused it (403, Origin check), so nothing rotated...
+  assert.equal((await refreshCookie(context)).value, before, "a foreign origin rotated the refresh token");
+  // ...and the page could not read an answer anyway (CORS).
+  const readable = await evil.evaluate(async (url) => {
+    try { await fetch(url, { method: "POST", credentials: "include" }); return true; } catch { return false; }
+  }, `${api}/api/token/refresh/`);
+  assert.equal(readable, false);
+  // The session itself is untouched: the allowed page still refreshes.
+  await page.reload();
+  await page.waitForSelector("body[data-state=signed-in]");
+  await context.close();
+});
+
+test("two tabs refreshing at once both stay signed in", async () => {
+  const context = await browser.newContext();
+  const first = await context.newPage();
+  await signIn(first);
+  const second = await context.newPage();
+  await second.goto(app());
+  await second.waitForSelector("body[data-state=signed-in]");
+  for (let round = 0; round < 3; round++) {
+    await Promise.all([first.reload(), second.reload()]);
+    await Promise.all([
+      first.waitForSelector("body[data-state=signed-in]"),
+      second.waitForSelector("body[data-state=signed-in]"),
+    ]);
+  }
+  await context.close();
+});
+
+test("/docs lists every operation, and Try it out on /api/token/ returns a pair", async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${docsApi}/docs/`);
+  await page.waitForSelector(".opblock");
+  const document = await (await fetch(`${docsApi}/openapi.json`)).json();
+  const operations = Object.values(document.paths).reduce((n, item) => n + Object.keys(item).length, 0);
+  assert.equal(await page.locator(".opblock").count(), operations);
+  const obtain = page.locator(".opblock-post", { has: page.locator('[data-path="/api/token/"]') });
+  await obtain.locator(".opblock-summary").click();
+  await obtain.locator("button.try-out__btn").click();
+  await obtain.locator("textarea.body-param__text").fill(JSON.stringify({ username: "alice", password: PASSWORD }));
+  await obtain.locator("button.execute").click();
+  const status = obtain.locator(".live-responses-table tr.response .response-col_status").first();
+  await status.waitFor();
+  assert.equal((await status.textContent()).trim(), "200");
+  const body = await obtain.locator(".live-responses-table tr.response .response-col_description pre").first().textContent();
+  assert.ok(body.includes('"access"') && body.includes('"refresh"'), body);
+  await page.screenshot({ path: join(OUT, "docs.png"), fullPage: true });
+  await context.close();
+});
