@@ -120,6 +120,8 @@ pub struct Config {
     pub clerk_secret_key: Option<SecretString>,
     pub clerk_api_url: String,
     pub external_issuers_file: Option<PathBuf>,
+    /// The entries of `EXTERNAL_ISSUERS_FILE`, checked.
+    pub external_issuers: Vec<crate::external::issuers::IssuerConfig>,
     pub keys_reload_interval: Duration,
     pub password_hash_concurrency: usize,
     pub log_format: LogFormat,
@@ -243,9 +245,14 @@ impl Config {
         check_issuer_url(&clerk_api_url).map_err(|m| ConfigError::new("CLERK_API_URL", m))?;
 
         let external_issuers_file = vars.raw("EXTERNAL_ISSUERS_FILE").map(PathBuf::from);
-        if let Some(path) = &external_issuers_file {
-            std::fs::metadata(path)
-                .map_err(|e| ConfigError::new("EXTERNAL_ISSUERS_FILE", format!("cannot read {}: {e}", path.display())))?;
+        let external_issuers = match &external_issuers_file {
+            Some(path) => crate::external::issuers::load(path).map_err(|m| ConfigError::new("EXTERNAL_ISSUERS_FILE", m))?,
+            None => Vec::new(),
+        };
+        if let Some(clerk) = &clerk
+            && let Some(other) = external_issuers.iter().find(|i| i.issuer == clerk.issuer)
+        {
+            return Err(ConfigError::new("EXTERNAL_ISSUERS_FILE", format!("{}: the issuer of CLERK_ISSUER again", other.name)));
         }
 
         let trusted_proxies = vars.list("TRUSTED_PROXIES")
@@ -301,6 +308,7 @@ impl Config {
             clerk_secret_key: vars.raw("CLERK_SECRET_KEY").map(SecretString::from),
             clerk_api_url,
             external_issuers_file,
+            external_issuers,
             keys_reload_interval: vars.parsed("KEYS_RELOAD_INTERVAL", "30s", positive_duration)?,
             password_hash_concurrency: vars.parsed("PASSWORD_HASH_CONCURRENCY", &default_concurrency, |s| {
                 match parse_number::<usize>(s)? {

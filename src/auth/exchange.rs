@@ -5,7 +5,8 @@ use super::{AuthService, TokenPair, keys::unix_now};
 use crate::{
     error::AppError,
     external::{
-        ExternalIdentity, ExternalProfile,
+        ExternalError, ExternalIdentity, ExternalProfile,
+        issuers::IssuerVerifier,
         clerk::{self, ClerkVerifier},
         clerk_api::{ClerkEvent, ClerkUser},
     },
@@ -30,30 +31,57 @@ impl AuthService {
 
     /// `POST /api/token/clerk/`: a Clerk session token for a local pair.
     pub async fn exchange_clerk_token(&self, token: &str, client: &str) -> Result<TokenPair, AppError> {
-        let identity = match self.clerk()?.verify(token).await {
-            Ok(identity) => identity,
+        let verified = self.clerk()?.verify(token).await;
+        self.exchange_verified(clerk::PROVIDER, verified, client).await
+    }
+
+    /// The configured provider called `name`, if any.
+    pub fn issuer_named(&self, name: &str) -> Option<&IssuerVerifier> {
+        self.issuers.iter().find(|i| i.name == name).map(|i| &**i)
+    }
+
+    /// `POST /api/token/{provider}/`: a token of a configured provider for a local pair.
+    pub async fn exchange_external_token(&self, verifier: &IssuerVerifier, token: &str, client: &str) -> Result<TokenPair, AppError> {
+        let verified = verifier.verify(token).await;
+        self.exchange_verified(verifier.name, verified, client).await
+    }
+
+    async fn exchange_verified(
+        &self,
+        provider: &'static str,
+        verified: Result<ExternalIdentity, ExternalError>,
+        client: &str,
+    ) -> Result<TokenPair, AppError> {
+        match verified {
+            Ok(identity) => self.exchange(&identity, client).await,
             Err(e) => {
-                metrics::counter!("tokensmith_exchanges_total", "provider" => clerk::PROVIDER, "result" => "refused").increment(1);
-                let detail = e.to_string();
-                let event = AuditEvent { event: "clerk_exchange_failed", client_addr: Some(client), detail: &detail, ..Default::default() };
+                metrics::counter!("tokensmith_exchanges_total", "provider" => provider, "result" => "refused").increment(1);
+                let (name, detail) = (format!("{provider}_exchange_failed"), e.to_string());
+                let event = AuditEvent { event: &name, client_addr: Some(client), detail: &detail, ..Default::default() };
                 self.store.record_audit_event(&event, unix_now()).await?;
-                return Err(e.into());
+                Err(e.into())
             }
-        };
-        self.exchange(&identity, client).await
+        }
     }
 
     /// The local user linked to a verified identity (created at its first exchange), signed in.
     /// Linking is by (provider, subject) only: never to an existing account by email.
     pub async fn exchange(&self, identity: &ExternalIdentity, client: &str) -> Result<TokenPair, AppError> {
         let now = unix_now();
-        let user = match self.store.user_by_identity(identity.provider, &identity.subject).await? {
+        let mut user = match self.store.user_by_identity(identity.provider, &identity.subject).await? {
             Some(user) => user,
             None => {
                 let (profile, may_sign_in) = self.first_profile(identity).await;
                 self.store.create_linked_user(identity.provider, &identity.subject, &profile, may_sign_in, now).await?
             }
         };
+        // Roles follow the provider at every exchange: one revoked upstream is gone at the next.
+        if let Some((staff, superuser)) = identity.roles
+            && (user.is_staff, user.is_superuser) != (staff, superuser)
+        {
+            self.store.set_user_roles(user.id, staff, superuser).await?;
+            (user.is_staff, user.is_superuser) = (staff, superuser);
+        }
         let outcome = if user.is_active { "ok" } else { "inactive" };
         metrics::counter!("tokensmith_exchanges_total", "provider" => identity.provider, "result" => outcome).increment(1);
         let name = format!("{}_exchange_{}", identity.provider, if user.is_active { "ok" } else { "failed" });
@@ -63,7 +91,8 @@ impl AuthService {
             self.store.record_audit_event(&event, now).await?;
             return Err(AppError::NoActiveAccountForToken);
         }
-        let origin = SessionOrigin { external_session_id: Some(&identity.session_id), organization: identity.organization.as_ref() };
+        let session_id = Some(identity.session_id.as_str()).filter(|sid| !sid.is_empty());
+        let origin = SessionOrigin { external_session_id: session_id, organization: identity.organization.as_ref() };
         self.start_session(&user, origin, &event).await
     }
 

@@ -18,7 +18,7 @@ use self::{
 use crate::{
     config::Config,
     error::{AppError, BearerError},
-    external::{Organization, clerk::ClerkVerifier, clerk_api::ClerkApi},
+    external::{Organization, clerk::ClerkVerifier, clerk_api::ClerkApi, issuers::IssuerVerifier},
     store::{AuditEvent, NewRefreshToken, RefreshTokenState, SessionOrigin, Store, User},
 };
 
@@ -45,6 +45,8 @@ pub struct AuthService {
     pub clerk: Option<Arc<ClerkVerifier>>,
     /// Present when `CLERK_SECRET_KEY` is set too: first exchanges take the profile from it.
     pub clerk_api: Option<Arc<ClerkApi>>,
+    /// The providers of `EXTERNAL_ISSUERS_FILE`.
+    pub issuers: Vec<Arc<IssuerVerifier>>,
 }
 
 /// What the database says a refresh token is worth now.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
 use serde_json::{Map, Value};
 
-use super::{ExternalError, ExternalIdentity, ExternalProfile, Organization, Rejection, jwks::JwksCache};
+use super::{ExternalError, ExternalIdentity, ExternalProfile, Organization, Rejection, jwks::JwksCache, number, string};
 use crate::{auth::keys::unix_now, config::ClerkConfig};
 
 pub const PROVIDER: &str = "clerk";
@@ -33,7 +33,7 @@ impl ClerkVerifier {
             Some(pem) => Keys::Pem(Arc::new(
                 DecodingKey::from_rsa_pem(pem.as_bytes()).expect("CLERK_JWT_KEY was checked when the config was read"),
             )),
-            None => Keys::Jwks(JwksCache::new(PROVIDER, config.jwks_url.clone(), Algorithm::RS256)),
+            None => Keys::Jwks(JwksCache::new(PROVIDER, config.jwks_url.clone(), vec![Algorithm::RS256])),
         };
         Self { issuer: config.issuer.clone(), authorized_parties: config.authorized_parties.clone(), keys }
     }
@@ -129,23 +129,8 @@ impl ClerkVerifier {
             session_id: session_id.to_owned(),
             organization,
             profile: profile_hints(claims)?,
+            roles: None,
         })
-    }
-}
-
-/// A claim that, when present, must be a whole number.
-fn number(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, Rejection> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(value) => value.as_i64().map(Some).ok_or(Rejection::MissingClaim(name)),
-    }
-}
-
-/// A claim that, when present, must be a string.
-fn string<'a>(claims: &'a Map<String, Value>, name: &'static str) -> Result<Option<&'a str>, Rejection> {
-    match claims.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(value) => value.as_str().map(Some).ok_or(Rejection::MissingClaim(name)),
     }
 }
 
@@ -195,7 +180,7 @@ mod tests {
         ClerkVerifier {
             issuer: "https://clerk.example.com".to_owned(),
             authorized_parties: parties.iter().map(|p| p.to_string()).collect(),
-            keys: Keys::Jwks(JwksCache::new(PROVIDER, "http://127.0.0.1:1/jwks".to_owned(), Algorithm::RS256)),
+            keys: Keys::Jwks(JwksCache::new(PROVIDER, "http://127.0.0.1:1/jwks".to_owned(), vec![Algorithm::RS256])),
         }
     }
 

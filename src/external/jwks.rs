@@ -34,8 +34,8 @@ const MAX_JWKS_BYTES: usize = 512 * 1024;
 pub struct JwksCache {
     provider: &'static str,
     url: String,
-    /// The one algorithm this provider's keys may be used with.
-    algorithm: Algorithm,
+    /// The algorithms this provider's keys may be used with.
+    algorithms: Vec<Algorithm>,
     client: reqwest::Client,
     keys: ArcSwap<HashMap<String, Arc<DecodingKey>>>,
     /// Held during a fetch: this is what makes fetches single-flight.
@@ -43,7 +43,7 @@ pub struct JwksCache {
 }
 
 impl JwksCache {
-    pub fn new(provider: &'static str, url: String, algorithm: Algorithm) -> Self {
+    pub fn new(provider: &'static str, url: String, algorithms: Vec<Algorithm>) -> Self {
         let client = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
             .connect_timeout(FETCH_TIMEOUT)
@@ -55,7 +55,7 @@ impl JwksCache {
         Self {
             provider,
             url,
-            algorithm,
+            algorithms,
             client,
             keys: ArcSwap::from_pointee(HashMap::new()),
             last_fetch: tokio::sync::Mutex::new(None),
@@ -121,16 +121,18 @@ impl JwksCache {
             return None;
         }
         if let Some(alg) = jwk.common.key_algorithm
-            && !algorithm_matches(alg, self.algorithm)
+            && !self.algorithms.iter().any(|pinned| algorithm_matches(alg, *pinned))
         {
             return None;
         }
-        let family_matches = matches!(
-            (&jwk.algorithm, self.algorithm),
-            (jsonwebtoken::jwk::AlgorithmParameters::RSA(_), Algorithm::RS256)
-                | (jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_), Algorithm::ES256)
-                | (jsonwebtoken::jwk::AlgorithmParameters::OctetKeyPair(_), Algorithm::EdDSA)
-        );
+        let family_matches = self.algorithms.iter().any(|pinned| {
+            matches!(
+                (&jwk.algorithm, pinned),
+                (jsonwebtoken::jwk::AlgorithmParameters::RSA(_), Algorithm::RS256)
+                    | (jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_), Algorithm::ES256)
+                    | (jsonwebtoken::jwk::AlgorithmParameters::OctetKeyPair(_), Algorithm::EdDSA)
+            )
+        });
         if !family_matches {
             return None;
         }

@@ -4,10 +4,13 @@
 
 pub mod clerk;
 pub mod clerk_api;
+pub mod issuers;
 pub mod jwks;
 pub mod svix;
 
 use std::fmt;
+
+use serde_json::{Map, Value};
 
 /// Why an external token was refused. The message becomes the `detail` of the 401, so it says
 /// which check failed, and never echoes the token.
@@ -21,6 +24,7 @@ pub enum Rejection {
     NotYetValid,
     MissingClaim(&'static str),
     Issuer,
+    Audience,
     AuthorizedParty,
     PendingSession,
     NotASessionToken,
@@ -37,6 +41,7 @@ impl fmt::Display for Rejection {
             Self::NotYetValid => f.write_str("Token is not yet valid"),
             Self::MissingClaim(claim) => write!(f, "Token has no valid {claim} claim"),
             Self::Issuer => f.write_str("Token issuer is not trusted"),
+            Self::Audience => f.write_str("Token audience is not allowed"),
             Self::AuthorizedParty => f.write_str("Token authorized party (azp) is not allowed"),
             Self::PendingSession => f.write_str("Session is pending"),
             Self::NotASessionToken => f.write_str("Token is not a session token"),
@@ -88,4 +93,23 @@ pub struct ExternalIdentity {
     pub session_id: String,
     pub organization: Option<Organization>,
     pub profile: ExternalProfile,
+    /// (is_staff, is_superuser) from the token's roles, re-applied at every exchange; `None` when
+    /// the provider maps no roles.
+    pub roles: Option<(bool, bool)>,
+}
+
+/// A claim that, when present, must be a whole number.
+pub(crate) fn number(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, Rejection> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(value) => value.as_i64().map(Some).ok_or(Rejection::MissingClaim(name)),
+    }
+}
+
+/// A claim that, when present, must be a string.
+pub(crate) fn string<'a>(claims: &'a Map<String, Value>, name: &'static str) -> Result<Option<&'a str>, Rejection> {
+    match claims.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => value.as_str().map(Some).ok_or(Rejection::MissingClaim(name)),
+    }
 }

@@ -19,7 +19,7 @@ use super::{account, external, ops, tokens};
     ),
     paths(
         tokens::obtain, tokens::refresh, tokens::verify, tokens::blacklist, tokens::revoke_all,
-        external::clerk_exchange, external::token_exchange, external::clerk_webhook,
+        external::clerk_exchange, external::provider_exchange, external::token_exchange, external::clerk_webhook,
         account::me, account::change_password,
         ops::jwks, ops::healthz, ops::readyz, ops::metrics, openapi_json,
     ),

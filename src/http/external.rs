@@ -54,17 +54,53 @@ pub async fn clerk_exchange(
     fields: Fields,
 ) -> Result<axum::response::Response, AppError> {
     state.auth.clerk()?;
-    let token = match BearerToken::from_headers(&headers)? {
-        Some(token) => token,
-        None => {
-            let mut reader = FieldReader::new(&fields);
-            let token = reader.required("token", false);
-            reader.finish()?;
-            token
-        }
-    };
+    let token = presented_token(&headers, &fields)?;
     let pair = state.auth.exchange_clerk_token(&token, &client).await?;
     Ok(pair_response(&state.auth.config, pair))
+}
+
+#[utoipa::path(
+    post, path = "/api/token/{provider}/", tag = "external",
+    description = "Exchanges a token of a provider configured in EXTERNAL_ISSUERS_FILE (Descope, Auth0, Firebase, \
+                   any OIDC issuer) for a local pair, as /api/token/clerk/ does for Clerk. Roles in the token are \
+                   re-applied to the local user at every exchange.",
+    params(("provider" = String, Path, description = "The `name` of an `[[issuer]]` entry")),
+    request_body(content(
+        (ClerkExchangeRequest = "application/json"),
+        (ClerkExchangeRequest = "application/x-www-form-urlencoded"),
+    ), description = "Optional when the token is in the Authorization header"),
+    responses(
+        (status = 200, description = "A new local session", body = TokenPairResponse),
+        (status = 400, description = "No token in the header or the body", body = BadRequest),
+        (status = 401, description = "The token failed a check (code external_token_not_valid; detail names the \
+                                      check), or the local user is inactive", body = ErrorDetail),
+        (status = 404, description = "No provider of that name", body = ErrorDetail),
+        (status = 503, description = "The provider's keys cannot be fetched and none are cached \
+                                      (code external_keys_unavailable), or the database is unavailable", body = ErrorDetail),
+    )
+)]
+pub async fn provider_exchange(
+    State(state): State<AppState>,
+    axum::extract::Path(provider): axum::extract::Path<String>,
+    ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
+    fields: Fields,
+) -> Result<axum::response::Response, AppError> {
+    let verifier = state.auth.issuer_named(&provider).ok_or(AppError::NotFound)?;
+    let token = presented_token(&headers, &fields)?;
+    let pair = state.auth.exchange_external_token(verifier, &token, &client).await?;
+    Ok(pair_response(&state.auth.config, pair))
+}
+
+/// The provider's token: `Authorization: Bearer …`, else the `token` field.
+fn presented_token(headers: &HeaderMap, fields: &Fields) -> Result<String, AppError> {
+    if let Some(token) = BearerToken::from_headers(headers)? {
+        return Ok(token);
+    }
+    let mut reader = FieldReader::new(fields);
+    let token = reader.required("token", false);
+    reader.finish()?;
+    Ok(token)
 }
 
 pub const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -129,8 +165,9 @@ fn as_oauth_error(error: AppError) -> AppError {
 
 #[utoipa::path(
     post, path = "/api/token/exchange/", tag = "external",
-    description = "RFC 8693 token exchange: an identity provider's token (chosen by its `iss`: Clerk) for a local \
-                   access/refresh pair. Errors are RFC 6749 bodies.",
+    description = "RFC 8693 token exchange: an identity provider's token (Clerk, or any provider of \
+                   EXTERNAL_ISSUERS_FILE, chosen by the token's `iss`) for a local access/refresh pair. Errors are \
+                   RFC 6749 bodies.",
     request_body(content(
         (TokenExchangeRequest = "application/x-www-form-urlencoded"),
         (TokenExchangeRequest = "application/json"),
@@ -175,11 +212,14 @@ async fn exchange_rfc8693(state: &AppState, client: &str, fields: Fields) -> Res
     }
     // The issuer picks the verifier; the token is then verified in full by that verifier.
     let issuer = unverified_issuer(subject_token).ok_or_else(|| invalid_request("subject_token is not a JWT"))?;
-    let clerk = state.auth.clerk().map_err(|_| invalid_request("subject_token: the issuer is not trusted"))?;
-    if issuer != clerk.issuer() {
-        return Err(invalid_request("subject_token: the issuer is not trusted"));
-    }
-    let pair = state.auth.exchange_clerk_token(subject_token, client).await?;
+    let untrusted = || invalid_request("subject_token: the issuer is not trusted");
+    let pair = match state.auth.clerk().ok().filter(|clerk| clerk.issuer() == issuer) {
+        Some(_) => state.auth.exchange_clerk_token(subject_token, client).await?,
+        None => {
+            let verifier = state.auth.issuers.iter().find(|v| v.issuer() == issuer).ok_or_else(untrusted)?;
+            state.auth.exchange_external_token(verifier, subject_token, client).await?
+        }
+    };
     Ok(Json(TokenExchangeResponse {
         access_token: pair.access,
         issued_token_type: TOKEN_TYPE_ACCESS,

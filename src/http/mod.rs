@@ -40,7 +40,7 @@ use crate::{
     auth::{AuthService, keys::KeyRing, passwords::PasswordHasherPool, tokens::TokenService},
     config::Config,
     error::AppError,
-    external::{clerk::ClerkVerifier, clerk_api::ClerkApi},
+    external::{clerk::ClerkVerifier, clerk_api::ClerkApi, issuers::IssuerVerifier},
     store::Store,
 };
 
@@ -82,7 +82,7 @@ fn route_both(router: Router<AppState>, path: &str, handler: MethodRouter<AppSta
 pub fn router(state: AppState) -> Router {
     // A request still running after this is cut off (slow-drip bodies, stuck dependencies).
     let request_timeout = state.auth.config.request_timeout;
-    let routes: [(&str, MethodRouter<AppState>); 15] = [
+    let routes: [(&str, MethodRouter<AppState>); 16] = [
         ("/api/token/", post(tokens::obtain)),
         ("/api/token/refresh/", post(tokens::refresh)),
         ("/api/token/verify/", post(tokens::verify)),
@@ -90,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         ("/api/token/revoke-all/", post(tokens::revoke_all)),
         ("/api/token/clerk/", post(external::clerk_exchange)),
         ("/api/token/exchange/", post(external::token_exchange)),
+        ("/api/token/{provider}/", post(external::provider_exchange)),
         ("/webhooks/clerk/", post(external::clerk_webhook)),
         ("/api/me/", get(account::me)),
         ("/api/password/change/", post(account::change_password)),
@@ -217,7 +218,8 @@ impl Application {
             (Some(_), Some(secret)) => Some(Arc::new(ClerkApi::new(&config.clerk_api_url, secret.clone()))),
             _ => None,
         };
-        let auth = AuthService { config, store, tokens, passwords, clerk, clerk_api };
+        let issuers = config.external_issuers.iter().cloned().map(|c| Arc::new(IssuerVerifier::new(c))).collect();
+        let auth = AuthService { config, store, tokens, passwords, clerk, clerk_api, issuers };
         Ok(Self { listener, state: AppState { auth, metrics: metrics_handle() } })
     }
 

@@ -79,6 +79,11 @@ impl Store {
         Ok(done == 1)
     }
 
+    pub async fn set_user_roles(&self, user_id: i64, is_staff: bool, is_superuser: bool) -> Result<(), sqlx::Error> {
+        on_writer!(self, pool => sqlx::query("UPDATE users SET is_staff = $1, is_superuser = $2 WHERE id = $3")
+            .bind(is_staff).bind(is_superuser).bind(user_id).execute(pool).await.map(|_| ()))
+    }
+
     /// Returns whether the user exists.
     pub async fn set_user_active(&self, username: &str, active: bool) -> Result<bool, sqlx::Error> {
         let done = on_writer!(self, pool => sqlx::query("UPDATE users SET is_active = $1 WHERE username = $2")

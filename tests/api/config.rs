@@ -223,6 +223,24 @@ fn login_limits_must_be_positive() {
 }
 
 #[test]
+fn a_bad_issuers_file_is_named_with_its_entry_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("name = \"clerk\"\nissuer = \"https://x\"\njwks_url = \"https://x/jwks\"", "name"),
+        ("name = \"a\"\nissuer = \"https://x\"\njwks_url = \"https://x/jwks\"\nalgorithms = [\"HS256\"]", "algorithms"),
+        ("name = \"a\"\nissuer = \"https://x\"\njwks_url = \"https://x/jwks\"\ndiscovery = true", "jwks_url"),
+        ("name = \"a\"\nissuer = \"https://x\"\njwks_url = \"http://x.example/jwks\"", "jwks_url"),
+        ("name = \"a\"\nissuer = \"https://x\"\npublic_key_pem = \"nope\"", "public_key_pem"),
+        ("name = \"a\"\nissuer = \"https://x\"\njwks_url = \"https://x/jwks\"\nrole_claim = \"roles\"", "role_claim"),
+    ];
+    for (i, (entry, key)) in cases.iter().enumerate() {
+        let file = write_file(dir.path(), &format!("issuers{i}.toml"), &format!("[[issuer]]\n{entry}\n"));
+        let line = serve_refuses(&[("EXTERNAL_ISSUERS_FILE", &file)], "EXTERNAL_ISSUERS_FILE");
+        assert!(line.contains(&format!("issuers{i}.toml")) && line.contains(key), "{entry}: {line}");
+    }
+}
+
+#[test]
 fn clerk_without_authorized_parties_warns_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let warned = |env: &[(&str, &str)]| {

@@ -91,6 +91,7 @@ impl FakeClerk {
         state.jwks.lock().unwrap().push(key.jwk());
         let app = Router::new()
             .route("/.well-known/jwks.json", get(jwks))
+            .route("/.well-known/openid-configuration", get(discovery))
             .route("/v1/users", get(users))
             .route("/v1/users/{id}", get(user))
             .with_state(state.clone());
@@ -148,6 +149,14 @@ impl FakeClerk {
     pub fn user_pages_served(&self) -> usize {
         self.state.user_pages.load(Ordering::SeqCst)
     }
+}
+
+/// OIDC discovery, as any OIDC provider serves it (this fake doubles as one).
+async fn discovery(headers: HeaderMap) -> Response {
+    let host = headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let issuer = format!("http://{host}");
+    Json(json!({"issuer": issuer, "jwks_uri": format!("{issuer}/.well-known/jwks.json"), "id_token_signing_alg_values_supported": ["RS256"]}))
+        .into_response()
 }
 
 async fn jwks(State(state): State<Arc<FakeState>>) -> Response {

@@ -12,6 +12,7 @@ mod cli;
 mod cookie;
 mod config;
 mod hostile;
+mod issuers;
 mod keys;
 mod clerk;
 mod clerk_sync;
