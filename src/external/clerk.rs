@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
+use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value};
 
-use super::{ExternalError, ExternalIdentity, ExternalProfile, Organization, Rejection, jwks::JwksCache, number, string};
+use super::{ExternalError, ExternalIdentity, ExternalProfile, Organization, Rejection, jwks::JwksCache, number, signed_claims, string};
 use crate::{auth::keys::unix_now, config::ClerkConfig};
 
 pub const PROVIDER: &str = "clerk";
@@ -58,25 +58,7 @@ impl ClerkVerifier {
                 cache.key(kid).await?
             }
         };
-        let mut validation = Validation::new(Algorithm::RS256);
-        // Claims are checked below, after the signature, each with its own reason.
-        validation.required_spec_claims.clear();
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.validate_aud = false;
-        let claims = match jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation) {
-            Ok(data) => data.claims,
-            Err(e) => {
-                return Err(match e.kind() {
-                    ErrorKind::InvalidSignature | ErrorKind::InvalidRsaKey(_) | ErrorKind::InvalidKeyFormat => {
-                        Rejection::BadSignature
-                    }
-                    ErrorKind::InvalidAlgorithm => Rejection::Algorithm,
-                    _ => Rejection::Malformed,
-                }
-                .into());
-            }
-        };
+        let claims = signed_claims(token, &key, &[Algorithm::RS256])?;
         // OAuth access tokens are typed `at+jwt`; session tokens are plain JWTs.
         if header.typ.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("JWT")) {
             return Err(Rejection::NotASessionToken.into());

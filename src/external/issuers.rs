@@ -5,11 +5,11 @@
 
 use std::{path::Path, sync::Arc, time::Instant};
 
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
+use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{ExternalError, ExternalIdentity, ExternalProfile, Rejection, jwks::JwksCache, number, string};
+use super::{ExternalError, ExternalIdentity, ExternalProfile, Rejection, jwks::JwksCache, number, signed_claims, string};
 use crate::{auth::keys::unix_now, config::check_issuer_url};
 
 /// Clock skew allowed on `exp`, `nbf` and `iat`.
@@ -227,25 +227,7 @@ impl IssuerVerifier {
             return Err(Rejection::Algorithm.into());
         }
         let key = self.key(header.alg, header.kid.as_deref()).await?;
-        let mut validation = Validation::new(header.alg);
-        validation.algorithms = self.algorithms.clone();
-        validation.required_spec_claims.clear();
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.validate_aud = false;
-        let claims = match jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation) {
-            Ok(data) => data.claims,
-            Err(e) => {
-                return Err(match e.kind() {
-                    ErrorKind::InvalidAlgorithm => Rejection::Algorithm,
-                    ErrorKind::InvalidSignature | ErrorKind::InvalidRsaKey(_) | ErrorKind::InvalidKeyFormat | ErrorKind::InvalidEcdsaKey => {
-                        Rejection::BadSignature
-                    }
-                    _ => Rejection::Malformed,
-                }
-                .into());
-            }
-        };
+        let claims = signed_claims(token, &key, &self.algorithms)?;
         self.check_claims(&claims, unix_now()).map_err(ExternalError::from)
     }
 

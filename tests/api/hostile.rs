@@ -289,7 +289,13 @@ async fn volley(app: &TestApp) {
             assert_eq!(delete.text, r#"{"detail":"Method \"DELETE\" not allowed."}"#, "DELETE {path}");
         }
     }
-    for path in ["/nope", "/api/", "/api/token/nope/", "/api/me/x", "/.well-known/", "/%ff%fe", "/api/token//", "/..%2f..%2fetc/passwd"] {
+    // /api/token/{provider}/ is a route (external identity providers): an unknown provider is a
+    // 404 to POST, and other methods are 405 as on every route.
+    let unknown = app.post_json("/api/token/nope/", json!({"token": "x"})).await;
+    assert_eq!((unknown.status, unknown.json()), (404, json!({"detail": "Not found."})));
+    assert_eq!(app.get("/api/token/nope/").await.status, 405);
+    assert_eq!(app.post_json("/api/token//", json!({"token": "x"})).await.status, 404);
+    for path in ["/nope", "/api/", "/api/token/nope/x/", "/api/me/x", "/.well-known/", "/%ff%fe", "/..%2f..%2fetc/passwd"] {
         let reply = app.get(path).await;
         assert_eq!(reply.status, 404, "GET {path}: {}", reply.text);
         assert_eq!(reply.json(), json!({"detail": "Not found."}), "{path}");
