@@ -82,11 +82,10 @@ impl AuthService {
             self.store.set_user_roles(user.id, staff, superuser).await?;
             (user.is_staff, user.is_superuser) = (staff, superuser);
         }
-        let outcome = if user.is_active { "ok" } else { "inactive" };
-        metrics::counter!("tokensmith_exchanges_total", "provider" => identity.provider, "result" => outcome).increment(1);
-        let name = format!("{}_exchange_{}", identity.provider, if user.is_active { "ok" } else { "failed" });
-        let detail = if user.is_active { String::new() } else { "user is inactive".to_owned() };
-        let event = AuditEvent { event: &name, user_id: Some(user.id), username: Some(&user.username), client_addr: Some(client), detail: &detail };
+        let (metric, outcome, detail) = if user.is_active { ("ok", "ok", "") } else { ("inactive", "failed", "user is inactive") };
+        metrics::counter!("tokensmith_exchanges_total", "provider" => identity.provider, "result" => metric).increment(1);
+        let name = format!("{}_exchange_{outcome}", identity.provider);
+        let event = AuditEvent { event: &name, user_id: Some(user.id), username: Some(&user.username), client_addr: Some(client), detail };
         if !user.is_active {
             self.store.record_audit_event(&event, now).await?;
             return Err(AppError::NoActiveAccountForToken);

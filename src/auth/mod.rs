@@ -18,7 +18,7 @@ use self::{
 use crate::{
     config::Config,
     error::{AppError, BearerError},
-    external::{Organization, clerk::ClerkVerifier, clerk_api::ClerkApi, issuers::IssuerVerifier},
+    external::{Organization, clerk::ClerkVerifier, clerk_api::ClerkApi, issuers::IssuerVerifier, svix::SvixVerifier},
     store::{AuditEvent, NewRefreshToken, RefreshTokenState, SessionOrigin, Store, User},
 };
 
@@ -47,6 +47,8 @@ pub struct AuthService {
     pub clerk_api: Option<Arc<ClerkApi>>,
     /// The providers of `EXTERNAL_ISSUERS_FILE`.
     pub issuers: Vec<Arc<IssuerVerifier>>,
+    /// Present when `CLERK_WEBHOOK_SIGNING_SECRET` is set: checks Clerk's webhook signatures.
+    pub clerk_webhooks: Option<Arc<SvixVerifier>>,
 }
 
 /// What the database says a refresh token is worth now.
@@ -121,8 +123,7 @@ impl AuthService {
     async fn check_login_throttle(&self, username: &str, client: &str, now: i64) -> Result<i64, AppError> {
         let window = secs(self.config.login_failure_window);
         let since = now - window;
-        let for_user = self.store.login_failures_for(username, client, since).await?;
-        let from_address = self.store.login_failures_from(client, since).await?;
+        let (for_user, from_address) = self.store.login_failures(username, client, since).await?;
         let limits = [
             (Some(username), for_user, i64::from(self.config.login_failure_limit)),
             (None, from_address, i64::from(self.config.login_address_failure_limit)),

@@ -11,7 +11,7 @@ use std::{
     sync::{Arc, Mutex, mpsc},
 };
 
-use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, PasswordHasher, Version, password_hash::phc};
+use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version, password_hash::phc};
 use secrecy::{ExposeSecret, SecretString};
 
 #[derive(Debug, thiserror::Error)]
@@ -41,9 +41,9 @@ fn params() -> Params {
     Params::default()
 }
 
-/// Hashes with a fresh allocation: for the CLI, which hashes once.
+/// One hash with working memory of its own: for the CLI, which hashes once.
 pub fn hash_blocking(password: &str) -> Result<String, PasswordError> {
-    Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(|_| PasswordError::Hashing)
+    hash_with_memory(password.as_bytes(), &mut Vec::new())
 }
 
 /// One hash in `memory` (grown as needed), as the hashing threads do it.

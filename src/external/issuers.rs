@@ -9,11 +9,9 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{ExternalError, ExternalIdentity, ExternalProfile, Rejection, jwks::JwksCache, number, signed_claims, string};
+use super::{ExternalError, ExternalIdentity, ExternalProfile, Rejection, check_registered_claims, jwks::JwksCache, signed_claims, string};
 use crate::{auth::keys::unix_now, config::check_issuer_url};
 
-/// Clock skew allowed on `exp`, `nbf` and `iat`.
-const CLOCK_SKEW_SECS: i64 = 5;
 
 /// One `[[issuer]]` entry, as written in the file.
 #[derive(Debug, Clone, Deserialize)]
@@ -178,30 +176,26 @@ impl IssuerVerifier {
                 return keys.iter().find(|(alg, _)| *alg == algorithm).map(|(_, k)| k.clone()).ok_or(Rejection::Algorithm.into());
             }
             Keys::Jwks(cache) => cache,
-            Keys::Discovery { cache, last_attempt } => {
-                if let Some(cache) = cache.get() {
-                    cache
-                } else {
-                    let mut last = last_attempt.lock().await;
-                    if let Some(cache) = cache.get() {
-                        cache
-                    } else {
-                        // Rate-limited like key fetches: an unreachable provider is asked at most every 5 s.
-                        if last.is_some_and(|at| at.elapsed() < super::jwks::MIN_FETCH_INTERVAL) {
-                            return Err(ExternalError::KeysUnavailable);
-                        }
-                        *last = Some(Instant::now());
-                        let url = self.discover().await.map_err(|cause| {
-                            tracing::warn!(provider = self.name, %cause, "OIDC discovery failed");
-                            ExternalError::KeysUnavailable
-                        })?;
-                        cache.get_or_init(|| async { JwksCache::new(self.name, url, self.algorithms.clone()) }).await
-                    }
-                }
-            }
+            // One discovery at a time (the cell runs one initializer); kept once it succeeds.
+            Keys::Discovery { cache, last_attempt } => cache.get_or_try_init(|| self.discovered_cache(last_attempt)).await?,
         };
         let kid = kid.filter(|k| !k.is_empty()).ok_or(Rejection::UnknownKey)?;
         cache.key(kid).await
+    }
+
+    /// The key cache at the JWKS URL the issuer's OIDC configuration names. Rate-limited like key
+    /// fetches: an unreachable provider is asked at most every 5 s.
+    async fn discovered_cache(&self, last_attempt: &tokio::sync::Mutex<Option<Instant>>) -> Result<JwksCache, ExternalError> {
+        let mut last = last_attempt.lock().await;
+        if last.is_some_and(|at| at.elapsed() < super::jwks::MIN_FETCH_INTERVAL) {
+            return Err(ExternalError::KeysUnavailable);
+        }
+        *last = Some(Instant::now());
+        let url = self.discover().await.map_err(|cause| {
+            tracing::warn!(provider = self.name, %cause, "OIDC discovery failed");
+            ExternalError::KeysUnavailable
+        })?;
+        Ok(JwksCache::new(self.name, url, self.algorithms.clone()))
     }
 
     /// The `jwks_uri` of the issuer's OIDC configuration, which must name the same issuer.
@@ -232,45 +226,17 @@ impl IssuerVerifier {
     }
 
     fn check_claims(&self, claims: &Map<String, Value>, now: i64) -> Result<ExternalIdentity, Rejection> {
-        let exp = number(claims, "exp")?.ok_or(Rejection::MissingClaim("exp"))?;
-        if now > exp + CLOCK_SKEW_SECS {
-            return Err(Rejection::Expired);
-        }
-        for name in ["nbf", "iat"] {
-            if number(claims, name)?.is_some_and(|t| t > now + CLOCK_SKEW_SECS) {
-                return Err(Rejection::NotYetValid);
-            }
-        }
-        if string(claims, "iss")? != Some(self.config.issuer.as_str()) {
-            return Err(Rejection::Issuer);
-        }
-        if !self.config.audience.is_empty() {
-            let audiences: Vec<&str> = match claims.get("aud") {
-                Some(Value::String(aud)) => vec![aud.as_str()],
-                Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
-                _ => vec![],
-            };
-            if !audiences.iter().any(|aud| self.config.audience.iter().any(|want| want == aud)) {
-                return Err(Rejection::Audience);
-            }
-        }
-        if !self.config.authorized_parties.is_empty() {
-            let azp = string(claims, "azp")?.ok_or(Rejection::AuthorizedParty)?;
-            if !self.config.authorized_parties.iter().any(|p| p == azp) {
-                return Err(Rejection::AuthorizedParty);
-            }
-        }
+        let config = &self.config;
+        check_registered_claims(claims, &config.issuer, &config.audience, &config.authorized_parties, false, now)?;
         let subject = claims
             .get(&self.config.subject_claim)
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .ok_or(Rejection::MissingClaim("subject"))?;
-        let text = |name: &Option<String>| {
-            name.as_ref().and_then(|n| lookup(claims, n)).and_then(Value::as_str).unwrap_or_default().to_owned()
-        };
+        let text = |name: Option<&String>| name.and_then(|n| lookup(claims, n)).and_then(Value::as_str).unwrap_or_default().to_owned();
         // An address the provider says is unverified proves nothing.
         let email_verified = claims.get("email_verified").and_then(Value::as_bool) != Some(false);
-        let email = if email_verified { text(&Some(self.config.email_claim.clone())) } else { String::new() };
+        let email = if email_verified { text(Some(&config.email_claim)) } else { String::new() };
         let roles = self.config.roles_claim.as_ref().map(|path| {
             let held: Vec<&str> = match lookup(claims, path) {
                 Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
@@ -288,8 +254,8 @@ impl IssuerVerifier {
             profile: ExternalProfile {
                 username: string(claims, "preferred_username").ok().flatten().or(string(claims, "username").ok().flatten()).map(str::to_owned),
                 email,
-                first_name: text(&self.config.first_name_claim),
-                last_name: text(&self.config.last_name_claim),
+                first_name: text(config.first_name_claim.as_ref()),
+                last_name: text(config.last_name_claim.as_ref()),
                 updated_at_ms: 0,
             },
             roles,

@@ -122,6 +122,56 @@ pub(crate) fn signed_claims(
     })
 }
 
+/// Clock skew allowed on `exp`, `nbf` and `iat`, as Clerk's SDKs allow.
+pub(crate) const CLOCK_SKEW_SECS: i64 = 5;
+
+/// What an issuer's token must satisfy besides its provider's own rules, in this order: `exp`
+/// (required), `nbf`, `iat` (required when `iat_required`), the exact `iss`, `aud` containing
+/// one of `audience` when any is given, and `azp` present and in `authorized_parties` when any
+/// is given (a missing azp is a failure, not a bypass).
+pub(crate) fn check_registered_claims(
+    claims: &Map<String, Value>,
+    issuer: &str,
+    audience: &[String],
+    authorized_parties: &[String],
+    iat_required: bool,
+    now: i64,
+) -> Result<(), Rejection> {
+    let exp = number(claims, "exp")?.ok_or(Rejection::MissingClaim("exp"))?;
+    if now > exp + CLOCK_SKEW_SECS {
+        return Err(Rejection::Expired);
+    }
+    let in_future = |t: i64| t > now + CLOCK_SKEW_SECS;
+    if number(claims, "nbf")?.is_some_and(in_future) {
+        return Err(Rejection::NotYetValid);
+    }
+    match number(claims, "iat")? {
+        None if iat_required => return Err(Rejection::MissingClaim("iat")),
+        Some(iat) if in_future(iat) => return Err(Rejection::NotYetValid),
+        _ => {}
+    }
+    if string(claims, "iss")? != Some(issuer) {
+        return Err(Rejection::Issuer);
+    }
+    if !audience.is_empty() {
+        let presented: Vec<&str> = match claims.get("aud") {
+            Some(Value::String(aud)) => vec![aud.as_str()],
+            Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        if !presented.iter().any(|aud| audience.iter().any(|want| want == aud)) {
+            return Err(Rejection::Audience);
+        }
+    }
+    if !authorized_parties.is_empty() {
+        let azp = string(claims, "azp")?.ok_or(Rejection::AuthorizedParty)?;
+        if !authorized_parties.iter().any(|p| p == azp) {
+            return Err(Rejection::AuthorizedParty);
+        }
+    }
+    Ok(())
+}
+
 /// A claim that, when present, must be a whole number.
 pub(crate) fn number(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, Rejection> {
     match claims.get(name) {

@@ -17,7 +17,7 @@ use super::{
 use crate::{
     auth::{exchange::apply_clerk_event, keys::unix_now},
     error::AppError,
-    external::{clerk_api::ClerkEvent, svix::SvixVerifier},
+    external::clerk_api::ClerkEvent,
     store::AuditEvent,
 };
 
@@ -266,8 +266,7 @@ pub async fn clerk_webhook(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Json<Empty>, AppError> {
-    let secret = state.auth.config.clerk_webhook_signing_secret.as_ref().ok_or(AppError::NotFound)?;
-    let verifier = SvixVerifier::new(secret).ok_or_else(|| AppError::internal("CLERK_WEBHOOK_SIGNING_SECRET is not base64"))?;
+    let verifier = state.auth.clerk_webhooks.as_deref().ok_or(AppError::NotFound)?;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let store = &state.auth.store;
     let now = unix_now();

@@ -40,7 +40,7 @@ use crate::{
     auth::{AuthService, keys::KeyRing, passwords::PasswordHasherPool, tokens::TokenService},
     config::Config,
     error::AppError,
-    external::{clerk::ClerkVerifier, clerk_api::ClerkApi, issuers::IssuerVerifier},
+    external::{clerk::ClerkVerifier, clerk_api::ClerkApi, issuers::IssuerVerifier, svix::SvixVerifier},
     store::Store,
 };
 
@@ -219,7 +219,9 @@ impl Application {
             _ => None,
         };
         let issuers = config.external_issuers.iter().cloned().map(|c| Arc::new(IssuerVerifier::new(c))).collect();
-        let auth = AuthService { config, store, tokens, passwords, clerk, clerk_api, issuers };
+        // The secret was checked when the configuration was read.
+        let clerk_webhooks = config.clerk_webhook_signing_secret.as_ref().and_then(SvixVerifier::new).map(Arc::new);
+        let auth = AuthService { config, store, tokens, passwords, clerk, clerk_api, issuers, clerk_webhooks };
         Ok(Self { listener, state: AppState { auth, metrics: metrics_handle() } })
     }
 

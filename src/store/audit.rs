@@ -50,6 +50,12 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets audit events older than `before`. Returns how many.
+    pub async fn prune_audit_events(&self, before: i64) -> Result<u64, sqlx::Error> {
+        on_writer!(self, pool => sqlx::query("DELETE FROM audit_events WHERE occurred_at < $1")
+            .bind(before).execute(pool).await.map(|r| r.rows_affected()))
+    }
+
     /// The latest `limit` events, oldest first.
     pub async fn latest_audit_events(&self, limit: i64) -> Result<Vec<AuditRecord>, sqlx::Error> {
         let mut records = on_pool!(self, pool => sqlx::query_as::<_, AuditRecord>(

@@ -3,21 +3,14 @@
 use super::{Store, on_pool, on_writer};
 
 impl Store {
-    /// How many logins of `username` from `client_addr` failed after `since`.
-    pub async fn login_failures_for(&self, username: &str, client_addr: &str, since: i64) -> Result<i64, sqlx::Error> {
-        on_pool!(self, pool => sqlx::query_scalar::<_, i64>(
-            "SELECT COUNT(*) FROM login_failures WHERE username = $1 AND client_addr = $2 AND failed_at > $3",
+    /// Logins that failed after `since` from `client_addr`: (of `username`, of any username).
+    /// One statement: this runs before every login.
+    pub async fn login_failures(&self, username: &str, client_addr: &str, since: i64) -> Result<(i64, i64), sqlx::Error> {
+        on_pool!(self, pool => sqlx::query_as::<_, (i64, i64)>(
+            "SELECT COALESCE(SUM(CASE WHEN username = $1 THEN 1 ELSE 0 END), 0), COUNT(*) \
+             FROM login_failures WHERE client_addr = $2 AND failed_at > $3",
         )
         .bind(username).bind(client_addr).bind(since)
-        .fetch_one(pool).await)
-    }
-
-    /// How many logins from `client_addr`, any username, failed after `since`.
-    pub async fn login_failures_from(&self, client_addr: &str, since: i64) -> Result<i64, sqlx::Error> {
-        on_pool!(self, pool => sqlx::query_scalar::<_, i64>(
-            "SELECT COUNT(*) FROM login_failures WHERE client_addr = $1 AND failed_at > $2",
-        )
-        .bind(client_addr).bind(since)
         .fetch_one(pool).await)
     }
 
@@ -56,12 +49,6 @@ impl Store {
     /// Forgets failures older than `before`. Returns how many.
     pub async fn prune_login_failures(&self, before: i64) -> Result<u64, sqlx::Error> {
         on_writer!(self, pool => sqlx::query("DELETE FROM login_failures WHERE failed_at < $1")
-            .bind(before).execute(pool).await.map(|r| r.rows_affected()))
-    }
-
-    /// Forgets audit events older than `before`. Returns how many.
-    pub async fn prune_audit_events(&self, before: i64) -> Result<u64, sqlx::Error> {
-        on_writer!(self, pool => sqlx::query("DELETE FROM audit_events WHERE occurred_at < $1")
             .bind(before).execute(pool).await.map(|r| r.rows_affected()))
     }
 }
