@@ -47,8 +47,15 @@ fn main() {
 
     let claims = json!({"token_type": "access", "exp": 4_000_000_000u64, "iat": 1, "jti": "0123456789abcdef0123456789abcdef", "user_id": "1"});
     let pem = generate_pem(JwtAlgorithm::Es256).unwrap();
-    let es_token = jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims, &EncodingKey::from_ec_pem(pem.as_bytes()).unwrap()).unwrap();
-    let public = jsonwebtoken::jwk::Jwk::from_encoding_key(&EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(), Algorithm::ES256).unwrap();
+    let es_token = jsonwebtoken::encode(
+        &Header::new(Algorithm::ES256),
+        &claims,
+        &EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let public =
+        jsonwebtoken::jwk::Jwk::from_encoding_key(&EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(), Algorithm::ES256)
+            .unwrap();
     let es_key = DecodingKey::from_jwk(&public).unwrap();
     let es_validation = Validation::new(Algorithm::ES256);
     let es256 = per_op(20_000, || {
@@ -56,7 +63,8 @@ fn main() {
     });
 
     let secret = b"0123456789abcdef0123456789abcdef";
-    let hs_token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret)).unwrap();
+    let hs_token =
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret)).unwrap();
     let hs_key = DecodingKey::from_secret(secret);
     let hs_validation = Validation::new(Algorithm::HS256);
     let hs256 = per_op(100_000, || {

@@ -12,8 +12,8 @@ use crate::{
         keys::{self, unix_now},
         passwords,
     },
-    external::clerk_api::{ClerkApi, PAGE_SIZE},
     config::Config,
+    external::clerk_api::{ClerkApi, PAGE_SIZE},
     http::{self, Application},
     store::{AuditEvent, NewUser, Store},
 };
@@ -188,7 +188,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 
 /// Pages through Clerk's users and applies each as a `user.updated` webhook would.
 async fn clerk_sync_users(config: &Config, store: &Store) -> Result<(), CliError> {
-    let secret = config.clerk_secret_key.clone().ok_or_else(|| anyhow!("CLERK_SECRET_KEY: required for clerk sync-users"))?;
+    let secret =
+        config.clerk_secret_key.clone().ok_or_else(|| anyhow!("CLERK_SECRET_KEY: required for clerk sync-users"))?;
     let api = ClerkApi::new(&config.clerk_api_url, secret);
     let (mut seen, mut created, mut updated, mut deactivated, mut unchanged) = (0, 0, 0, 0, 0);
     loop {
@@ -206,7 +207,9 @@ async fn clerk_sync_users(config: &Config, store: &Store) -> Result<(), CliError
             break;
         }
     }
-    println!("synced {seen} Clerk users: {created} created, {updated} updated, {deactivated} deactivated, {unchanged} unchanged");
+    println!(
+        "synced {seen} Clerk users: {created} created, {updated} updated, {deactivated} deactivated, {unchanged} unchanged"
+    );
     Ok(())
 }
 
@@ -296,12 +299,16 @@ async fn user(command: UserCommand, store: &Store) -> Result<(), CliError> {
             } else {
                 for u in users {
                     // "inactive" whenever it is so: a deactivated admin must stand out too.
-                    let flags = [(true, if u.is_active { "active" } else { "inactive" }), (u.is_staff, "staff"), (u.is_superuser, "superuser")]
-                        .iter()
-                        .filter(|(on, _)| *on)
-                        .map(|(_, name)| *name)
-                        .collect::<Vec<_>>()
-                        .join(",");
+                    let flags = [
+                        (true, if u.is_active { "active" } else { "inactive" }),
+                        (u.is_staff, "staff"),
+                        (u.is_superuser, "superuser"),
+                    ]
+                    .iter()
+                    .filter(|(on, _)| *on)
+                    .map(|(_, name)| *name)
+                    .collect::<Vec<_>>()
+                    .join(",");
                     println!("{}\t{}\t{}\t{}", u.id, u.username, u.email, flags);
                 }
             }
@@ -315,7 +322,8 @@ async fn existing_user(store: &Store, username: &str) -> anyhow::Result<crate::s
 }
 
 async fn audit(store: &Store, event: &str, user_id: i64, username: &str) -> anyhow::Result<()> {
-    let event = AuditEvent { event, user_id: Some(user_id), username: Some(username), client_addr: Some("cli"), detail: "" };
+    let event =
+        AuditEvent { event, user_id: Some(user_id), username: Some(username), client_addr: Some("cli"), detail: "" };
     Ok(store.record_audit_event(&event, unix_now()).await?)
 }
 
@@ -325,7 +333,8 @@ async fn keys_command(command: KeysCommand, config: &Config, store: &Store) -> R
             // Make sure there is a current key to retire, so its tokens keep verifying.
             keys::KeyRing::load(config, store).await?;
             let key = keys::rotate(config, store).await?;
-            let event = AuditEvent { event: "key_rotated", client_addr: Some("cli"), detail: &key.kid, ..Default::default() };
+            let event =
+                AuditEvent { event: "key_rotated", client_addr: Some("cli"), detail: &key.kid, ..Default::default() };
             store.record_audit_event(&event, unix_now()).await?;
             println!(
                 "new signing key {} ({}); running servers use it within {}",
@@ -363,7 +372,12 @@ async fn audit_tail(store: &Store, n: i64, json: bool) -> Result<(), CliError> {
                 "{}\t{}\tuser={}\taddr={}\t{}",
                 rfc3339(event.occurred_at),
                 event.event,
-                event.username.as_deref().map(str::to_owned).or(event.user_id.map(|id| id.to_string())).unwrap_or_default(),
+                event
+                    .username
+                    .as_deref()
+                    .map(str::to_owned)
+                    .or(event.user_id.map(|id| id.to_string()))
+                    .unwrap_or_default(),
                 event.client_addr.unwrap_or_default(),
                 event.detail
             );

@@ -144,7 +144,12 @@ impl Vars<'_> {
         (self.0)(var).filter(|v| !v.trim().is_empty())
     }
 
-    fn parsed<T>(&self, var: &'static str, default: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<T, ConfigError> {
+    fn parsed<T>(
+        &self,
+        var: &'static str,
+        default: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
         let value = self.raw(var).unwrap_or_else(|| default.to_owned());
         parse(value.trim()).map_err(|message| ConfigError::new(var, message))
     }
@@ -213,7 +218,10 @@ impl Config {
     pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let vars = Vars(lookup);
         let database_url = vars.raw("DATABASE_URL").unwrap_or_else(|| "sqlite://tokensmith.db?mode=rwc".to_owned());
-        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
             return Err(ConfigError::new("DATABASE_URL", "unsupported scheme; use sqlite://… or postgres://…"));
         }
         let jwt_algorithm = vars.parsed("JWT_ALGORITHM", "ES256", |s| s.parse())?;
@@ -231,7 +239,12 @@ impl Config {
                     jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes())
                         .map_err(|_| ConfigError::new("CLERK_JWT_KEY", "not a PEM RSA public key"))?;
                 }
-                Some(ClerkConfig { issuer, jwks_url, jwt_key_pem, authorized_parties: vars.list("CLERK_AUTHORIZED_PARTIES") })
+                Some(ClerkConfig {
+                    issuer,
+                    jwks_url,
+                    jwt_key_pem,
+                    authorized_parties: vars.list("CLERK_AUTHORIZED_PARTIES"),
+                })
             }
         };
         let clerk_webhook_signing_secret = vars.raw("CLERK_WEBHOOK_SIGNING_SECRET").map(SecretString::from);
@@ -239,23 +252,32 @@ impl Config {
             && crate::external::svix::SvixVerifier::new(secret).is_none()
         {
             // The value is a secret: the message never repeats it.
-            return Err(ConfigError::new("CLERK_WEBHOOK_SIGNING_SECRET", "must be whsec_ followed by base64, as Clerk shows it"));
+            return Err(ConfigError::new(
+                "CLERK_WEBHOOK_SIGNING_SECRET",
+                "must be whsec_ followed by base64, as Clerk shows it",
+            ));
         }
         let clerk_api_url = vars.raw("CLERK_API_URL").unwrap_or_else(|| "https://api.clerk.com".to_owned());
         check_issuer_url(&clerk_api_url).map_err(|m| ConfigError::new("CLERK_API_URL", m))?;
 
         let external_issuers_file = vars.raw("EXTERNAL_ISSUERS_FILE").map(PathBuf::from);
         let external_issuers = match &external_issuers_file {
-            Some(path) => crate::external::issuers::load(path).map_err(|m| ConfigError::new("EXTERNAL_ISSUERS_FILE", m))?,
+            Some(path) => {
+                crate::external::issuers::load(path).map_err(|m| ConfigError::new("EXTERNAL_ISSUERS_FILE", m))?
+            }
             None => Vec::new(),
         };
         if let Some(clerk) = &clerk
             && let Some(other) = external_issuers.iter().find(|i| i.issuer == clerk.issuer)
         {
-            return Err(ConfigError::new("EXTERNAL_ISSUERS_FILE", format!("{}: the issuer of CLERK_ISSUER again", other.name)));
+            return Err(ConfigError::new(
+                "EXTERNAL_ISSUERS_FILE",
+                format!("{}: the issuer of CLERK_ISSUER again", other.name),
+            ));
         }
 
-        let trusted_proxies = vars.list("TRUSTED_PROXIES")
+        let trusted_proxies = vars
+            .list("TRUSTED_PROXIES")
             .iter()
             .map(|s| {
                 s.parse::<IpNet>()
@@ -280,9 +302,11 @@ impl Config {
                 s.parse().map_err(|_| format!("expected host:port such as 127.0.0.1:8000, got {s:?}"))
             })?,
             database_url,
-            database_max_connections: vars.parsed("DATABASE_MAX_CONNECTIONS", "10", |s| match parse_number::<u32>(s)? {
-                0 => Err("must be at least 1".to_owned()),
-                n => Ok(n),
+            database_max_connections: vars.parsed("DATABASE_MAX_CONNECTIONS", "10", |s| {
+                match parse_number::<u32>(s)? {
+                    0 => Err("must be at least 1".to_owned()),
+                    n => Ok(n),
+                }
             })?,
             database_acquire_timeout: vars.parsed("DATABASE_ACQUIRE_TIMEOUT", "5s", positive_duration)?,
             access_token_lifetime: vars.parsed("ACCESS_TOKEN_LIFETIME", "5m", positive_duration)?,
@@ -327,7 +351,8 @@ impl Config {
     fn key_source(vars: &Vars<'_>, algorithm: JwtAlgorithm) -> Result<KeySource, ConfigError> {
         let key_file = vars.raw("JWT_SIGNING_KEY_FILE").map(PathBuf::from);
         if algorithm == JwtAlgorithm::Hs256 {
-            let secret = vars.raw("JWT_SECRET")
+            let secret = vars
+                .raw("JWT_SECRET")
                 .ok_or_else(|| ConfigError::new("JWT_SECRET", "required when JWT_ALGORITHM=HS256"))?;
             if secret.len() < 32 {
                 return Err(ConfigError::new("JWT_SECRET", "must be at least 32 bytes long"));

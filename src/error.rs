@@ -98,9 +98,10 @@ impl AppError {
             Self::Bearer(e) => (S::UNAUTHORIZED, bearer_body(*e)),
             Self::JsonParse(message) => (S::BAD_REQUEST, json!({"detail": format!("JSON parse error - {message}")})),
             Self::Malformed => (S::BAD_REQUEST, json!({"detail": "Malformed request."})),
-            Self::UnsupportedMediaType(media) => {
-                (S::UNSUPPORTED_MEDIA_TYPE, json!({"detail": format!("Unsupported media type \"{media}\" in request.")}))
-            }
+            Self::UnsupportedMediaType(media) => (
+                S::UNSUPPORTED_MEDIA_TYPE,
+                json!({"detail": format!("Unsupported media type \"{media}\" in request.")}),
+            ),
             Self::PayloadTooLarge => (S::PAYLOAD_TOO_LARGE, json!({"detail": "Request body is too large."})),
             Self::MethodNotAllowed(method) => {
                 (S::METHOD_NOT_ALLOWED, json!({"detail": format!("Method \"{method}\" not allowed.")}))

@@ -63,7 +63,9 @@ fn claims() -> impl Strategy<Value = Value> {
     )
         .prop_map(|(token_type, exp, iat, jti, user_id, extra)| {
             let mut claims = serde_json::Map::new();
-            for (name, value) in [("token_type", token_type), ("exp", exp), ("iat", iat), ("jti", jti), ("user_id", user_id)] {
+            for (name, value) in
+                [("token_type", token_type), ("exp", exp), ("iat", iat), ("jti", jti), ("user_id", user_id)]
+            {
                 if let Some(value) = value {
                     claims.insert(name.to_owned(), value);
                 }

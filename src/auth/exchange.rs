@@ -6,9 +6,9 @@ use crate::{
     error::AppError,
     external::{
         ExternalError, ExternalIdentity, ExternalProfile,
-        issuers::IssuerVerifier,
         clerk::{self, ClerkVerifier},
         clerk_api::{ClerkEvent, ClerkUser},
+        issuers::IssuerVerifier,
     },
     store::{AuditEvent, ProfileApplied, SessionOrigin, Store},
 };
@@ -41,7 +41,12 @@ impl AuthService {
     }
 
     /// `POST /api/token/{provider}/`: a token of a configured provider for a local pair.
-    pub async fn exchange_external_token(&self, verifier: &IssuerVerifier, token: &str, client: &str) -> Result<TokenPair, AppError> {
+    pub async fn exchange_external_token(
+        &self,
+        verifier: &IssuerVerifier,
+        token: &str,
+        client: &str,
+    ) -> Result<TokenPair, AppError> {
         let verified = verifier.verify(token).await;
         self.exchange_verified(verifier.name, verified, client).await
     }
@@ -55,9 +60,11 @@ impl AuthService {
         match verified {
             Ok(identity) => self.exchange(&identity, client).await,
             Err(e) => {
-                metrics::counter!("tokensmith_exchanges_total", "provider" => provider, "result" => "refused").increment(1);
+                metrics::counter!("tokensmith_exchanges_total", "provider" => provider, "result" => "refused")
+                    .increment(1);
                 let (name, detail) = (format!("{provider}_exchange_failed"), e.to_string());
-                let event = AuditEvent { event: &name, client_addr: Some(client), detail: &detail, ..Default::default() };
+                let event =
+                    AuditEvent { event: &name, client_addr: Some(client), detail: &detail, ..Default::default() };
                 self.store.record_audit_event(&event, unix_now()).await?;
                 Err(e.into())
             }
@@ -82,10 +89,18 @@ impl AuthService {
             self.store.set_user_roles(user.id, staff, superuser).await?;
             (user.is_staff, user.is_superuser) = (staff, superuser);
         }
-        let (metric, outcome, detail) = if user.is_active { ("ok", "ok", "") } else { ("inactive", "failed", "user is inactive") };
-        metrics::counter!("tokensmith_exchanges_total", "provider" => identity.provider, "result" => metric).increment(1);
+        let (metric, outcome, detail) =
+            if user.is_active { ("ok", "ok", "") } else { ("inactive", "failed", "user is inactive") };
+        metrics::counter!("tokensmith_exchanges_total", "provider" => identity.provider, "result" => metric)
+            .increment(1);
         let name = format!("{}_exchange_{outcome}", identity.provider);
-        let event = AuditEvent { event: &name, user_id: Some(user.id), username: Some(&user.username), client_addr: Some(client), detail };
+        let event = AuditEvent {
+            event: &name,
+            user_id: Some(user.id),
+            username: Some(&user.username),
+            client_addr: Some(client),
+            detail,
+        };
         if !user.is_active {
             self.store.record_audit_event(&event, now).await?;
             return Err(AppError::NoActiveAccountForToken);

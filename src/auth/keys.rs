@@ -70,7 +70,12 @@ impl KeyMaterial {
         let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
         mac.update(b"tokensmith key id");
         let kid = hex(&mac.finalize().into_bytes()[..8]);
-        Self { kid, algorithm: Algorithm::HS256, encoding: EncodingKey::from_secret(secret.as_bytes()), public_jwk: None }
+        Self {
+            kid,
+            algorithm: Algorithm::HS256,
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            public_jwk: None,
+        }
     }
 
     fn verifying_key(&self, secret: Option<&str>) -> VerifyingKey {
@@ -198,7 +203,13 @@ async fn ensure_database_key(store: &Store, algorithm: JwtAlgorithm) -> Result<S
 fn new_stored_key(algorithm: JwtAlgorithm) -> Result<StoredKey, KeyError> {
     let pem = generate_pem(algorithm)?;
     let kid = KeyMaterial::from_pem(&pem, algorithm)?.kid;
-    Ok(StoredKey { kid, algorithm: algorithm.as_str().to_owned(), private_key_pem: pem, created_at: unix_now(), retired_at: None })
+    Ok(StoredKey {
+        kid,
+        algorithm: algorithm.as_str().to_owned(),
+        private_key_pem: pem,
+        created_at: unix_now(),
+        retired_at: None,
+    })
 }
 
 /// `tokensmith keys rotate`: a new signing key; the old one keeps verifying until its tokens expire.

@@ -73,7 +73,12 @@ impl RefreshStatus {
 }
 
 impl AuthService {
-    fn mint_access(&self, user_id: i64, now: i64, organization: Option<&Organization>) -> Result<(String, String), AppError> {
+    fn mint_access(
+        &self,
+        user_id: i64,
+        now: i64,
+        organization: Option<&Organization>,
+    ) -> Result<(String, String), AppError> {
         let jti = new_jti();
         let spec = TokenSpec {
             token_type: TokenType::Access,
@@ -103,7 +108,13 @@ impl AuthService {
                 metrics::counter!("tokensmith_logins_total", "result" => "failed").increment(1);
                 self.store.record_login_failure(username, client, now).await?;
                 let user_id = other.map(|u| u.id);
-                let event = AuditEvent { event: "login_failed", user_id, username: Some(username), client_addr: Some(client), detail: "" };
+                let event = AuditEvent {
+                    event: "login_failed",
+                    user_id,
+                    username: Some(username),
+                    client_addr: Some(client),
+                    detail: "",
+                };
                 self.audit(event).await?;
                 return Err(AppError::InvalidCredentials);
             }
@@ -111,7 +122,13 @@ impl AuthService {
         if prior_failures > 0 {
             self.store.clear_login_failures(username, client).await?;
         }
-        let event = AuditEvent { event: "login_ok", user_id: Some(user.id), username: Some(username), client_addr: Some(client), detail: "" };
+        let event = AuditEvent {
+            event: "login_ok",
+            user_id: Some(user.id),
+            username: Some(username),
+            client_addr: Some(client),
+            detail: "",
+        };
         let pair = self.start_session(&user, SessionOrigin::default(), &event).await?;
         metrics::counter!("tokensmith_logins_total", "result" => "ok").increment(1);
         Ok(pair)
@@ -137,7 +154,13 @@ impl AuthService {
             let wait = (lifts_with + window - now).max(1) as u64;
             metrics::counter!("tokensmith_logins_total", "result" => "throttled").increment(1);
             let detail = if scope.is_some() { "username from this address" } else { "this address" };
-            let event = AuditEvent { event: "login_throttled", username: Some(username), client_addr: Some(client), detail, ..Default::default() };
+            let event = AuditEvent {
+                event: "login_throttled",
+                username: Some(username),
+                client_addr: Some(client),
+                detail,
+                ..Default::default()
+            };
             self.audit(event).await?;
             return Err(AppError::Throttled(wait));
         }
@@ -145,7 +168,12 @@ impl AuthService {
     }
 
     /// A new refresh family for `user` and its first pair; `audit` is recorded with it.
-    pub async fn start_session(&self, user: &User, origin: SessionOrigin<'_>, audit: &AuditEvent<'_>) -> Result<TokenPair, AppError> {
+    pub async fn start_session(
+        &self,
+        user: &User,
+        origin: SessionOrigin<'_>,
+        audit: &AuditEvent<'_>,
+    ) -> Result<TokenPair, AppError> {
         let now = unix_now();
         let family_expires_at = now + secs(self.config.session_max_lifetime);
         let (access, access_jti) = self.mint_access(user.id, now, origin.organization)?;
@@ -188,7 +216,12 @@ impl AuthService {
             let (access, access_jti) = self.mint_access(state.user_id, now, state.organization().as_ref())?;
             if !self.config.rotate_refresh_tokens {
                 self.store.set_access_jti(&state.jti, &access_jti).await?;
-                let event = AuditEvent { event: "refresh", user_id: Some(state.user_id), client_addr: Some(client), ..Default::default() };
+                let event = AuditEvent {
+                    event: "refresh",
+                    user_id: Some(state.user_id),
+                    client_addr: Some(client),
+                    ..Default::default()
+                };
                 self.audit(event).await?;
                 metrics::counter!("tokensmith_refreshes_total", "result" => "ok").increment(1);
                 return Ok(Refreshed { access, refresh: None });
@@ -204,7 +237,12 @@ impl AuthService {
                 expires_at: (now + secs(self.config.refresh_token_lifetime)).min(state.family_expires_at),
             };
             let refresh = self.mint_refresh(&successor)?;
-            let event = AuditEvent { event: "refresh", user_id: Some(state.user_id), client_addr: Some(client), ..Default::default() };
+            let event = AuditEvent {
+                event: "refresh",
+                user_id: Some(state.user_id),
+                client_addr: Some(client),
+                ..Default::default()
+            };
             if self.store.rotate_refresh_token(&state.jti, unix_now_ms(), &successor, &event).await? {
                 metrics::counter!("tokensmith_refreshes_total", "result" => "ok").increment(1);
                 return Ok(Refreshed { access, refresh: Some((refresh, successor.expires_at)) });
@@ -274,7 +312,12 @@ impl AuthService {
         {
             return Err(TokenError::Blacklisted.into());
         }
-        let event = AuditEvent { event: "blacklist", user_id: Some(state.user_id), client_addr: Some(client), ..Default::default() };
+        let event = AuditEvent {
+            event: "blacklist",
+            user_id: Some(state.user_id),
+            client_addr: Some(client),
+            ..Default::default()
+        };
         self.audit(event).await
     }
 
@@ -296,7 +339,13 @@ impl AuthService {
     pub async fn revoke_all(&self, user: &User, client: &str) -> Result<(), AppError> {
         let ended = self.store.revoke_user_sessions(user.id, None, unix_now()).await?;
         let detail = format!("{ended} sessions ended");
-        let event = AuditEvent { event: "revoke_all", user_id: Some(user.id), username: Some(&user.username), client_addr: Some(client), detail: &detail };
+        let event = AuditEvent {
+            event: "revoke_all",
+            user_id: Some(user.id),
+            username: Some(&user.username),
+            client_addr: Some(client),
+            detail: &detail,
+        };
         self.audit(event).await
     }
 
@@ -316,7 +365,13 @@ impl AuthService {
         self.store.set_password_hash(user.id, &hash).await?;
         let keep = self.store.family_of_access_token(&access.jti).await?;
         self.store.revoke_user_sessions(user.id, keep.as_deref(), unix_now()).await?;
-        let event = AuditEvent { event: "password_changed", user_id: Some(user.id), username: Some(&user.username), client_addr: Some(client), detail: "" };
+        let event = AuditEvent {
+            event: "password_changed",
+            user_id: Some(user.id),
+            username: Some(&user.username),
+            client_addr: Some(client),
+            detail: "",
+        };
         self.audit(event).await
     }
 }

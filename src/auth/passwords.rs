@@ -24,7 +24,8 @@ pub enum PasswordError {
 
 /// A hash of a password nobody has, at the parameters new hashes get: an unknown username is
 /// checked against it, so it costs what a wrong password costs.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$JSYoQaB204eVdBz8hCMekg$tvNfh5GmAirsOBtv2JvQ1XyNKbUbZvCtT5CV+BEPkUA";
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$JSYoQaB204eVdBz8hCMekg$tvNfh5GmAirsOBtv2JvQ1XyNKbUbZvCtT5CV+BEPkUA";
 
 /// Bytes of random salt per hash (the PHC string format recommends 16).
 const SALT_LEN: usize = 16;
@@ -136,7 +137,10 @@ impl PasswordHasherPool {
         Ok(Self { jobs })
     }
 
-    async fn run<T: Send + 'static>(&self, work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static) -> Result<T, PasswordError> {
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
+    ) -> Result<T, PasswordError> {
         let (answer, answered) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |memory| {
             let _ = answer.send(work(memory));

@@ -241,7 +241,11 @@ impl TokenService {
 
     /// The claims jsonwebtoken does not know: their types are checked here, so a validly
     /// signed token with odd claims is refused rather than crashing anything downstream.
-    fn check_claims(&self, claims: &Map<String, Value>, expected: Option<TokenType>) -> Result<VerifiedToken, TokenError> {
+    fn check_claims(
+        &self,
+        claims: &Map<String, Value>,
+        expected: Option<TokenType>,
+    ) -> Result<VerifiedToken, TokenError> {
         let now = unix_now();
         let expires_at = claims.get("exp").and_then(Value::as_i64).ok_or(TokenError::Invalid)?;
         let issued_at = claims.get("iat").and_then(Value::as_i64).ok_or(TokenError::Invalid)?;

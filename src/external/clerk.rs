@@ -8,7 +8,10 @@ use std::sync::Arc;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value};
 
-use super::{ExternalError, ExternalIdentity, ExternalProfile, Organization, Rejection, check_registered_claims, jwks::JwksCache, signed_claims, string};
+use super::{
+    ExternalError, ExternalIdentity, ExternalProfile, Organization, Rejection, check_registered_claims,
+    jwks::JwksCache, signed_claims, string,
+};
 use crate::{auth::keys::unix_now, config::ClerkConfig};
 
 pub const PROVIDER: &str = "clerk";
@@ -156,7 +159,10 @@ mod tests {
         let c = claims(json!({"v": 2, "o": {"id": "org_1", "rol": "admin", "slg": "acme"}}));
         let id = verifier(&[]).check_claims(&c, 1_000_000).unwrap();
         let org = id.organization.unwrap();
-        assert_eq!((org.id.as_str(), org.role.as_deref(), org.slug.as_deref()), ("org_1", Some("org:admin"), Some("acme")));
+        assert_eq!(
+            (org.id.as_str(), org.role.as_deref(), org.slug.as_deref()),
+            ("org_1", Some("org:admin"), Some("acme"))
+        );
     }
 
     #[test]
@@ -170,7 +176,14 @@ mod tests {
     #[test]
     fn odd_claim_types_are_rejections_not_panics() {
         let v = verifier(&["https://app.example.com"]);
-        for odd in [json!({"exp": "soon"}), json!({"exp": 1.5e300}), json!({"iss": 7}), json!({"azp": []}), json!({"v": 2, "o": "x"}), json!({"v": "2"})] {
+        for odd in [
+            json!({"exp": "soon"}),
+            json!({"exp": 1.5e300}),
+            json!({"iss": 7}),
+            json!({"azp": []}),
+            json!({"v": 2, "o": "x"}),
+            json!({"v": "2"}),
+        ] {
             assert!(v.check_claims(&claims(odd.clone()), 1_000_000).is_err(), "{odd}");
         }
     }

@@ -108,7 +108,11 @@ impl ClerkApi {
         let response = self
             .client
             .get(&url)
-            .query(&[("limit", PAGE_SIZE.to_string()), ("offset", offset.to_string()), ("order_by", "+created_at".to_owned())])
+            .query(&[
+                ("limit", PAGE_SIZE.to_string()),
+                ("offset", offset.to_string()),
+                ("order_by", "+created_at".to_owned()),
+            ])
             .bearer_auth(self.secret_key.expose_secret())
             .send()
             .await
@@ -208,9 +212,9 @@ impl ClerkEvent {
             serde_json::from_value::<Id>(data).map(|d| d.id).map_err(|e| format!("{}: {e}", envelope.kind))
         };
         Ok(match envelope.kind.as_str() {
-            "user.created" | "user.updated" => Self::UserChanged(
-                serde_json::from_value(envelope.data).map_err(|e| format!("{}: {e}", envelope.kind))?,
-            ),
+            "user.created" | "user.updated" => {
+                Self::UserChanged(serde_json::from_value(envelope.data).map_err(|e| format!("{}: {e}", envelope.kind))?)
+            }
             "user.deleted" => Self::UserDeleted { id: id(envelope.data)? },
             "session.ended" | "session.removed" | "session.revoked" => Self::SessionEnded { id: id(envelope.data)? },
             _ => Self::Ignored(envelope.kind),

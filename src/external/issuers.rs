@@ -9,9 +9,11 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{ExternalError, ExternalIdentity, ExternalProfile, Rejection, check_registered_claims, jwks::JwksCache, signed_claims, string};
+use super::{
+    ExternalError, ExternalIdentity, ExternalProfile, Rejection, check_registered_claims, jwks::JwksCache,
+    signed_claims, string,
+};
 use crate::{auth::keys::unix_now, config::check_issuer_url};
-
 
 /// One `[[issuer]]` entry, as written in the file.
 #[derive(Debug, Clone, Deserialize)]
@@ -75,7 +77,8 @@ pub fn load(path: &Path) -> Result<Vec<IssuerConfig>, String> {
     let mut names = std::collections::HashSet::new();
     for (i, entry) in parsed.issuer.iter().enumerate() {
         let at = |key: &str, message: String| format!("{file}: issuer[{i}] ({}): {key}: {message}", entry.name);
-        let valid_name = !entry.name.is_empty() && entry.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        let valid_name = !entry.name.is_empty()
+            && entry.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if !valid_name || entry.name == "clerk" {
             return Err(at("name", "use [a-z0-9-]+, and not \"clerk\" (Clerk is configured by CLERK_*)".to_owned()));
         }
@@ -85,7 +88,9 @@ pub fn load(path: &Path) -> Result<Vec<IssuerConfig>, String> {
         if entry.issuer.is_empty() {
             return Err(at("issuer", "required".to_owned()));
         }
-        let sources = usize::from(entry.jwks_url.is_some()) + usize::from(entry.discovery) + usize::from(entry.public_key_pem.is_some());
+        let sources = usize::from(entry.jwks_url.is_some())
+            + usize::from(entry.discovery)
+            + usize::from(entry.public_key_pem.is_some());
         if sources != 1 {
             return Err(at("jwks_url", "give exactly one of jwks_url, discovery = true, public_key_pem".to_owned()));
         }
@@ -93,7 +98,8 @@ pub fn load(path: &Path) -> Result<Vec<IssuerConfig>, String> {
             check_issuer_url(url).map_err(|m| at("jwks_url", m))?;
         }
         if entry.discovery {
-            check_issuer_url(&entry.issuer).map_err(|m| at("issuer", format!("discovery fetches from the issuer: {m}")))?;
+            check_issuer_url(&entry.issuer)
+                .map_err(|m| at("issuer", format!("discovery fetches from the issuer: {m}")))?;
         }
         let algorithms = algorithms(&entry.algorithms).map_err(|m| at("algorithms", m))?;
         if let Some(pem) = &entry.public_key_pem {
@@ -134,7 +140,10 @@ enum Keys {
     Pem(Vec<(Algorithm, Arc<DecodingKey>)>),
     Jwks(JwksCache),
     /// The JWKS URL comes from `{issuer}/.well-known/openid-configuration`, read at first use.
-    Discovery { cache: tokio::sync::OnceCell<JwksCache>, last_attempt: tokio::sync::Mutex<Option<Instant>> },
+    Discovery {
+        cache: tokio::sync::OnceCell<JwksCache>,
+        last_attempt: tokio::sync::Mutex<Option<Instant>>,
+    },
 }
 
 /// Verifies the tokens of one configured issuer.
@@ -173,11 +182,17 @@ impl IssuerVerifier {
     async fn key(&self, algorithm: Algorithm, kid: Option<&str>) -> Result<Arc<DecodingKey>, ExternalError> {
         let cache = match &self.keys {
             Keys::Pem(keys) => {
-                return keys.iter().find(|(alg, _)| *alg == algorithm).map(|(_, k)| k.clone()).ok_or(Rejection::Algorithm.into());
+                return keys
+                    .iter()
+                    .find(|(alg, _)| *alg == algorithm)
+                    .map(|(_, k)| k.clone())
+                    .ok_or(Rejection::Algorithm.into());
             }
             Keys::Jwks(cache) => cache,
             // One discovery at a time (the cell runs one initializer); kept once it succeeds.
-            Keys::Discovery { cache, last_attempt } => cache.get_or_try_init(|| self.discovered_cache(last_attempt)).await?,
+            Keys::Discovery { cache, last_attempt } => {
+                cache.get_or_try_init(|| self.discovered_cache(last_attempt)).await?
+            }
         };
         let kid = kid.filter(|k| !k.is_empty()).ok_or(Rejection::UnknownKey)?;
         cache.key(kid).await
@@ -185,7 +200,10 @@ impl IssuerVerifier {
 
     /// The key cache at the JWKS URL the issuer's OIDC configuration names. Rate-limited like key
     /// fetches: an unreachable provider is asked at most every 5 s.
-    async fn discovered_cache(&self, last_attempt: &tokio::sync::Mutex<Option<Instant>>) -> Result<JwksCache, ExternalError> {
+    async fn discovered_cache(
+        &self,
+        last_attempt: &tokio::sync::Mutex<Option<Instant>>,
+    ) -> Result<JwksCache, ExternalError> {
         let mut last = last_attempt.lock().await;
         if last.is_some_and(|at| at.elapsed() < super::jwks::MIN_FETCH_INTERVAL) {
             return Err(ExternalError::KeysUnavailable);
@@ -233,7 +251,9 @@ impl IssuerVerifier {
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .ok_or(Rejection::MissingClaim("subject"))?;
-        let text = |name: Option<&String>| name.and_then(|n| lookup(claims, n)).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let text = |name: Option<&String>| {
+            name.and_then(|n| lookup(claims, n)).and_then(Value::as_str).unwrap_or_default().to_owned()
+        };
         // An address the provider says is unverified proves nothing.
         let email_verified = claims.get("email_verified").and_then(Value::as_bool) != Some(false);
         let email = if email_verified { text(Some(&config.email_claim)) } else { String::new() };
@@ -252,7 +272,11 @@ impl IssuerVerifier {
             session_id: string(claims, "sid")?.unwrap_or_default().to_owned(),
             organization: None,
             profile: ExternalProfile {
-                username: string(claims, "preferred_username").ok().flatten().or(string(claims, "username").ok().flatten()).map(str::to_owned),
+                username: string(claims, "preferred_username")
+                    .ok()
+                    .flatten()
+                    .or(string(claims, "username").ok().flatten())
+                    .map(str::to_owned),
                 email,
                 first_name: text(config.first_name_claim.as_ref()),
                 last_name: text(config.last_name_claim.as_ref()),

@@ -76,7 +76,8 @@ impl JwksCache {
             *last_fetch = Some(Instant::now());
             match self.fetch().await {
                 Ok(keys) => {
-                    metrics::counter!("tokensmith_jwks_fetches_total", "provider" => self.provider, "result" => "ok").increment(1);
+                    metrics::counter!("tokensmith_jwks_fetches_total", "provider" => self.provider, "result" => "ok")
+                        .increment(1);
                     tracing::info!(provider = self.provider, keys = keys.len(), "fetched the provider's signing keys");
                     self.keys.store(Arc::new(keys));
                 }
@@ -144,7 +145,9 @@ impl JwksCache {
 fn algorithm_matches(declared: KeyAlgorithm, pinned: Algorithm) -> bool {
     matches!(
         (declared, pinned),
-        (KeyAlgorithm::RS256, Algorithm::RS256) | (KeyAlgorithm::ES256, Algorithm::ES256) | (KeyAlgorithm::EdDSA, Algorithm::EdDSA)
+        (KeyAlgorithm::RS256, Algorithm::RS256)
+            | (KeyAlgorithm::ES256, Algorithm::ES256)
+            | (KeyAlgorithm::EdDSA, Algorithm::EdDSA)
     )
 }
 

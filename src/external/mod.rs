@@ -113,12 +113,15 @@ pub(crate) fn signed_claims(
     validation.validate_exp = false;
     validation.validate_nbf = false;
     validation.validate_aud = false;
-    jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation).map(|data| data.claims).map_err(|e| match e.kind() {
-        ErrorKind::InvalidAlgorithm => Rejection::Algorithm,
-        ErrorKind::InvalidSignature | ErrorKind::InvalidRsaKey(_) | ErrorKind::InvalidKeyFormat | ErrorKind::InvalidEcdsaKey => {
-            Rejection::BadSignature
+    jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation).map(|data| data.claims).map_err(|e| {
+        match e.kind() {
+            ErrorKind::InvalidAlgorithm => Rejection::Algorithm,
+            ErrorKind::InvalidSignature
+            | ErrorKind::InvalidRsaKey(_)
+            | ErrorKind::InvalidKeyFormat
+            | ErrorKind::InvalidEcdsaKey => Rejection::BadSignature,
+            _ => Rejection::Malformed,
         }
-        _ => Rejection::Malformed,
     })
 }
 

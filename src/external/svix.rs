@@ -90,8 +90,14 @@ mod tests {
         let good = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
         assert_eq!(verifier.verify(id, ts, Some(good), body, 1614265330), Ok(()));
         assert_eq!(verifier.verify(id, ts, Some(&format!("v1,bm9wZQ== {good}")), body, 1614265330), Ok(()));
-        assert_eq!(verifier.verify(id, ts, Some(good), b"{\"test\": 2432232315}", 1614265330), Err(SignatureError::NoMatch));
-        assert_eq!(verifier.verify(id, ts, Some("v2,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="), body, 1614265330), Err(SignatureError::NoMatch));
+        assert_eq!(
+            verifier.verify(id, ts, Some(good), b"{\"test\": 2432232315}", 1614265330),
+            Err(SignatureError::NoMatch)
+        );
+        assert_eq!(
+            verifier.verify(id, ts, Some("v2,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="), body, 1614265330),
+            Err(SignatureError::NoMatch)
+        );
         assert_eq!(verifier.verify(id, ts, Some(good), body, 1614265330 + 301), Err(SignatureError::TooOld));
         assert_eq!(verifier.verify(id, ts, Some(good), body, 1614265330 - 301), Err(SignatureError::TooNew));
         assert_eq!(verifier.verify(None, ts, Some(good), body, 1614265330), Err(SignatureError::MissingHeaders));

@@ -52,7 +52,9 @@ pub fn check_origin(headers: &HeaderMap, config: &Config) -> Result<(), AppError
     } else {
         // The origin is the client's own words; quote it only in the sanitized form.
         let shown: String = origin.chars().filter(|c| c.is_ascii_graphic()).take(200).collect();
-        Err(AppError::Forbidden(format!("CSRF Failed: Origin checking failed - {shown} does not match any trusted origins.")))
+        Err(AppError::Forbidden(format!(
+            "CSRF Failed: Origin checking failed - {shown} does not match any trusted origins."
+        )))
     }
 }
 

@@ -156,8 +156,12 @@ fn as_oauth_error(error: AppError) -> AppError {
             error: "temporarily_unavailable",
             description: "try again later".to_owned(),
         },
-        AppError::JsonParse(_) | AppError::Malformed | AppError::Validation(_) => invalid_request("the body cannot be read"),
-        AppError::UnsupportedMediaType(_) => invalid_request("send the parameters as application/x-www-form-urlencoded"),
+        AppError::JsonParse(_) | AppError::Malformed | AppError::Validation(_) => {
+            invalid_request("the body cannot be read")
+        }
+        AppError::UnsupportedMediaType(_) => {
+            invalid_request("send the parameters as application/x-www-form-urlencoded")
+        }
         AppError::PayloadTooLarge => invalid_request("the body is too large"),
         other => other,
     }
@@ -188,7 +192,11 @@ pub async fn token_exchange(
     exchange_rfc8693(&state, &client, fields).await.map_err(as_oauth_error)
 }
 
-async fn exchange_rfc8693(state: &AppState, client: &str, fields: Fields) -> Result<Json<TokenExchangeResponse>, AppError> {
+async fn exchange_rfc8693(
+    state: &AppState,
+    client: &str,
+    fields: Fields,
+) -> Result<Json<TokenExchangeResponse>, AppError> {
     let field = |name: &str| fields.0.get(name).and_then(|v| v.as_str()).filter(|v| !v.is_empty());
     match field("grant_type") {
         None => return Err(invalid_request("grant_type is required")),
@@ -270,10 +278,13 @@ pub async fn clerk_webhook(
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let store = &state.auth.store;
     let now = unix_now();
-    if let Err(reason) = verifier.verify(header("svix-id"), header("svix-timestamp"), header("svix-signature"), &body, now) {
+    if let Err(reason) =
+        verifier.verify(header("svix-id"), header("svix-timestamp"), header("svix-signature"), &body, now)
+    {
         metrics::counter!("tokensmith_webhooks_total", "provider" => "clerk", "result" => "rejected").increment(1);
         let detail = reason.to_string();
-        let event = AuditEvent { event: "webhook_rejected", client_addr: Some(&client), detail: &detail, ..Default::default() };
+        let event =
+            AuditEvent { event: "webhook_rejected", client_addr: Some(&client), detail: &detail, ..Default::default() };
         store.record_audit_event(&event, now).await?;
         return Err(AppError::WebhookSignature(reason));
     }
@@ -291,7 +302,8 @@ pub async fn clerk_webhook(
     store.record_webhook_delivery(&delivery, now).await?;
     metrics::counter!("tokensmith_webhooks_total", "provider" => "clerk", "result" => "applied").increment(1);
     let detail = format!("{}: {applied:?}", event.describe());
-    let record = AuditEvent { event: "webhook_applied", client_addr: Some(&client), detail: &detail, ..Default::default() };
+    let record =
+        AuditEvent { event: "webhook_applied", client_addr: Some(&client), detail: &detail, ..Default::default() };
     store.record_audit_event(&record, now).await?;
     Ok(Json(Empty {}))
 }

@@ -156,7 +156,9 @@ impl BearerToken {
         let mut words = value.split_whitespace();
         match (words.next(), words.next(), words.next()) {
             (Some(scheme), Some(token), None) if scheme.eq_ignore_ascii_case("Bearer") => Ok(Some(token.to_owned())),
-            (Some(scheme), _, _) if scheme.eq_ignore_ascii_case("Bearer") => Err(AppError::Bearer(BearerError::Malformed)),
+            (Some(scheme), _, _) if scheme.eq_ignore_ascii_case("Bearer") => {
+                Err(AppError::Bearer(BearerError::Malformed))
+            }
             _ => Ok(None),
         }
     }

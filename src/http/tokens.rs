@@ -172,7 +172,8 @@ pub async fn refresh(
             let body = Json(TokenRefreshResponse { access: refreshed.access, refresh: None });
             cookie::with(body, cookie::set(&refresh, expires_at))
         }
-        refresh => Json(TokenRefreshResponse { access: refreshed.access, refresh: refresh.map(|(token, _)| token) }).into_response(),
+        refresh => Json(TokenRefreshResponse { access: refreshed.access, refresh: refresh.map(|(token, _)| token) })
+            .into_response(),
     })
 }
 

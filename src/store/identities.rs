@@ -18,7 +18,8 @@ pub enum ProfileApplied {
 fn username_candidates(profile: &ExternalProfile, subject: &str) -> Vec<String> {
     let preferred = profile.username.clone().or_else(|| Some(profile.email.clone()).filter(|e| !e.is_empty()));
     // Django's username alphabet, at most 150 characters.
-    let clean = |s: &str| -> String { s.chars().filter(|c| c.is_alphanumeric() || "@.+-_".contains(*c)).take(150).collect() };
+    let clean =
+        |s: &str| -> String { s.chars().filter(|c| c.is_alphanumeric() || "@.+-_".contains(*c)).take(150).collect() };
     let subject_clean = clean(subject);
     let tail: String = subject_clean.chars().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect();
     let mut candidates = Vec::new();
@@ -119,7 +120,9 @@ impl Store {
             return self.create_linked_user(provider, subject, profile, active, now).await.map(ProfileApplied::Created);
         };
         let username = match &profile.username {
-            Some(wanted) if *wanted != user.username && self.user_by_username(wanted).await?.is_none() => wanted.clone(),
+            Some(wanted) if *wanted != user.username && self.user_by_username(wanted).await?.is_none() => {
+                wanted.clone()
+            }
             _ => user.username.clone(),
         };
         let update_user = format!(
@@ -206,8 +209,12 @@ mod tests {
 
     #[test]
     fn usernames_prefer_clerk_username_then_email_then_subject() {
-        let mut profile = ExternalProfile { username: Some("ada".into()), email: "ada@x.io".into(), ..Default::default() };
-        assert_eq!(username_candidates(&profile, "user_2abcDEF12345")[..3], ["ada", "ada-DEF12345", "user_2abcDEF12345"]);
+        let mut profile =
+            ExternalProfile { username: Some("ada".into()), email: "ada@x.io".into(), ..Default::default() };
+        assert_eq!(
+            username_candidates(&profile, "user_2abcDEF12345")[..3],
+            ["ada", "ada-DEF12345", "user_2abcDEF12345"]
+        );
         profile.username = None;
         assert_eq!(username_candidates(&profile, "user_2abc")[0], "ada@x.io");
         profile.email.clear();

@@ -10,8 +10,7 @@ pub struct StoredKey {
 }
 
 const KEY_COLUMNS: &str = "kid, algorithm, private_key_pem, created_at, retired_at";
-const INSERT_KEY: &str =
-    "INSERT INTO signing_keys (kid, algorithm, private_key_pem, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
+const INSERT_KEY: &str = "INSERT INTO signing_keys (kid, algorithm, private_key_pem, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
 
 impl Store {
     pub async fn active_signing_key(&self, algorithm: &str) -> Result<Option<StoredKey>, sqlx::Error> {

@@ -30,7 +30,10 @@ enum Db {
     /// queue here, in order, instead of inside SQLite's busy handler, which sleeps and retries
     /// (up to 100 ms a sleep) and turned refresh p99 into hundreds of milliseconds under load.
     /// Reads run in parallel beside it (WAL).
-    Sqlite { readers: SqlitePool, writer: SqlitePool },
+    Sqlite {
+        readers: SqlitePool,
+        writer: SqlitePool,
+    },
     Postgres(PgPool),
 }
 
@@ -61,7 +64,6 @@ pub(crate) use on_writer;
 pub struct Store {
     db: Db,
 }
-
 
 impl Store {
     /// Opens the pool. Connections are made lazily, so a database that is down at this point

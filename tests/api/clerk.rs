@@ -98,11 +98,7 @@ async fn every_failed_check_is_a_401_naming_it(backend: Backend) {
         use base64::Engine;
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(with(json!({"sub": "user_admin"})).to_string())
     };
-    let unsigned = format!(
-        "{}.{}.",
-        "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0",
-        tampered[1]
-    );
+    let unsigned = format!("{}.{}.", "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0", tampered[1]);
 
     let cases: Vec<(&str, String, &str)> = vec![
         ("expired", key.sign(&with(json!({"exp": t - 6}))), "Token is expired"),
@@ -110,16 +106,36 @@ async fn every_failed_check_is_a_401_naming_it(backend: Backend) {
         ("issued in the future", key.sign(&with(json!({"iat": t + 60}))), "Token is not yet valid"),
         ("no exp", key.sign(&without("exp")), "Token has no valid exp claim"),
         ("string exp", key.sign(&with(json!({"exp": "tomorrow"}))), "Token has no valid exp claim"),
-        ("another Clerk instance", key.sign(&with(json!({"iss": "https://other.clerk.accounts.dev"}))), "Token issuer is not trusted"),
-        ("issuer with a trailing slash", key.sign(&with(json!({"iss": format!("{}/", clerk.issuer())}))), "Token issuer is not trusted"),
+        (
+            "another Clerk instance",
+            key.sign(&with(json!({"iss": "https://other.clerk.accounts.dev"}))),
+            "Token issuer is not trusted",
+        ),
+        (
+            "issuer with a trailing slash",
+            key.sign(&with(json!({"iss": format!("{}/", clerk.issuer())}))),
+            "Token issuer is not trusted",
+        ),
         ("no azp", key.sign(&without("azp")), "Token authorized party (azp) is not allowed"),
-        ("foreign azp", key.sign(&with(json!({"azp": "https://evil.example"}))), "Token authorized party (azp) is not allowed"),
+        (
+            "foreign azp",
+            key.sign(&with(json!({"azp": "https://evil.example"}))),
+            "Token authorized party (azp) is not allowed",
+        ),
         ("JWT template (no sid)", key.sign(&without("sid")), "Token is not a session token"),
         ("machine subject", key.sign(&with(json!({"sub": "mch_123"}))), "Token is not a session token"),
         ("M2M cat claim", key.sign(&with(json!({"cat": "cl_B7d4PD111AAA"}))), "Token is not a session token"),
-        ("OAuth access token", key.sign_with(&clerk.claims("user_1"), |h| h.typ = Some("at+jwt".to_owned())), "Token is not a session token"),
+        (
+            "OAuth access token",
+            key.sign_with(&clerk.claims("user_1"), |h| h.typ = Some("at+jwt".to_owned())),
+            "Token is not a session token",
+        ),
         ("pending session", key.sign(&with(json!({"v": 2, "sts": "pending"}))), "Session is pending"),
-        ("unknown kid", key.sign_with(&clerk.claims("user_1"), |h| h.kid = Some("ins_unknown".to_owned())), "Token is signed by an unknown key"),
+        (
+            "unknown kid",
+            key.sign_with(&clerk.claims("user_1"), |h| h.kid = Some("ins_unknown".to_owned())),
+            "Token is signed by an unknown key",
+        ),
         ("HS256 keyed with the public key", hs256_with_public_key, "Token algorithm is not allowed"),
         ("alg none", unsigned, "Token is malformed"),
         ("tampered payload", tampered.join("."), "Token signature is invalid"),
@@ -135,7 +151,8 @@ async fn every_failed_check_is_a_401_naming_it(backend: Backend) {
     assert_eq!(lenient.status, 200, "{}", lenient.text);
     // A jku header pointing elsewhere is ignored: the key still comes from our JWKS only.
     let stranger = SigningKey::generate("ins_key_1");
-    let jku = stranger.sign_with(&clerk.claims("user_1"), |h| h.jku = Some("https://evil.example/jwks.json".to_owned()));
+    let jku =
+        stranger.sign_with(&clerk.claims("user_1"), |h| h.jku = Some("https://evil.example/jwks.json".to_owned()));
     assert_refused(&exchange(&app, &jku).await, "Token signature is invalid");
     // Each refusal is in the audit trail with its reason, and never with the token.
     let audit = String::from_utf8(app.cli(&["audit", "tail", "-n", "100"]).stdout).unwrap();
@@ -166,7 +183,10 @@ async fn organization_claims_reach_access_tokens_v1_and_v2(backend: Backend) {
     let reply = exchange(&app, &clerk.key.sign(&v2)).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     let access = claims(&reply.field("access"));
-    assert_eq!((&access["org_id"], &access["org_role"], &access["org_slug"]), (&json!("org_2x"), &json!("org:admin"), &json!("acme")));
+    assert_eq!(
+        (&access["org_id"], &access["org_role"], &access["org_slug"]),
+        (&json!("org_2x"), &json!("org:admin"), &json!("acme"))
+    );
     // Refreshed access tokens of the session carry them too.
     let refreshed = app.post_json("/api/token/refresh/", json!({"refresh": reply.field("refresh")})).await;
     assert_eq!(claims(&refreshed.field("access"))["org_id"], "org_2x");
@@ -176,7 +196,10 @@ async fn organization_claims_reach_access_tokens_v1_and_v2(backend: Backend) {
     v1["org_role"] = json!("org:member");
     v1["org_slug"] = json!("beta");
     let access = claims(&exchange(&app, &clerk.key.sign(&v1)).await.field("access"));
-    assert_eq!((&access["org_id"], &access["org_role"], &access["org_slug"]), (&json!("org_1y"), &json!("org:member"), &json!("beta")));
+    assert_eq!(
+        (&access["org_id"], &access["org_role"], &access["org_slug"]),
+        (&json!("org_1y"), &json!("org:member"), &json!("beta"))
+    );
     // No active organization: no org claims at all.
     let plain = claims(&exchange(&app, &clerk.session_token("user_plain")).await.field("access"));
     assert!(plain.get("org_id").is_none(), "{plain}");
@@ -205,9 +228,8 @@ async fn forged_kid_flood_causes_a_handful_of_fetches(backend: Backend) {
     let clerk = FakeClerk::start().await;
     let app = spawn_with_clerk(backend, &clerk, &[]).await;
     let forger = SigningKey::generate("x");
-    let tokens: Vec<String> = (0..200)
-        .map(|i| forger.sign_with(&clerk.claims("user_1"), |h| h.kid = Some(format!("forged_{i}"))))
-        .collect();
+    let tokens: Vec<String> =
+        (0..200).map(|i| forger.sign_with(&clerk.claims("user_1"), |h| h.kid = Some(format!("forged_{i}")))).collect();
     let replies = futures::future::join_all(tokens.iter().map(|t| exchange(&app, t))).await;
     for reply in &replies {
         assert_refused(reply, "Token is signed by an unknown key");
@@ -282,7 +304,8 @@ async fn inactive_local_user_is_refused(backend: Backend) {
 async fn never_links_to_a_password_account_by_email(backend: Backend) {
     let clerk = FakeClerk::start().await;
     let app = spawn_with_clerk(backend, &clerk, &[]).await;
-    let out = app.cli_with_stdin(&["user", "create", "ada", "--email", "ada@example.com", "--password-stdin"], "pw-of-ada");
+    let out =
+        app.cli_with_stdin(&["user", "create", "ada", "--email", "ada@example.com", "--password-stdin"], "pw-of-ada");
     assert!(out.status.success());
     let (password_access, _) = app.login("ada", "pw-of-ada").await;
     // A Clerk session claiming the same username and email (custom session claims).
@@ -300,10 +323,22 @@ async fn never_links_to_a_password_account_by_email(backend: Backend) {
 
 async fn first_exchange_takes_the_profile_from_the_backend_api(backend: Backend) {
     let clerk = FakeClerk::start().await;
-    clerk.add_users([crate::fake_clerk::clerk_user("user_grace", Some("grace"), "grace@example.com", true, now() * 1000)]);
+    clerk.add_users([crate::fake_clerk::clerk_user(
+        "user_grace",
+        Some("grace"),
+        "grace@example.com",
+        true,
+        now() * 1000,
+    )]);
     let app = spawn_with_clerk(backend, &clerk, &[]).await;
-    let me = app.get_bearer("/api/me/", &exchange(&app, &clerk.session_token("user_grace")).await.field("access")).await.json();
-    assert_eq!((&me["username"], &me["email"], &me["first_name"]), (&json!("grace"), &json!("grace@example.com"), &json!("Ada")));
+    let me = app
+        .get_bearer("/api/me/", &exchange(&app, &clerk.session_token("user_grace")).await.field("access"))
+        .await
+        .json();
+    assert_eq!(
+        (&me["username"], &me["email"], &me["first_name"]),
+        (&json!("grace"), &json!("grace@example.com"), &json!("Ada"))
+    );
 
     // Without CLERK_SECRET_KEY (or with Clerk unreachable) the token alone decides: the sub.
     let app = spawn_with_clerk(backend, &clerk, &[("CLERK_SECRET_KEY", "sk_test_wrong")]).await;
@@ -331,7 +366,12 @@ async fn rfc8693_exchange_and_its_errors(backend: Backend) {
     const GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
     const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
     let token = clerk.session_token("user_8693");
-    let ok = app.post_form("/api/token/exchange/", &[("grant_type", GRANT), ("subject_token", &token), ("subject_token_type", JWT)]).await;
+    let ok = app
+        .post_form(
+            "/api/token/exchange/",
+            &[("grant_type", GRANT), ("subject_token", &token), ("subject_token_type", JWT)],
+        )
+        .await;
     assert_eq!(ok.status, 200, "{}", ok.text);
     let body = ok.json();
     assert_eq!(body["issued_token_type"], "urn:ietf:params:oauth:token-type:access_token");
@@ -341,17 +381,39 @@ async fn rfc8693_exchange_and_its_errors(backend: Backend) {
     assert_eq!(refreshed.status, 200);
     assert_eq!(ok.header("cache-control"), Some("no-store"));
 
-    let json_body = app.post_json("/api/token/exchange/", json!({"grant_type": GRANT, "subject_token": token, "subject_token_type": JWT})).await;
+    let json_body = app
+        .post_json(
+            "/api/token/exchange/",
+            json!({"grant_type": GRANT, "subject_token": token, "subject_token_type": JWT}),
+        )
+        .await;
     assert_eq!(json_body.status, 200, "{}", json_body.text);
 
     let error = |reply: &crate::helpers::Reply| (reply.status, reply.json()["error"].as_str().unwrap_or("").to_owned());
     let cases: Vec<(Vec<(&str, String)>, &str)> = vec![
         (vec![("subject_token", token.clone()), ("subject_token_type", JWT.into())], "invalid_request"),
-        (vec![("grant_type", "password".into()), ("subject_token", token.clone()), ("subject_token_type", JWT.into())], "unsupported_grant_type"),
+        (
+            vec![
+                ("grant_type", "password".into()),
+                ("subject_token", token.clone()),
+                ("subject_token_type", JWT.into()),
+            ],
+            "unsupported_grant_type",
+        ),
         (vec![("grant_type", GRANT.into()), ("subject_token_type", JWT.into())], "invalid_request"),
         (vec![("grant_type", GRANT.into()), ("subject_token", token.clone())], "invalid_request"),
-        (vec![("grant_type", GRANT.into()), ("subject_token", token.clone()), ("subject_token_type", "urn:ietf:params:oauth:token-type:saml2".into())], "invalid_request"),
-        (vec![("grant_type", GRANT.into()), ("subject_token", "garbage".into()), ("subject_token_type", JWT.into())], "invalid_request"),
+        (
+            vec![
+                ("grant_type", GRANT.into()),
+                ("subject_token", token.clone()),
+                ("subject_token_type", "urn:ietf:params:oauth:token-type:saml2".into()),
+            ],
+            "invalid_request",
+        ),
+        (
+            vec![("grant_type", GRANT.into()), ("subject_token", "garbage".into()), ("subject_token_type", JWT.into())],
+            "invalid_request",
+        ),
     ];
     for (form, expected) in cases {
         let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -362,12 +424,25 @@ async fn rfc8693_exchange_and_its_errors(backend: Backend) {
     // A token that fails a check says which, in RFC 6749's shape.
     let mut expired = clerk.claims("user_8693");
     expired["exp"] = json!(now() - 60);
-    let reply = app.post_form("/api/token/exchange/", &[("grant_type", GRANT), ("subject_token", &clerk.key.sign(&expired)), ("subject_token_type", JWT)]).await;
-    assert_eq!(reply.json(), json!({"error": "invalid_request", "error_description": "subject_token: Token is expired"}));
+    let reply = app
+        .post_form(
+            "/api/token/exchange/",
+            &[("grant_type", GRANT), ("subject_token", &clerk.key.sign(&expired)), ("subject_token_type", JWT)],
+        )
+        .await;
+    assert_eq!(
+        reply.json(),
+        json!({"error": "invalid_request", "error_description": "subject_token: Token is expired"})
+    );
     // A token of an issuer nobody configured.
     let mut foreign = clerk.claims("user_8693");
     foreign["iss"] = json!("https://accounts.google.com");
-    let reply = app.post_form("/api/token/exchange/", &[("grant_type", GRANT), ("subject_token", &clerk.key.sign(&foreign)), ("subject_token_type", JWT)]).await;
+    let reply = app
+        .post_form(
+            "/api/token/exchange/",
+            &[("grant_type", GRANT), ("subject_token", &clerk.key.sign(&foreign)), ("subject_token_type", JWT)],
+        )
+        .await;
     assert_eq!(error(&reply), (400, "invalid_request".to_owned()), "{}", reply.text);
     let malformed = app.post_raw("/api/token/exchange/", "application/json", "{not json").await;
     assert_eq!(error(&malformed), (400, "invalid_request".to_owned()), "{}", malformed.text);

@@ -11,7 +11,9 @@ db_test!(sync_pages_through_every_user, sync_failures_are_one_clear_line);
 async fn sync_pages_through_every_user(backend: Backend) {
     let clerk = FakeClerk::start().await;
     let t = now() * 1000;
-    clerk.add_users((0..230).map(|i| clerk_user(&format!("user_{i:03}"), Some(&format!("member{i}")), &format!("m{i}@example.com"), true, t)));
+    clerk.add_users((0..230).map(|i| {
+        clerk_user(&format!("user_{i:03}"), Some(&format!("member{i}")), &format!("m{i}@example.com"), true, t)
+    }));
     let app = spawn_with_clerk(backend, &clerk, &[]).await;
 
     let out = app.cli(&["clerk", "sync-users"]);
@@ -26,7 +28,12 @@ async fn sync_pages_through_every_user(backend: Backend) {
     assert_eq!(member7["email"], "m7@example.com");
     // The synced user is the one the exchange signs in.
     let reply = crate::helpers::read(
-        app.client.post(app.url("/api/token/clerk/")).bearer_auth(clerk.session_token("user_007")).send().await.unwrap(),
+        app.client
+            .post(app.url("/api/token/clerk/"))
+            .bearer_auth(clerk.session_token("user_007"))
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
     assert_eq!(app.get_bearer("/api/me/", &reply.field("access")).await.json()["username"], "member7");

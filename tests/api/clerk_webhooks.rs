@@ -41,7 +41,8 @@ fn svix_headers(id: &str, timestamp: i64, body: &str, key: &[u8]) -> [(String, S
 }
 
 async fn post_webhook(app: &Http, headers: &[(String, String)], body: &str) -> Reply {
-    let mut request = app.client.post(app.url("/webhooks/clerk/")).header("content-type", "application/json").body(body.to_owned());
+    let mut request =
+        app.client.post(app.url("/webhooks/clerk/")).header("content-type", "application/json").body(body.to_owned());
     for (name, value) in headers {
         request = request.header(name, value);
     }
@@ -68,7 +69,8 @@ fn user_named<'a>(users: &'a [Value], username: &str) -> Option<&'a Value> {
 }
 
 async fn exchange(app: &TestApp, clerk: &FakeClerk, sub: &str) -> Reply {
-    read(app.client.post(app.url("/api/token/clerk/")).bearer_auth(clerk.session_token(sub)).send().await.unwrap()).await
+    read(app.client.post(app.url("/api/token/clerk/")).bearer_auth(clerk.session_token(sub)).send().await.unwrap())
+        .await
 }
 
 async fn user_events_upsert_the_linked_user(backend: Backend) {
@@ -79,7 +81,10 @@ async fn user_events_upsert_the_linked_user(backend: Backend) {
     assert_eq!((created.status, created.text.as_str()), (200, "{}"));
     let all = users(&app);
     let ada = user_named(&all, "ada").expect("the webhook created the user");
-    assert_eq!((&ada["email"], &ada["first_name"], &ada["last_name"]), (&json!("ada@example.com"), &json!("Ada"), &json!("Lovelace")));
+    assert_eq!(
+        (&ada["email"], &ada["first_name"], &ada["last_name"]),
+        (&json!("ada@example.com"), &json!("Ada"), &json!("Lovelace"))
+    );
 
     // The first exchange of that Clerk user lands on the same local user.
     let reply = exchange(&app, &clerk, "user_ada").await;
@@ -88,7 +93,12 @@ async fn user_events_upsert_the_linked_user(backend: Backend) {
     assert_eq!((&me["id"], &me["username"]), (&ada["id"], &json!("ada")));
 
     // An update with an unverified primary address clears the email: only verified ones count.
-    let updated = deliver(&app, "msg_2", json!({"type": "user.updated", "data": clerk_user("user_ada", Some("ada_l"), "new@example.com", false, t + 1)})).await;
+    let updated = deliver(
+        &app,
+        "msg_2",
+        json!({"type": "user.updated", "data": clerk_user("user_ada", Some("ada_l"), "new@example.com", false, t + 1)}),
+    )
+    .await;
     assert_eq!(updated.status, 200);
     let all = users(&app);
     let ada = user_named(&all, "ada_l").expect("renamed");
@@ -155,7 +165,11 @@ async fn bad_signatures_apply_nothing(backend: Backend) {
         ("six minutes old", svix_headers("msg_e", now() - 360, &body, SECRET_KEY_BYTES).to_vec(), &body),
         ("six minutes ahead", svix_headers("msg_e", now() + 360, &body, SECRET_KEY_BYTES).to_vec(), &body),
         ("no signature", good[..2].to_vec(), &body),
-        ("v2 scheme", vec![good[0].clone(), good[1].clone(), ("svix-signature".into(), good[2].1.replace("v1,", "v2,"))], &body),
+        (
+            "v2 scheme",
+            vec![good[0].clone(), good[1].clone(), ("svix-signature".into(), good[2].1.replace("v1,", "v2,"))],
+            &body,
+        ),
         ("id swapped", vec![("svix-id".into(), "msg_other".into()), good[1].clone(), good[2].clone()], &body),
     ];
     for (case, headers, body) in cases {
@@ -186,7 +200,9 @@ async fn deleted_banned_and_ended_sessions_end_local_sessions(backend: Backend) 
     let (_, other_session) = {
         let mut c = clerk.claims("user_dan");
         c["sid"] = json!("sess_second");
-        let reply = read(app.client.post(app.url("/api/token/clerk/")).bearer_auth(clerk.key.sign(&c)).send().await.unwrap()).await;
+        let reply =
+            read(app.client.post(app.url("/api/token/clerk/")).bearer_auth(clerk.key.sign(&c)).send().await.unwrap())
+                .await;
         ((), reply.field("refresh"))
     };
     assert_eq!(deliver(&app, "msg_s", json!({"type": "session.ended", "data": {"id": "sess_user_dan", "object": "session", "user_id": "user_dan", "status": "ended"}})).await.status, 200);
@@ -235,6 +251,15 @@ async fn a_failure_to_apply_is_a_5xx_and_the_retry_applies(backend: Backend) {
     // Svix's retry carries the same svix-id: it was not recorded, so it applies now.
     let retried = post_webhook(&server, &headers, &body).await;
     assert_eq!(retried.status, 200, "{}", retried.text);
-    let me = read(server.client.post(server.url("/api/token/clerk/")).bearer_auth(clerk.session_token("user_hal")).send().await.unwrap()).await;
+    let me = read(
+        server
+            .client
+            .post(server.url("/api/token/clerk/"))
+            .bearer_auth(clerk.session_token("user_hal"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(server.get_bearer("/api/me/", &me.field("access")).await.json()["username"], "hal");
 }

@@ -104,8 +104,18 @@ async fn password_stdin_drops_only_the_trailing_newline(backend: Backend) {
 async fn user_create_flags_show_in_me(backend: Backend) {
     let app = spawn_app(backend).await;
     let args = [
-        "user", "create", "ada", "--email", "ada@example.com", "--first-name", "Ada", "--last-name", "Lovelace",
-        "--staff", "--superuser", "--password-stdin",
+        "user",
+        "create",
+        "ada",
+        "--email",
+        "ada@example.com",
+        "--first-name",
+        "Ada",
+        "--last-name",
+        "Lovelace",
+        "--staff",
+        "--superuser",
+        "--password-stdin",
     ];
     ok(&app.cli_with_stdin(&args, "engine"));
     let (access, _) = app.login("ada", "engine").await;
@@ -202,7 +212,11 @@ async fn deactivate_and_activate(backend: Backend) {
 async fn unknown_user_is_one_line(backend: Backend) {
     let app = spawn_app(backend).await;
     app.create_user("alice", "pw");
-    for args in [&["user", "deactivate", "ghost"][..], &["user", "activate", "ghost"], &["user", "set-password", "ghost", "--password-stdin"]] {
+    for args in [
+        &["user", "deactivate", "ghost"][..],
+        &["user", "activate", "ghost"],
+        &["user", "set-password", "ghost", "--password-stdin"],
+    ] {
         let out = cli_with_stdin_file(&app, args, "new password");
         let line = single_error_line(&out);
         assert!(line.contains("ghost"), "{args:?}: {line}");
@@ -474,7 +488,8 @@ fn help_for_every_subcommand() {
         args.push("--help");
         let out = run_binary(dir.path(), &[], &args, Duration::from_secs(20));
         let text = ok(&out);
-        let usage = format!("Usage: {}", ["tokensmith"].iter().chain(command.iter()).copied().collect::<Vec<_>>().join(" "));
+        let usage =
+            format!("Usage: {}", ["tokensmith"].iter().chain(command.iter()).copied().collect::<Vec<_>>().join(" "));
         assert!(text.contains(&usage), "{args:?}: no {usage:?} in {text}");
     }
     let top = ok(&run_binary(dir.path(), &[], &["--help"], Duration::from_secs(20)));
@@ -647,7 +662,8 @@ async fn serve_with_no_configuration_at_all() {
     let jwks: Value = client.get(server.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 1, "{jwks}");
     assert_eq!(jwks["keys"][0]["kid"], kid.as_str(), "a new key after restart logs everyone out");
-    let reply = client.post(server.url("/api/token/refresh/")).json(&json!({"refresh": pair["refresh"]})).send().await.unwrap();
+    let reply =
+        client.post(server.url("/api/token/refresh/")).json(&json!({"refresh": pair["refresh"]})).send().await.unwrap();
     assert_eq!(reply.status(), 200);
     server.terminate().await;
 }

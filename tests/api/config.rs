@@ -145,7 +145,8 @@ fn unusable_signing_key_files_are_refused() {
     let keys = tempfile::tempdir().unwrap();
     serve_refuses(&[("JWT_SIGNING_KEY_FILE", "/nonexistent")], "JWT_SIGNING_KEY_FILE");
 
-    let garbage = write_file(keys.path(), "garbage.pem", "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n");
+    let garbage =
+        write_file(keys.path(), "garbage.pem", "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n");
     serve_refuses(&[("JWT_SIGNING_KEY_FILE", &garbage)], "JWT_SIGNING_KEY_FILE");
 
     // A good key of the wrong kind for the algorithm.
@@ -249,12 +250,17 @@ fn clerk_without_authorized_parties_warns_at_start() {
         String::from_utf8_lossy(&out.stderr).contains("CLERK_AUTHORIZED_PARTIES is not set")
     };
     assert!(warned(&[("CLERK_ISSUER", "https://clerk.example.com")]));
-    assert!(!warned(&[("CLERK_ISSUER", "https://clerk.example.com"), ("CLERK_AUTHORIZED_PARTIES", "https://app.example.com")]));
+    assert!(!warned(&[
+        ("CLERK_ISSUER", "https://clerk.example.com"),
+        ("CLERK_AUTHORIZED_PARTIES", "https://app.example.com")
+    ]));
 }
 
 #[test]
 fn every_subcommand_checks_the_configuration() {
-    for args in [&["migrate"][..], &["user", "list"], &["keys", "list"], &["tokens", "flush-expired"], &["audit", "tail"]] {
+    for args in
+        [&["migrate"][..], &["user", "list"], &["keys", "list"], &["tokens", "flush-expired"], &["audit", "tail"]]
+    {
         let dir = tempfile::tempdir().unwrap();
         let out = run_binary(dir.path(), &[("JWT_ALGORITHM", "none")], args, Duration::from_secs(20));
         let line = single_error_line(&out);
@@ -299,7 +305,8 @@ fn durations_parse_as_documented() {
         assert_eq!(config.access_token_lifetime, Duration::from_secs(seconds), "{text}");
         assert_eq!(config.refresh_token_lifetime, Duration::from_secs(seconds), "{text}");
     }
-    let config = config_from(&[("SESSION_MAX_LIFETIME", "7d"), ("JWT_LEEWAY", "90s"), ("REFRESH_REUSE_GRACE", "5m")]).unwrap();
+    let config =
+        config_from(&[("SESSION_MAX_LIFETIME", "7d"), ("JWT_LEEWAY", "90s"), ("REFRESH_REUSE_GRACE", "5m")]).unwrap();
     assert_eq!(config.session_max_lifetime, Duration::from_secs(604_800));
     assert_eq!(config.jwt_leeway, Duration::from_secs(90));
     assert_eq!(config.refresh_reuse_grace, Duration::from_secs(300));
@@ -325,7 +332,8 @@ fn defaults_match_the_contract() {
     assert!(config.trusted_proxies.is_empty() && config.cors_allowed_origins.is_empty());
 
     // `VAR=` with nothing after it (as in a copied .env.example) means the default too.
-    let blank = config_from(&[("ACCESS_TOKEN_LIFETIME", ""), ("JWT_ALGORITHM", " "), ("ROTATE_REFRESH_TOKENS", "")]).unwrap();
+    let blank =
+        config_from(&[("ACCESS_TOKEN_LIFETIME", ""), ("JWT_ALGORITHM", " "), ("ROTATE_REFRESH_TOKENS", "")]).unwrap();
     assert_eq!(blank.access_token_lifetime, Duration::from_secs(300));
     assert_eq!(blank.jwt_algorithm, JwtAlgorithm::Es256);
     assert!(blank.rotate_refresh_tokens);
@@ -377,7 +385,11 @@ async fn key_file_signs_tokens_that_verify_with_the_jwks(backend: Backend) {
         assert_eq!(keys.len(), 1, "{alg}: {}", jwks.text);
         assert_eq!(keys[0]["alg"], alg);
         assert_eq!(keys[0]["use"], "sig");
-        assert!(keys[0].get("d").is_none() && keys[0].get("p").is_none(), "{alg}: private parts published: {}", jwks.text);
+        assert!(
+            keys[0].get("d").is_none() && keys[0].get("p").is_none(),
+            "{alg}: private parts published: {}",
+            jwks.text
+        );
 
         let (access, _) = app.alice().await;
         assert_eq!(header(&access)["alg"], alg);

@@ -17,7 +17,11 @@ db_test!(
 const APP: &str = "http://localhost:5173";
 
 async fn cookie_app(backend: Backend) -> TestApp {
-    let app = spawn_app_with(backend, &[("REFRESH_TOKEN_COOKIE", "true"), ("CORS_ALLOWED_ORIGINS", APP), ("REFRESH_TOKEN_LIFETIME", "1h")]).await;
+    let app = spawn_app_with(
+        backend,
+        &[("REFRESH_TOKEN_COOKIE", "true"), ("CORS_ALLOWED_ORIGINS", APP), ("REFRESH_TOKEN_LIFETIME", "1h")],
+    )
+    .await;
     app.create_user("alice", "correct horse");
     app
 }

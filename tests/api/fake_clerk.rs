@@ -186,7 +186,11 @@ async fn users(State(state): State<Arc<FakeState>>, headers: HeaderMap, Query(pa
 }
 
 /// `GET /v1/users/{id}`.
-async fn user(State(state): State<Arc<FakeState>>, headers: HeaderMap, axum::extract::Path(id): axum::extract::Path<String>) -> Response {
+async fn user(
+    State(state): State<Arc<FakeState>>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&format!("Bearer {SECRET_KEY}")) {
         return (StatusCode::UNAUTHORIZED, Json(json!({"errors": []}))).into_response();
     }
@@ -212,7 +216,11 @@ pub fn clerk_user(id: &str, username: Option<&str>, email: &str, verified: bool,
 }
 
 /// A tokensmith that trusts `clerk`, plus `extra` settings.
-pub async fn spawn_with_clerk(backend: crate::helpers::Backend, clerk: &FakeClerk, extra: &[(&str, &str)]) -> crate::helpers::TestApp {
+pub async fn spawn_with_clerk(
+    backend: crate::helpers::Backend,
+    clerk: &FakeClerk,
+    extra: &[(&str, &str)],
+) -> crate::helpers::TestApp {
     let owned = clerk.settings();
     let mut settings: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
     settings.extend_from_slice(extra);

@@ -274,7 +274,8 @@ impl Http {
 
     /// Logs in and returns (access, refresh).
     pub async fn login(&self, username: &str, password: &str) -> (String, String) {
-        let reply = self.post_json("/api/token/", serde_json::json!({"username": username, "password": password})).await;
+        let reply =
+            self.post_json("/api/token/", serde_json::json!({"username": username, "password": password})).await;
         assert_eq!(reply.status, 200, "login failed: {}", reply.text);
         (reply.field("access"), reply.field("refresh"))
     }
@@ -283,7 +284,8 @@ impl Http {
 impl TestApp {
     /// Creates a user through the CLI, as an operator would.
     pub fn create_user(&self, username: &str, password: &str) {
-        let out = self.cli_with_stdin(&["user", "create", username, "--email", "u@example.com", "--password-stdin"], password);
+        let out = self
+            .cli_with_stdin(&["user", "create", username, "--email", "u@example.com", "--password-stdin"], password);
         assert!(out.status.success(), "user create failed: {}", String::from_utf8_lossy(&out.stderr));
     }
 

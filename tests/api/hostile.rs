@@ -8,7 +8,8 @@ use crate::helpers::*;
 #[track_caller]
 fn assert_json_4xx(reply: &Reply, what: &str) {
     assert!((400..500).contains(&reply.status), "{what}: status {} {}", reply.status, reply.text);
-    let body: Value = serde_json::from_str(&reply.text).unwrap_or_else(|e| panic!("{what}: body is not JSON ({e}): {:?}", reply.text));
+    let body: Value = serde_json::from_str(&reply.text)
+        .unwrap_or_else(|e| panic!("{what}: body is not JSON ({e}): {:?}", reply.text));
     assert!(body.is_object(), "{what}: {body}");
     let content_type = reply.header("content-type").unwrap_or("");
     assert!(content_type.starts_with("application/json"), "{what}: content-type {content_type:?}");
@@ -57,7 +58,9 @@ async fn volley(app: &TestApp) {
         assert!(detail.starts_with("JSON parse error - "), "{what}: {}", reply.text);
     }
 
-    for (body, python_type) in [("[]", "list"), (r#"["a"]"#, "list"), (r#""alice""#, "str"), ("42", "int"), ("4.2", "float"), ("true", "bool")] {
+    for (body, python_type) in
+        [("[]", "list"), (r#"["a"]"#, "list"), (r#""alice""#, "str"), ("42", "int"), ("4.2", "float"), ("true", "bool")]
+    {
         let reply = app.post_raw("/api/token/", "application/json", body).await;
         assert_eq!(reply.status, 400, "{body}: {}", reply.text);
         let expected = format!("Invalid data. Expected a dictionary, but got {python_type}.");
@@ -87,7 +90,8 @@ async fn volley(app: &TestApp) {
     bad_form.extend(b"ice&password=x%ff%fe");
     let reply = app.post_raw("/api/token/", "application/x-www-form-urlencoded", bad_form).await;
     assert_json_4xx(&reply, "invalid UTF-8 in a form");
-    let reply = app.post_raw("/api/token/verify/", "application/x-www-form-urlencoded", b"token=%ff%00%c3".to_vec()).await;
+    let reply =
+        app.post_raw("/api/token/verify/", "application/x-www-form-urlencoded", b"token=%ff%00%c3".to_vec()).await;
     assert_json_4xx(&reply, "percent-encoded bad UTF-8 token");
     let reply = app.post_raw("/api/token/", "application/x-www-form-urlencoded", "&&==&=x&%%%&username").await;
     assert_json_4xx(&reply, "mangled form");
@@ -109,12 +113,18 @@ async fn volley(app: &TestApp) {
     assert_eq!(reply.json(), json!({"username": ["Not a valid string."]}), "{}", reply.text);
     let reply = app.post_json("/api/token/", json!({"username": null, "password": null})).await;
     assert_eq!(reply.status, 400, "{}", reply.text);
-    assert_eq!(reply.json(), json!({"username": ["This field may not be null."], "password": ["This field may not be null."]}));
+    assert_eq!(
+        reply.json(),
+        json!({"username": ["This field may not be null."], "password": ["This field may not be null."]})
+    );
     let reply = app.post_json("/api/token/", json!({"username": "", "password": "x"})).await;
     assert_eq!(reply.status, 400, "{}", reply.text);
     assert_eq!(reply.text, r#"{"username":["This field may not be blank."]}"#);
     let reply = app.post_json("/api/token/", json!({"username": "   ", "password": ""})).await;
-    assert_eq!(reply.json(), json!({"username": ["This field may not be blank."], "password": ["This field may not be blank."]}));
+    assert_eq!(
+        reply.json(),
+        json!({"username": ["This field may not be blank."], "password": ["This field may not be blank."]})
+    );
     let reply = app.post_form("/api/token/", &[("username", ""), ("password", "")]).await;
     assert_eq!(reply.status, 400, "{}", reply.text);
     for (field, value) in [("refresh", json!([])), ("refresh", json!({"a": 1})), ("refresh", Value::Null)] {
@@ -142,7 +152,11 @@ async fn volley(app: &TestApp) {
     for (username, password, body) in [
         ("ali\u{0}ce", "correct horse", r#"{"username":["Null characters are not allowed."]}"#),
         ("alice", "correct\u{0}horse", r#"{"password":["Null characters are not allowed."]}"#),
-        ("\u{0}", "\u{0}", r#"{"username":["Null characters are not allowed."],"password":["Null characters are not allowed."]}"#),
+        (
+            "\u{0}",
+            "\u{0}",
+            r#"{"username":["Null characters are not allowed."],"password":["Null characters are not allowed."]}"#,
+        ),
     ] {
         let reply = app.post_json("/api/token/", json!({"username": username, "password": password})).await;
         assert_eq!(reply.status, 400, "{username:?}: {}", reply.text);
@@ -150,7 +164,9 @@ async fn volley(app: &TestApp) {
         let reply = app.post_form("/api/token/", &[("username", username), ("password", password)]).await;
         assert_eq!(reply.text, body);
     }
-    for (path, field) in [("/api/token/refresh/", "refresh"), ("/api/token/verify/", "token"), ("/api/token/blacklist/", "refresh")] {
+    for (path, field) in
+        [("/api/token/refresh/", "refresh"), ("/api/token/verify/", "token"), ("/api/token/blacklist/", "refresh")]
+    {
         let reply = app.post_json(path, json!({ field: "eyJ\u{0}.e30.x" })).await;
         assert_eq!(reply.status, 400, "{path}: {}", reply.text);
         assert_eq!(reply.json(), json!({ field: ["Null characters are not allowed."] }), "{path}");
@@ -187,7 +203,9 @@ async fn volley(app: &TestApp) {
     ];
     for token in &garbage {
         let shown: String = token.chars().take(60).collect();
-        for (path, field) in [("/api/token/refresh/", "refresh"), ("/api/token/verify/", "token"), ("/api/token/blacklist/", "refresh")] {
+        for (path, field) in
+            [("/api/token/refresh/", "refresh"), ("/api/token/verify/", "token"), ("/api/token/blacklist/", "refresh")]
+        {
             let reply = app.post_json(path, json!({ field: token })).await;
             assert_eq!(reply.status, 401, "{shown:?} at {path}: {}", reply.text);
             assert_401(&reply, TOKEN_INVALID);
@@ -236,7 +254,8 @@ async fn volley(app: &TestApp) {
     for path in ["/api/token/revoke-all/", "/api/password/change/"] {
         let reply = read(app.client.post(app.url(path)).send().await.unwrap()).await;
         assert_401(&reply, NOT_PROVIDED);
-        let reply = read(app.client.post(app.url(path)).header("authorization", "Basic xyz").send().await.unwrap()).await;
+        let reply =
+            read(app.client.post(app.url(path)).header("authorization", "Basic xyz").send().await.unwrap()).await;
         assert_401(&reply, NOT_PROVIDED);
         let reply = read(app.client.post(app.url(path)).header("authorization", "Bearer").send().await.unwrap()).await;
         assert_eq!(reply.status, 401, "{}", reply.text);
@@ -295,7 +314,9 @@ async fn volley(app: &TestApp) {
     assert_eq!((unknown.status, unknown.json()), (404, json!({"detail": "Not found."})));
     assert_eq!(app.get("/api/token/nope/").await.status, 405);
     assert_eq!(app.post_json("/api/token//", json!({"token": "x"})).await.status, 404);
-    for path in ["/nope", "/api/", "/api/token/nope/x/", "/api/me/x", "/.well-known/", "/%ff%fe", "/..%2f..%2fetc/passwd"] {
+    for path in
+        ["/nope", "/api/", "/api/token/nope/x/", "/api/me/x", "/.well-known/", "/%ff%fe", "/..%2f..%2fetc/passwd"]
+    {
         let reply = app.get(path).await;
         assert_eq!(reply.status, 404, "GET {path}: {}", reply.text);
         assert_eq!(reply.json(), json!({"detail": "Not found."}), "{path}");
@@ -319,7 +340,8 @@ async fn hostile_input_gets_json_4xx_never_500(backend: Backend) {
 
     let metrics = app.get("/metrics").await;
     assert_eq!(metrics.status, 200);
-    let five_hundreds: Vec<&str> = metrics.text.lines().filter(|l| !l.starts_with('#') && l.contains("status=\"500\"")).collect();
+    let five_hundreds: Vec<&str> =
+        metrics.text.lines().filter(|l| !l.starts_with('#') && l.contains("status=\"500\"")).collect();
     assert!(five_hundreds.is_empty(), "some request got a 500: {five_hundreds:?}");
     let panics: Vec<&str> = metrics.text.lines().filter(|l| l.starts_with("tokensmith_panics_total")).collect();
     assert!(panics.is_empty(), "a handler panicked: {panics:?}");

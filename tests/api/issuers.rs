@@ -119,7 +119,10 @@ async fn three_issuers_at_once_each_on_its_own_endpoint(backend: Backend) {
         [&descope, &auth0, &firebase].iter().map(|r| claims(&r.field("access"))["user_id"].clone()).collect();
     assert_eq!(ids.len(), 3, "three providers, three local users");
     let me = app.get_bearer("/api/me/", &auth0.field("access")).await.json();
-    assert_eq!((&me["email"], &me["first_name"], &me["last_name"], &me["is_staff"]), (&json!("kim@auth0.test"), &json!("Kim"), &json!("Lee"), &json!(true)));
+    assert_eq!(
+        (&me["email"], &me["first_name"], &me["last_name"], &me["is_staff"]),
+        (&json!("kim@auth0.test"), &json!("Kim"), &json!("Lee"), &json!(true))
+    );
     let me = app.get_bearer("/api/me/", &firebase.field("access")).await.json();
     assert_eq!(me["email"], "", "an unverified email is not taken");
     let me = app.get_bearer("/api/me/", &descope.field("access")).await.json();
@@ -133,7 +136,8 @@ async fn three_issuers_at_once_each_on_its_own_endpoint(backend: Backend) {
 async fn roles_follow_the_provider_at_every_exchange(backend: Backend) {
     let p = providers().await;
     let app = app(backend, &p).await;
-    let promoted = exchange(&app, "descope", &p.descope.key.sign(&descope_claims("U2role", json!(["superadmin", "admin"])))).await;
+    let promoted =
+        exchange(&app, "descope", &p.descope.key.sign(&descope_claims("U2role", json!(["superadmin", "admin"])))).await;
     let me = app.get_bearer("/api/me/", &promoted.field("access")).await.json();
     assert_eq!((&me["is_staff"], &me["is_superuser"]), (&json!(true), &json!(true)));
     // The role is revoked upstream: gone at the next exchange.
@@ -167,14 +171,26 @@ async fn rfc8693_picks_the_issuer_by_iss(backend: Backend) {
     let app = app(backend, &p).await;
     const GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
     const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
-    for token in [p.descope.key.sign(&descope_claims("U2rfc", json!([]))), p.auth0.key.sign(&auth0_claims(&p, "auth0|rfc"))] {
-        let reply = app.post_form("/api/token/exchange/", &[("grant_type", GRANT), ("subject_token", &token), ("subject_token_type", JWT)]).await;
+    for token in
+        [p.descope.key.sign(&descope_claims("U2rfc", json!([]))), p.auth0.key.sign(&auth0_claims(&p, "auth0|rfc"))]
+    {
+        let reply = app
+            .post_form(
+                "/api/token/exchange/",
+                &[("grant_type", GRANT), ("subject_token", &token), ("subject_token_type", JWT)],
+            )
+            .await;
         assert_eq!(reply.status, 200, "{}", reply.text);
         assert!(reply.json()["access_token"].is_string());
     }
     let mut unknown = firebase_claims("x");
     unknown["iss"] = json!("https://issuer.nobody.configured");
-    let reply = app.post_form("/api/token/exchange/", &[("grant_type", GRANT), ("subject_token", &p.firebase.key.sign(&unknown)), ("subject_token_type", JWT)]).await;
+    let reply = app
+        .post_form(
+            "/api/token/exchange/",
+            &[("grant_type", GRANT), ("subject_token", &p.firebase.key.sign(&unknown)), ("subject_token_type", JWT)],
+        )
+        .await;
     assert_eq!((reply.status, reply.json()["error"].clone()), (400, json!("invalid_request")));
 }
 

@@ -144,8 +144,12 @@ async fn hs256_tokens_interoperate_with_simplejwt(backend: Backend) {
 
     // A downstream service holding JWT_SECRET verifies our tokens.
     tokensmith::install_crypto_provider();
-    let data = jsonwebtoken::decode::<Value>(&access, &DecodingKey::from_secret(SECRET.as_bytes()), &Validation::new(Algorithm::HS256))
-        .expect("the access token verifies with JWT_SECRET");
+    let data = jsonwebtoken::decode::<Value>(
+        &access,
+        &DecodingKey::from_secret(SECRET.as_bytes()),
+        &Validation::new(Algorithm::HS256),
+    )
+    .expect("the access token verifies with JWT_SECRET");
     assert_eq!(data.claims["token_type"], "access");
     assert_eq!(data.claims["user_id"], "1");
     assert_eq!(header(&access)["alg"], "HS256");
@@ -180,7 +184,9 @@ async fn algorithm_is_pinned_to_the_key(backend: Backend) {
     assert_verifies(&app, &access).await;
 
     // alg "none", with and without our kid, with an empty signature.
-    for head in [json!({"alg": "none", "typ": "JWT"}), json!({"alg": "none", "typ": "JWT", "kid": kid}), json!({"alg": "None"})] {
+    for head in
+        [json!({"alg": "none", "typ": "JWT"}), json!({"alg": "none", "typ": "JWT", "kid": kid}), json!({"alg": "None"})]
+    {
         let unsigned = format!("{}.{body}.", b64(head.to_string().as_bytes()));
         assert_401(&verify_reply(&app, &unsigned).await, TOKEN_INVALID);
         let me = app.get_bearer("/api/me/", &unsigned).await;
@@ -222,12 +228,14 @@ async fn algorithm_is_pinned_to_the_key(backend: Backend) {
     let stranger_pem = tokensmith::auth::keys::generate_pem(tokensmith::config::JwtAlgorithm::Es256).unwrap();
     let mut head = Header::new(Algorithm::ES256);
     head.kid = Some("unknown-kid".to_owned());
-    let stranger = jsonwebtoken::encode(&head, &claims, &EncodingKey::from_ec_pem(stranger_pem.as_bytes()).unwrap()).unwrap();
+    let stranger =
+        jsonwebtoken::encode(&head, &claims, &EncodingKey::from_ec_pem(stranger_pem.as_bytes()).unwrap()).unwrap();
     assert_401(&verify_reply(&app, &stranger).await, TOKEN_INVALID);
     // ... and the same stranger's token claiming our kid.
     let mut head = Header::new(Algorithm::ES256);
     head.kid = Some(kid.clone());
-    let impostor = jsonwebtoken::encode(&head, &claims, &EncodingKey::from_ec_pem(stranger_pem.as_bytes()).unwrap()).unwrap();
+    let impostor =
+        jsonwebtoken::encode(&head, &claims, &EncodingKey::from_ec_pem(stranger_pem.as_bytes()).unwrap()).unwrap();
     assert_401(&verify_reply(&app, &impostor).await, TOKEN_INVALID);
 
     // Still serving, still verifying the real thing.
@@ -342,7 +350,10 @@ async fn validly_signed_odd_claims_are_invalid_not_500(backend: Backend) {
 
     // Access where refresh belongs.
     assert_401(&app.post_json("/api/token/refresh/", json!({"refresh": access})).await, TOKEN_WRONG_TYPE);
-    assert_401(&app.post_json("/api/token/refresh/", json!({"refresh": mint_hs256(SECRET, &base("access"))})).await, TOKEN_WRONG_TYPE);
+    assert_401(
+        &app.post_json("/api/token/refresh/", json!({"refresh": mint_hs256(SECRET, &base("access"))})).await,
+        TOKEN_WRONG_TYPE,
+    );
     assert_401(&app.post_json("/api/token/blacklist/", json!({"refresh": access})).await, TOKEN_WRONG_TYPE);
 
     // After all that, the real session is untouched.
@@ -369,7 +380,8 @@ async fn issuer_and_audience_are_written_and_required(backend: Backend) {
     let mut validation = Validation::new(Algorithm::HS256);
     validation.set_issuer(&["https://auth.example.com"]);
     validation.set_audience(&["example-api"]);
-    jsonwebtoken::decode::<Value>(&access, &DecodingKey::from_secret(SECRET.as_bytes()), &validation).expect("iss and aud check out");
+    jsonwebtoken::decode::<Value>(&access, &DecodingKey::from_secret(SECRET.as_bytes()), &validation)
+        .expect("iss and aud check out");
 
     let good = || {
         let mut c = simplejwt_access_claims();
@@ -418,7 +430,10 @@ async fn leeway_tolerates_small_clock_skew(backend: Backend) {
     app.alice().await;
     let now = now();
     let expired_ago = |seconds: i64| {
-        mint_hs256(SECRET, &json!({"token_type": "access", "exp": now - seconds, "iat": now - seconds - 300, "jti": jti(), "user_id": "1"}))
+        mint_hs256(
+            SECRET,
+            &json!({"token_type": "access", "exp": now - seconds, "iat": now - seconds - 300, "jti": jti(), "user_id": "1"}),
+        )
     };
     assert_verifies(&app, &expired_ago(10)).await;
     assert_eq!(app.get_bearer("/api/me/", &expired_ago(10)).await.status, 200);
@@ -426,7 +441,10 @@ async fn leeway_tolerates_small_clock_skew(backend: Backend) {
 
     // iat a little ahead (the issuer's clock runs fast) is within the leeway; far ahead is not.
     let ahead = |seconds: i64| {
-        mint_hs256(SECRET, &json!({"token_type": "access", "exp": now + 300, "iat": now + seconds, "jti": jti(), "user_id": "1"}))
+        mint_hs256(
+            SECRET,
+            &json!({"token_type": "access", "exp": now + 300, "iat": now + seconds, "jti": jti(), "user_id": "1"}),
+        )
     };
     assert_verifies(&app, &ahead(10)).await;
     assert_401(&verify_reply(&app, &ahead(120)).await, TOKEN_INVALID);
@@ -545,10 +563,13 @@ async fn replicas_share_keys_and_sessions(backend: Backend) {
     assert_eq!(jwks_b.text, jwks_a, "replicas publish the same key set");
     assert_eq!(kids(&jwks_b.json()).len(), 1, "replicas share one signing key: {}", jwks_b.text);
 
-    let verify_b = read(app.client.post(on_b("/api/token/verify/")).json(&json!({"token": access})).send().await.unwrap()).await;
+    let verify_b =
+        read(app.client.post(on_b("/api/token/verify/")).json(&json!({"token": access})).send().await.unwrap()).await;
     assert_eq!(verify_b.status, 200, "{}", verify_b.text);
 
-    let refreshed = read(app.client.post(on_b("/api/token/refresh/")).json(&json!({"refresh": refresh})).send().await.unwrap()).await;
+    let refreshed =
+        read(app.client.post(on_b("/api/token/refresh/")).json(&json!({"refresh": refresh})).send().await.unwrap())
+            .await;
     assert_eq!(refreshed.status, 200, "a token from A refreshes on B: {}", refreshed.text);
     // B rotated it away: A knows.
     let again = app.post_json("/api/token/refresh/", json!({"refresh": refresh})).await;

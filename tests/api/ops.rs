@@ -71,12 +71,16 @@ async fn metrics_count_logins_requests_and_reuse(backend: Backend) {
     let bad = |m: &str| series_total(m, "tokensmith_logins_total", &["result=\"failed\""]);
     assert!(ok(&after) >= ok(&before) + 1.0, "successful logins not counted:\n{after}");
     assert!(bad(&after) >= bad(&before) + 1.0, "failed logins not counted:\n{after}");
-    let token_200 = |m: &str| series_total(m, "http_requests_total", &["route=\"/api/token/\"", "method=\"POST\"", "status=\"200\""]);
+    let token_200 = |m: &str| {
+        series_total(m, "http_requests_total", &["route=\"/api/token/\"", "method=\"POST\"", "status=\"200\""])
+    };
     let token_401 = |m: &str| series_total(m, "http_requests_total", &["route=\"/api/token/\"", "status=\"401\""]);
     assert!(token_200(&after) >= token_200(&before) + 1.0, "{after}");
     assert!(token_401(&after) >= token_401(&before) + 1.0, "{after}");
     assert!(
-        after.lines().any(|l| l.starts_with("http_request_duration_seconds_bucket{") && l.contains("route=\"/api/token/\"")),
+        after
+            .lines()
+            .any(|l| l.starts_with("http_request_duration_seconds_bucket{") && l.contains("route=\"/api/token/\"")),
         "no latency histogram for /api/token/:\n{after}"
     );
     assert!(after.contains("# TYPE http_requests_total counter"), "{after}");
@@ -138,7 +142,11 @@ async fn openapi_document_is_served_and_complete(backend: Backend) {
         "/readyz",
         "/metrics",
     ] {
-        assert!(paths.contains_key(path), "{path} is not documented; documented: {:?}", paths.keys().collect::<Vec<_>>());
+        assert!(
+            paths.contains_key(path),
+            "{path} is not documented; documented: {:?}",
+            paths.keys().collect::<Vec<_>>()
+        );
     }
     assert!(paths["/api/me/"].get("get").is_some());
     let mut posts = 0;
@@ -147,7 +155,11 @@ async fn openapi_document_is_served_and_complete(backend: Backend) {
         posts += 1;
         let responses = post["responses"].as_object().unwrap_or_else(|| panic!("{path}: no responses"));
         assert!(responses.contains_key("200"), "{path}: no success response");
-        assert!(responses.contains_key("401") || responses.contains_key("400"), "{path} documents no error: {:?}", responses.keys());
+        assert!(
+            responses.contains_key("401") || responses.contains_key("400"),
+            "{path} documents no error: {:?}",
+            responses.keys()
+        );
     }
     assert!(posts >= 6, "only {posts} POST operations under /api/");
     // Protected operations say how to authenticate.
@@ -192,7 +204,10 @@ async fn docs_are_served_without_a_cdn(backend: Backend) {
     assert!(names.iter().any(|n| n.ends_with(".css")), "no stylesheet in {}", html.text);
     let mut initializer = None;
     for name in &names {
-        assert!(!name.starts_with("http://") && !name.starts_with("https://") && !name.starts_with("//"), "external asset {name}");
+        assert!(
+            !name.starts_with("http://") && !name.starts_with("https://") && !name.starts_with("//"),
+            "external asset {name}"
+        );
         let path = match name.strip_prefix("./") {
             Some(relative) => format!("/docs/{relative}"),
             None if name.starts_with('/') => name.clone(),
@@ -254,7 +269,18 @@ async fn every_response_carries_the_standard_headers(backend: Backend) {
         assert_eq!(reply.header("x-content-type-options"), Some("nosniff"), "{what}");
     }
     for (what, reply) in replies.iter().filter(|(w, _)| {
-        matches!(*w, "login" | "failed login" | "refresh" | "verify" | "verify garbage" | "missing field" | "me" | "me anonymous" | "blacklist")
+        matches!(
+            *w,
+            "login"
+                | "failed login"
+                | "refresh"
+                | "verify"
+                | "verify garbage"
+                | "missing field"
+                | "me"
+                | "me anonymous"
+                | "blacklist"
+        )
     }) {
         assert_eq!(reply.header("cache-control"), Some("no-store"), "{what}: token responses must not be cached");
     }
@@ -262,7 +288,8 @@ async fn every_response_carries_the_standard_headers(backend: Backend) {
     assert_eq!(replies[0].1.status, 200);
 
     // A request id sent by the caller (a proxy's) is kept, for tracing across services.
-    let traced = read(app.client.get(app.url("/healthz")).header("x-request-id", "trace-me-123").send().await.unwrap()).await;
+    let traced =
+        read(app.client.get(app.url("/healthz")).header("x-request-id", "trace-me-123").send().await.unwrap()).await;
     assert_eq!(traced.header("x-request-id"), Some("trace-me-123"));
 }
 

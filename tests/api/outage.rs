@@ -64,7 +64,8 @@ impl CuttableProxy {
 async fn database_outage_degrades_cleanly_and_recovers(backend: Backend) {
     let db = TestDb::new(backend).await;
     let mut direct = url::Url::parse(&db.url).unwrap();
-    let upstream: SocketAddr = format!("{}:{}", direct.host_str().unwrap(), direct.port().unwrap_or(5432)).parse().unwrap();
+    let upstream: SocketAddr =
+        format!("{}:{}", direct.host_str().unwrap(), direct.port().unwrap_or(5432)).parse().unwrap();
     let proxy = CuttableProxy::start(upstream).await;
     direct.set_host(Some(&proxy.addr.ip().to_string())).unwrap();
     direct.set_port(Some(proxy.addr.port())).unwrap();
@@ -72,14 +73,21 @@ async fn database_outage_degrades_cleanly_and_recovers(backend: Backend) {
 
     let acquire_timeout = Duration::from_secs(1);
     let server = Replica::start(&db, &[("DATABASE_URL", &proxied), ("DATABASE_ACQUIRE_TIMEOUT", "1s")]).await;
-    let out = run_cli(&base_env(&db), db.dir(), &["user", "create", "alice", "--password-stdin"], Some("correct horse"));
+    let out =
+        run_cli(&base_env(&db), db.dir(), &["user", "create", "alice", "--password-stdin"], Some("correct horse"));
     assert!(out.status.success());
     let (access, refresh) = server.login("alice", "correct horse").await;
 
     proxy.cut();
     // Endpoints that need the database: a JSON 503 within the acquire timeout, never a hang or a 500.
     let needs_database = [
-        ("login", server.client.post(server.url("/api/token/")).json(&json!({"username": "alice", "password": "correct horse"}))),
+        (
+            "login",
+            server
+                .client
+                .post(server.url("/api/token/"))
+                .json(&json!({"username": "alice", "password": "correct horse"})),
+        ),
         ("refresh", server.client.post(server.url("/api/token/refresh/")).json(&json!({"refresh": refresh}))),
         ("me", server.client.get(server.url("/api/me/")).bearer_auth(&access)),
         ("readyz", server.client.get(server.url("/readyz"))),

@@ -50,7 +50,8 @@ async fn replicas_starting_together_on_an_empty_database_agree(backend: Backend)
     // Migrations ran once each.
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    let applied: Vec<(i64,)> = sqlx::query_as("SELECT version FROM _sqlx_migrations ORDER BY version").fetch_all(&mut conn).await.unwrap();
+    let applied: Vec<(i64,)> =
+        sqlx::query_as("SELECT version FROM _sqlx_migrations ORDER BY version").fetch_all(&mut conn).await.unwrap();
     let known = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres")).unwrap().count() as i64;
     assert_eq!(applied, (1..=known).map(|v| (v,)).collect::<Vec<_>>(), "each migration applied once");
     // And they all sign with it: a token from any replica verifies on every other.

@@ -26,7 +26,8 @@ const BODY_PREFIX: &str = "Request was throttled. Expected available in ";
 
 /// A login attempt, optionally claiming a client address in `X-Forwarded-For`.
 async fn attempt(app: &Http, username: &str, password: &str, forwarded_for: Option<&str>) -> Reply {
-    let mut request = app.client.post(app.url("/api/token/")).json(&json!({"username": username, "password": password}));
+    let mut request =
+        app.client.post(app.url("/api/token/")).json(&json!({"username": username, "password": password}));
     if let Some(addr) = forwarded_for {
         request = request.header("x-forwarded-for", addr);
     }
@@ -74,7 +75,8 @@ async fn a_successful_login_resets_the_count(backend: Backend) {
 }
 
 async fn password_spraying_from_one_address_is_throttled(backend: Backend) {
-    let app = spawn_app_with(backend, &[("LOGIN_ADDRESS_FAILURE_LIMIT", "4"), ("TRUSTED_PROXIES", "127.0.0.1/32")]).await;
+    let app =
+        spawn_app_with(backend, &[("LOGIN_ADDRESS_FAILURE_LIMIT", "4"), ("TRUSTED_PROXIES", "127.0.0.1/32")]).await;
     app.create_user("alice", "correct horse");
     let sprayer = Some("203.0.113.9");
     for name in ["root", "admin", "test", "guest"] {
@@ -133,7 +135,8 @@ async fn the_limit_holds_across_replicas(backend: Backend) {
     let settings = [("LOGIN_FAILURE_LIMIT", "4")];
     let a = Replica::start(&db, &settings).await;
     let b = Replica::start(&db, &settings).await;
-    let out = run_cli(&base_env(&db), db.dir(), &["user", "create", "alice", "--password-stdin"], Some("correct horse"));
+    let out =
+        run_cli(&base_env(&db), db.dir(), &["user", "create", "alice", "--password-stdin"], Some("correct horse"));
     assert!(out.status.success());
     for replica in [&a, &b, &a, &b] {
         assert_eq!(attempt(replica, "alice", "guess", None).await.status, 401);

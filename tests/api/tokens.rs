@@ -49,7 +49,13 @@ async fn obtain_refuses_wrong_unknown_and_inactive(backend: Backend) {
     app.create_user("bob", "bob password");
     assert!(app.cli(&["user", "deactivate", "bob"]).status.success());
 
-    for (username, password) in [("alice", "wrong"), ("alice", "correct horse "), ("Alice", "correct horse"), ("nobody", "x"), ("bob", "bob password")] {
+    for (username, password) in [
+        ("alice", "wrong"),
+        ("alice", "correct horse "),
+        ("Alice", "correct horse"),
+        ("nobody", "x"),
+        ("bob", "bob password"),
+    ] {
         let reply = app.post_json("/api/token/", json!({"username": username, "password": password})).await;
         assert_401(&reply, NO_ACTIVE_ACCOUNT);
     }
@@ -76,7 +82,9 @@ async fn obtain_reports_each_missing_field(backend: Backend) {
     assert_eq!(bad.status, 400);
     assert!(bad.json()["detail"].as_str().unwrap().starts_with("JSON parse error - "), "{}", bad.text);
 
-    for (path, field) in [("/api/token/refresh/", "refresh"), ("/api/token/verify/", "token"), ("/api/token/blacklist/", "refresh")] {
+    for (path, field) in
+        [("/api/token/refresh/", "refresh"), ("/api/token/verify/", "token"), ("/api/token/blacklist/", "refresh")]
+    {
         let reply = app.post_json(path, json!({})).await;
         assert_eq!(reply.status, 400);
         assert_eq!(reply.text, format!(r#"{{"{field}":["This field is required."]}}"#));
@@ -112,8 +120,11 @@ async fn refresh_rotates_and_retires_the_old_token(backend: Backend) {
 
     // Each rotation is in the audit trail, with the user and the client address.
     let audit = String::from_utf8(app.cli(&["audit", "tail", "-n", "20", "--json"]).stdout).unwrap();
-    let refreshes: Vec<serde_json::Value> =
-        audit.lines().map(|l| serde_json::from_str(l).unwrap()).filter(|e: &serde_json::Value| e["event"] == "refresh").collect();
+    let refreshes: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &serde_json::Value| e["event"] == "refresh")
+        .collect();
     assert_eq!(refreshes.len(), 2, "{audit}");
     assert_eq!(refreshes[0]["client_addr"], "127.0.0.1");
     assert!(refreshes[0]["user_id"].is_number());
@@ -198,11 +209,15 @@ async fn verify_accepts_live_tokens_and_names_what_is_wrong(backend: Backend) {
 
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_401(&app.post_json("/api/token/verify/", json!({"token": access})).await, TOKEN_EXPIRED);
-    assert_401(&app.get_bearer("/api/me/", &access).await, &json!({
-        "detail": "Given token not valid for any token type",
-        "code": "token_not_valid",
-        "messages": [{"token_class": "AccessToken", "token_type": "access", "message": "Token is expired"}],
-    }).to_string());
+    assert_401(
+        &app.get_bearer("/api/me/", &access).await,
+        &json!({
+            "detail": "Given token not valid for any token type",
+            "code": "token_not_valid",
+            "messages": [{"token_class": "AccessToken", "token_type": "access", "message": "Token is expired"}],
+        })
+        .to_string(),
+    );
 }
 
 async fn blacklist_logs_the_session_out(backend: Backend) {
@@ -238,14 +253,29 @@ async fn revoke_all_ends_every_session(backend: Backend) {
     for token in [&first, &second] {
         assert_401(&app.post_json("/api/token/refresh/", json!({"refresh": token})).await, TOKEN_BLACKLISTED);
     }
-    assert_eq!(app.post_json("/api/token/refresh/", json!({"refresh": bobs})).await.status, 200, "other users keep theirs");
+    assert_eq!(
+        app.post_json("/api/token/refresh/", json!({"refresh": bobs})).await.status,
+        200,
+        "other users keep theirs"
+    );
     // Logging in again starts afresh.
     app.login("alice", "correct horse").await;
 }
 
 async fn me_returns_the_user(backend: Backend) {
     let app = spawn_app(backend).await;
-    let out = app.cli(&["user", "create", "carol", "--email", "c@example.com", "--first-name", "Carol", "--last-name", "Ng", "--staff"]);
+    let out = app.cli(&[
+        "user",
+        "create",
+        "carol",
+        "--email",
+        "c@example.com",
+        "--first-name",
+        "Carol",
+        "--last-name",
+        "Ng",
+        "--staff",
+    ]);
     assert!(out.status.success());
     app.cli_with_stdin(&["user", "set-password", "carol", "--password-stdin"], "pw of carol");
     let (access, refresh) = app.login("carol", "pw of carol").await;
@@ -275,7 +305,11 @@ async fn password_change_keeps_only_the_current_session(backend: Backend) {
     let (_, other) = app.login("alice", "correct horse").await;
 
     let wrong = app
-        .post_bearer("/api/password/change/", &access, json!({"current_password": "nope", "new_password": "new secret"}))
+        .post_bearer(
+            "/api/password/change/",
+            &access,
+            json!({"current_password": "nope", "new_password": "new secret"}),
+        )
         .await;
     assert_eq!(wrong.status, 400, "{}", wrong.text);
     assert!(wrong.json()["current_password"].is_array());
@@ -284,7 +318,11 @@ async fn password_change_keeps_only_the_current_session(backend: Backend) {
     assert_eq!(missing.text, r#"{"new_password":["This field is required."]}"#);
 
     let done = app
-        .post_bearer("/api/password/change/", &access, json!({"current_password": "correct horse", "new_password": "new secret"}))
+        .post_bearer(
+            "/api/password/change/",
+            &access,
+            json!({"current_password": "correct horse", "new_password": "new secret"}),
+        )
         .await;
     assert_eq!((done.status, done.text.as_str()), (200, "{}"));
 
@@ -333,7 +371,10 @@ async fn django_argon2_hashes_still_log_in(backend: Backend) {
     };
     app.store.create_user(&user).await.unwrap().unwrap();
     app.login("migrated", "from django").await;
-    assert_401(&app.post_json("/api/token/", json!({"username": "migrated", "password": "wrong"})).await, NO_ACTIVE_ACCOUNT);
+    assert_401(
+        &app.post_json("/api/token/", json!({"username": "migrated", "password": "wrong"})).await,
+        NO_ACTIVE_ACCOUNT,
+    );
 }
 
 crate::db_test!(
