@@ -1,12 +1,20 @@
 //! tokensmith: a self-hosted JWT issuing service, simplejwt-compatible.
 
-pub mod auth;
-pub mod cli;
+// Leaves first: each module uses only those above it (tests/module_graph.rs keeps it so).
+pub mod clock;
+pub mod domain;
+pub mod key_material;
 pub mod config;
-pub mod error;
-pub mod external;
-pub mod http;
+pub mod passwords;
 pub mod store;
+pub mod tokens;
+pub mod accounts;
+pub mod sessions;
+pub mod external;
+pub mod exchange;
+pub mod webhooks;
+pub mod http;
+pub mod cli;
 
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 

@@ -10,10 +10,10 @@ use proptest::prelude::*;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokensmith::{
-    auth::{keys::KeyRing, tokens::TokenService},
     config::Config,
     external::svix::SvixVerifier,
     store::Store,
+    tokens::{KeyRing, TokenService},
 };
 
 /// A token service over a throwaway SQLite database, with its generated ES256 key.
@@ -24,7 +24,7 @@ fn token_service() -> (tokio::runtime::Runtime, Arc<TokenService>, tempfile::Tem
     let config = Arc::new(Config::from_lookup(&|name| (name == "DATABASE_URL").then(|| url.clone())).unwrap());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let service = runtime.block_on(async {
-        let store = Store::connect(&config).await.unwrap();
+        let store = Store::connect(&config.database).await.unwrap();
         store.migrate().await.unwrap();
         let ring = KeyRing::load(&config, &store).await.unwrap();
         Arc::new(TokenService::new(config.clone(), store, ring))

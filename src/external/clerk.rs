@@ -9,10 +9,13 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value};
 
 use super::{
-    ExternalError, ExternalIdentity, ExternalProfile, Organization, Rejection, check_registered_claims,
-    jwks::JwksCache, signed_claims, string,
+    ExternalError, ExternalIdentity, Rejection, check_registered_claims, jwks::JwksCache, signed_claims, string,
 };
-use crate::{auth::keys::unix_now, config::ClerkConfig};
+use crate::{
+    clock::unix_now,
+    config::ClerkConfig,
+    domain::{ExternalProfile, Organization},
+};
 
 pub const PROVIDER: &str = "clerk";
 
@@ -30,10 +33,8 @@ pub struct ClerkVerifier {
 
 impl ClerkVerifier {
     pub fn new(config: &ClerkConfig) -> Self {
-        let keys = match &config.jwt_key_pem {
-            Some(pem) => Keys::Pem(Arc::new(
-                DecodingKey::from_rsa_pem(pem.as_bytes()).expect("CLERK_JWT_KEY was checked when the config was read"),
-            )),
+        let keys = match &config.jwt_key {
+            Some(key) => Keys::Pem(key.0.clone()),
             None => Keys::Jwks(JwksCache::new(PROVIDER, config.jwks_url.clone(), vec![Algorithm::RS256])),
         };
         Self { issuer: config.issuer.clone(), authorized_parties: config.authorized_parties.clone(), keys }

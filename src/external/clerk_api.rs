@@ -6,7 +6,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::ExternalProfile;
+use crate::domain::ExternalProfile;
 
 /// The parts of Clerk's User object tokensmith keeps.
 #[derive(Debug, Clone, Deserialize)]

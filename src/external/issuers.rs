@@ -1,140 +1,20 @@
-//! Identity providers other than Clerk, by configuration (`EXTERNAL_ISSUERS_FILE`, TOML): each
-//! entry names an issuer, where its keys come from (a JWKS URL, OIDC discovery, or a PEM), what
-//! its tokens must carry, and how their roles map to `is_staff` / `is_superuser`. Each issuer has
-//! its own key cache, so keys of one never verify another's tokens.
+//! Identity providers other than Clerk, configured in `EXTERNAL_ISSUERS_FILE` (parsed by
+//! `config`): each verifier checks one issuer's tokens with its own key cache, so keys of one
+//! never verify another's tokens, and maps their claims and roles.
 
-use std::{path::Path, sync::Arc, time::Instant};
+use std::{sync::Arc, time::Instant};
 
 use jsonwebtoken::{Algorithm, DecodingKey};
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::{
-    ExternalError, ExternalIdentity, ExternalProfile, Rejection, check_registered_claims, jwks::JwksCache,
-    signed_claims, string,
+    ExternalError, ExternalIdentity, Rejection, check_registered_claims, jwks::JwksCache, signed_claims, string,
 };
-use crate::{auth::keys::unix_now, config::check_issuer_url};
-
-/// One `[[issuer]]` entry, as written in the file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IssuerConfig {
-    pub name: String,
-    pub issuer: String,
-    #[serde(default)]
-    pub jwks_url: Option<String>,
-    #[serde(default)]
-    pub discovery: bool,
-    #[serde(default)]
-    pub public_key_pem: Option<String>,
-    #[serde(default = "default_algorithms")]
-    pub algorithms: Vec<String>,
-    #[serde(default)]
-    pub audience: Vec<String>,
-    #[serde(default)]
-    pub authorized_parties: Vec<String>,
-    #[serde(default = "default_subject_claim")]
-    pub subject_claim: String,
-    #[serde(default = "default_email_claim")]
-    pub email_claim: String,
-    #[serde(default)]
-    pub first_name_claim: Option<String>,
-    #[serde(default)]
-    pub last_name_claim: Option<String>,
-    #[serde(default)]
-    pub roles_claim: Option<String>,
-    #[serde(default)]
-    pub staff_roles: Vec<String>,
-    #[serde(default)]
-    pub superuser_roles: Vec<String>,
-}
-
-fn default_algorithms() -> Vec<String> {
-    vec!["RS256".to_owned()]
-}
-
-fn default_subject_claim() -> String {
-    "sub".to_owned()
-}
-
-fn default_email_claim() -> String {
-    "email".to_owned()
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct IssuersFile {
-    #[serde(default)]
-    issuer: Vec<IssuerConfig>,
-}
-
-/// Reads and checks the file. `Err` is one line naming the file, the entry and the key at fault.
-pub fn load(path: &Path) -> Result<Vec<IssuerConfig>, String> {
-    let file = path.display();
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{file}: cannot read: {e}"))?;
-    let parsed: IssuersFile =
-        toml::from_str(&text).map_err(|e| format!("{file}: {}", e.to_string().replace('\n', " ").trim().to_owned()))?;
-    let mut names = std::collections::HashSet::new();
-    for (i, entry) in parsed.issuer.iter().enumerate() {
-        let at = |key: &str, message: String| format!("{file}: issuer[{i}] ({}): {key}: {message}", entry.name);
-        let valid_name = !entry.name.is_empty()
-            && entry.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if !valid_name || entry.name == "clerk" {
-            return Err(at("name", "use [a-z0-9-]+, and not \"clerk\" (Clerk is configured by CLERK_*)".to_owned()));
-        }
-        if !names.insert(entry.name.clone()) {
-            return Err(at("name", "another issuer has this name".to_owned()));
-        }
-        if entry.issuer.is_empty() {
-            return Err(at("issuer", "required".to_owned()));
-        }
-        let sources = usize::from(entry.jwks_url.is_some())
-            + usize::from(entry.discovery)
-            + usize::from(entry.public_key_pem.is_some());
-        if sources != 1 {
-            return Err(at("jwks_url", "give exactly one of jwks_url, discovery = true, public_key_pem".to_owned()));
-        }
-        if let Some(url) = &entry.jwks_url {
-            check_issuer_url(url).map_err(|m| at("jwks_url", m))?;
-        }
-        if entry.discovery {
-            check_issuer_url(&entry.issuer)
-                .map_err(|m| at("issuer", format!("discovery fetches from the issuer: {m}")))?;
-        }
-        let algorithms = algorithms(&entry.algorithms).map_err(|m| at("algorithms", m))?;
-        if let Some(pem) = &entry.public_key_pem {
-            let ok = algorithms.iter().any(|alg| pem_key(pem, *alg).is_some());
-            if !ok {
-                return Err(at("public_key_pem", "not a PEM public key for the allowed algorithms".to_owned()));
-            }
-        }
-    }
-    Ok(parsed.issuer)
-}
-
-fn algorithms(names: &[String]) -> Result<Vec<Algorithm>, String> {
-    if names.is_empty() {
-        return Err("list at least one of RS256, ES256, EdDSA".to_owned());
-    }
-    names
-        .iter()
-        .map(|name| match name.as_str() {
-            "RS256" => Ok(Algorithm::RS256),
-            "ES256" => Ok(Algorithm::ES256),
-            "EdDSA" => Ok(Algorithm::EdDSA),
-            other => Err(format!("{other:?} is not allowed (RS256, ES256 or EdDSA; never HS*)")),
-        })
-        .collect()
-}
-
-fn pem_key(pem: &str, algorithm: Algorithm) -> Option<DecodingKey> {
-    match algorithm {
-        Algorithm::RS256 => DecodingKey::from_rsa_pem(pem.as_bytes()).ok(),
-        Algorithm::ES256 => DecodingKey::from_ec_pem(pem.as_bytes()).ok(),
-        Algorithm::EdDSA => DecodingKey::from_ed_pem(pem.as_bytes()).ok(),
-        _ => None,
-    }
-}
+use crate::{
+    clock::unix_now,
+    config::{IssuerConfig, IssuerKeys, check_issuer_url},
+    domain::ExternalProfile,
+};
 
 enum Keys {
     Pem(Vec<(Algorithm, Arc<DecodingKey>)>),
@@ -159,13 +39,13 @@ pub struct IssuerVerifier {
 impl IssuerVerifier {
     pub fn new(config: IssuerConfig) -> Self {
         let name: &'static str = Box::leak(config.name.clone().into_boxed_str());
-        let algorithms = algorithms(&config.algorithms).expect("checked when the file was read");
-        let keys = if let Some(pem) = &config.public_key_pem {
-            Keys::Pem(algorithms.iter().filter_map(|alg| Some((*alg, Arc::new(pem_key(pem, *alg)?)))).collect())
-        } else if let Some(url) = &config.jwks_url {
-            Keys::Jwks(JwksCache::new(name, url.clone(), algorithms.clone()))
-        } else {
-            Keys::Discovery { cache: tokio::sync::OnceCell::new(), last_attempt: tokio::sync::Mutex::new(None) }
+        let algorithms = config.algorithms.clone();
+        let keys = match &config.keys {
+            IssuerKeys::Pem(keys) => Keys::Pem(keys.iter().map(|(alg, key)| (*alg, key.0.clone())).collect()),
+            IssuerKeys::JwksUrl(url) => Keys::Jwks(JwksCache::new(name, url.clone(), algorithms.clone())),
+            IssuerKeys::Discovery => {
+                Keys::Discovery { cache: tokio::sync::OnceCell::new(), last_attempt: tokio::sync::Mutex::new(None) }
+            }
         };
         let client = reqwest::Client::builder()
             .timeout(super::jwks::FETCH_TIMEOUT)

@@ -1,6 +1,6 @@
 //! Identity providers outside tokensmith (Clerk first): verifying their tokens, fetching their
 //! keys, reading their webhooks and their user directories. Nothing here touches the database;
-//! `auth::exchange` links what is verified here to local users.
+//! `exchange` and `webhooks` link what is verified here to local users through `accounts`.
 
 pub mod clerk;
 pub mod clerk_api;
@@ -11,6 +11,8 @@ pub mod svix;
 use std::fmt;
 
 use serde_json::{Map, Value};
+
+use crate::domain::{ExternalProfile, Organization};
 
 /// Why an external token was refused. The message becomes the `detail` of the 401, so it says
 /// which check failed, and never echoes the token.
@@ -63,26 +65,6 @@ impl From<Rejection> for ExternalError {
     fn from(r: Rejection) -> Self {
         Self::Rejected(r)
     }
-}
-
-/// The organization active in the external session, carried into local access tokens.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Organization {
-    pub id: String,
-    pub role: Option<String>,
-    pub slug: Option<String>,
-}
-
-/// What the provider says about a user; empty strings where it says nothing.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ExternalProfile {
-    pub username: Option<String>,
-    /// Only a verified address.
-    pub email: String,
-    pub first_name: String,
-    pub last_name: String,
-    /// The provider's `updated_at` in ms (0 when unknown): older updates never overwrite newer.
-    pub updated_at_ms: i64,
 }
 
 /// A verified external session token.

@@ -7,8 +7,10 @@
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use hmac::{Hmac, Mac};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use sha2::Sha256;
+
+use crate::config::WebhookSecret;
 
 /// Deliveries stamped further than this from now are refused (replays of old captures).
 pub const TIMESTAMP_TOLERANCE_SECS: i64 = 5 * 60;
@@ -34,9 +36,11 @@ pub struct SvixVerifier {
 impl SvixVerifier {
     /// `None` when the secret is not `whsec_` followed by base64.
     pub fn new(secret: &SecretString) -> Option<Self> {
-        let encoded = secret.expose_secret().strip_prefix("whsec_")?;
-        let key = STANDARD.decode(encoded).ok().filter(|k| !k.is_empty())?;
-        Some(Self { key })
+        WebhookSecret::parse(secret).map(|secret| Self::from_secret(&secret))
+    }
+
+    pub fn from_secret(secret: &WebhookSecret) -> Self {
+        Self { key: secret.key().to_vec() }
     }
 
     /// Checks a delivery against its three headers, at Unix time `now`.

@@ -1,15 +1,20 @@
 //! The signed-in user: who am I, change my password.
 
 use axum::{Json, extract::State};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{
-    AppState,
-    extract::{BearerToken, ClientAddr, FieldReader, Fields},
-    tokens::{BadRequest, Empty, ErrorDetail},
+    error::AppError,
+    extract::{Authenticated, ClientAddr, DrfRequest, JsonOrForm},
+    schemas::{BadRequest, Empty, ErrorDetail},
 };
-use crate::{error::AppError, store::User};
+use crate::{
+    accounts::Accounts,
+    domain::User,
+    sessions::Sessions,
+};
 
 /// The user, as Django's user model names the fields.
 #[derive(Serialize, ToSchema)]
@@ -45,6 +50,8 @@ pub struct PasswordChangeRequest {
     pub new_password: String,
 }
 
+impl DrfRequest for PasswordChangeRequest {}
+
 #[utoipa::path(
     get, path = "/api/me/", tag = "account",
     security(("bearer" = [])),
@@ -54,9 +61,8 @@ pub struct PasswordChangeRequest {
         (status = 503, description = "Database unavailable", body = ErrorDetail),
     )
 )]
-pub async fn me(State(state): State<AppState>, BearerToken(token): BearerToken) -> Result<Json<MeResponse>, AppError> {
-    let (user, _) = state.auth.authenticate(&token).await?;
-    Ok(Json(user.into()))
+pub async fn me(caller: Authenticated) -> Json<MeResponse> {
+    Json(caller.user.into())
 }
 
 #[utoipa::path(
@@ -77,16 +83,14 @@ pub async fn me(State(state): State<AppState>, BearerToken(token): BearerToken) 
     )
 )]
 pub async fn change_password(
-    State(state): State<AppState>,
+    State(sessions): State<Sessions>,
+    State(accounts): State<Accounts>,
     ClientAddr(client): ClientAddr,
-    BearerToken(token): BearerToken,
-    fields: Fields,
+    caller: Authenticated,
+    JsonOrForm(request): JsonOrForm<PasswordChangeRequest>,
 ) -> Result<Json<Empty>, AppError> {
-    let (user, access) = state.auth.authenticate(&token).await?;
-    let mut reader = FieldReader::new(&fields);
-    let current = reader.secret("current_password");
-    let new = reader.secret("new_password");
-    reader.finish()?;
-    state.auth.change_password(&user, &access, current, new, &client).await?;
+    let keep = sessions.session_of(&caller.token).await?;
+    let (current, new) = (SecretString::from(request.current_password), SecretString::from(request.new_password));
+    accounts.change_password(&caller.user, keep.as_deref(), current, new, &client).await?;
     Ok(Json(Empty {}))
 }

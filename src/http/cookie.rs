@@ -8,7 +8,8 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use crate::{auth::keys::unix_now, config::Config, error::AppError};
+use super::error::AppError;
+use crate::clock::unix_now;
 
 pub const NAME: &str = "refresh_token";
 const PATH: &str = "/api/token/";
@@ -38,16 +39,17 @@ pub fn read(headers: &HeaderMap) -> Option<String> {
         .map(|(_, value)| value.to_owned())
 }
 
-/// A request that relies on the cookie must carry an `Origin` listed in `CORS_ALLOWED_ORIGINS`,
-/// or the service's own (same host and port): 403 otherwise, worded as DRF words CSRF failures.
-pub fn check_origin(headers: &HeaderMap, config: &Config) -> Result<(), AppError> {
+/// A request that relies on the cookie must carry an `Origin` listed in `CORS_ALLOWED_ORIGINS`
+/// (`allowed`), or the service's own (same host and port): 403 otherwise, worded as DRF words
+/// CSRF failures.
+pub fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), AppError> {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return Err(AppError::Forbidden("CSRF Failed: Origin header missing.".to_owned()));
     };
     // The service's own origin: the Origin names the host (and port) the request was sent to.
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     let own = host.is_some_and(|host| origin.split_once("://").is_some_and(|(_, authority)| authority == host));
-    if own || config.cors_allowed_origins.iter().any(|allowed| allowed == origin) {
+    if own || allowed.iter().any(|allowed| allowed == origin) {
         Ok(())
     } else {
         // The origin is the client's own words; quote it only in the sanitized form.
@@ -63,4 +65,40 @@ pub fn with(response: impl IntoResponse, value: HeaderValue) -> Response {
     let mut response = response.into_response();
     response.headers_mut().append(header::SET_COOKIE, value);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        pairs.iter().map(|(name, value)| (name.clone(), HeaderValue::from_str(value).unwrap())).collect()
+    }
+
+    fn detail(result: Result<(), AppError>) -> String {
+        match result {
+            Err(AppError::Forbidden(detail)) => detail,
+            other => panic!("not a 403: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_services_own_origin_and_listed_origins_pass() {
+        let allowed = ["https://app.example.com".to_owned()];
+        let own = headers(&[(header::ORIGIN, "http://auth.local:8000"), (header::HOST, "auth.local:8000")]);
+        assert!(check_origin(&own, &[]).is_ok());
+        let listed = headers(&[(header::ORIGIN, "https://app.example.com"), (header::HOST, "auth.local:8000")]);
+        assert!(check_origin(&listed, &allowed).is_ok());
+    }
+
+    #[test]
+    fn a_missing_or_foreign_origin_is_refused_and_quoted_sanitized() {
+        assert_eq!(detail(check_origin(&headers(&[]), &[])), "CSRF Failed: Origin header missing.");
+        // Same host, other port: another origin.
+        let other_port = headers(&[(header::ORIGIN, "http://auth.local:9000"), (header::HOST, "auth.local:8000")]);
+        assert!(detail(check_origin(&other_port, &[])).contains("http://auth.local:9000 does not match"));
+        let hostile = headers(&[(header::ORIGIN, "https://evil.example\t<x>")]);
+        let message = detail(check_origin(&hostile, &["https://app.example.com".to_owned()]));
+        assert!(message.contains("https://evil.example<x> does not match"), "{message}");
+    }
 }

@@ -8,7 +8,7 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use super::{account, external, ops, tokens};
+use super::{account, exchange, ops, tokens, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,7 +19,7 @@ use super::{account, external, ops, tokens};
     ),
     paths(
         tokens::obtain, tokens::refresh, tokens::verify, tokens::blacklist, tokens::revoke_all,
-        external::clerk_exchange, external::provider_exchange, external::token_exchange, external::clerk_webhook,
+        exchange::clerk_exchange, exchange::provider_exchange, exchange::token_exchange, webhooks::clerk_webhook,
         account::me, account::change_password,
         ops::jwks, ops::healthz, ops::readyz, ops::metrics, openapi_json,
     ),

@@ -1,26 +1,138 @@
 //! Request extractors whose failures are `AppError`s, so a malformed request gets the same
 //! JSON error shape as everything else.
+//!
+//! Bodies are read as DRF reads `request.data` (JSON or an HTML form) and then deserialised into
+//! the request struct the OpenAPI document describes. Which fields are read, and which are
+//! required, comes from that struct's schema, so the document and the parsing cannot drift; the
+//! rules for each field are DRF's `CharField`'s, and every failing field is reported at once.
 
 use std::net::{IpAddr, SocketAddr};
 
 use axum::{
     body::{Bytes, HttpBody},
-    extract::{ConnectInfo, FromRequest, FromRequestParts, Request},
+    extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Request},
     http::{HeaderMap, header, request::Parts},
+    response::{IntoResponse, Response},
 };
-use secrecy::SecretString;
+use ipnet::IpNet;
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
+use utoipa::{
+    ToSchema,
+    openapi::{RefOr, schema::Schema},
+};
 
-use super::{AppState, BODY_LIMIT};
-use crate::error::{AppError, BearerError, FieldErrors};
+use super::{
+    BODY_LIMIT, HttpSettings,
+    error::{AppError, BearerError, FieldErrors},
+};
+use crate::{domain::User, sessions::Sessions, tokens::VerifiedToken};
+
+/// Why a body could not be read.
+#[derive(Debug)]
+pub enum BodyError {
+    /// Field name → messages, as DRF reports validation errors.
+    Fields(FieldErrors),
+    JsonParse(String),
+    Malformed,
+    UnsupportedMediaType(String),
+    TooLarge,
+}
+
+/// A request body documented in the OpenAPI document and read as DRF reads it.
+pub trait DrfRequest: DeserializeOwned + ToSchema {
+    /// Fields read with surrounding whitespace trimmed (DRF's `trim_whitespace`, which
+    /// tokensmith turns off for passwords and tokens, as simplejwt does).
+    const TRIMMED: &'static [&'static str] = &[];
+}
 
 /// A body sent as JSON or as an HTML form, read into one map of fields (DRF's `request.data`).
-pub struct Fields(pub Map<String, Value>);
+pub struct Fields(Map<String, Value>);
+
+impl Fields {
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+
+    /// The documented request: each required field a non-blank string without NUL (numbers are
+    /// taken as their text), optional fields present only when non-empty strings.
+    pub fn parse<T: DrfRequest>(mut self) -> Result<T, BodyError> {
+        let (properties, required) = schema_fields::<T>();
+        let mut errors = FieldErrors::new();
+        for name in &properties {
+            if required.contains(name) {
+                match char_field(self.0.get(name), T::TRIMMED.contains(&name.as_str())) {
+                    Ok(value) => {
+                        self.0.insert(name.clone(), Value::String(value));
+                    }
+                    Err(message) => {
+                        errors.insert(name.clone(), json!([message]));
+                    }
+                }
+            } else {
+                self.keep_if_text(name);
+            }
+        }
+        if !errors.is_empty() {
+            return Err(BodyError::Fields(errors));
+        }
+        serde_json::from_value(Value::Object(self.0)).map_err(|_| BodyError::Malformed)
+    }
+
+    /// The documented request for an OAuth endpoint, which reports missing parameters itself:
+    /// every field is a non-empty string or absent (its `serde(default)`).
+    pub fn parse_lenient<T: DrfRequest>(mut self) -> Result<T, BodyError> {
+        for name in schema_fields::<T>().0 {
+            self.keep_if_text(&name);
+        }
+        serde_json::from_value(Value::Object(self.0)).map_err(|_| BodyError::Malformed)
+    }
+
+    fn keep_if_text(&mut self, name: &str) {
+        if !matches!(self.0.get(name), Some(Value::String(s)) if !s.is_empty()) {
+            self.0.remove(name);
+        }
+    }
+}
+
+/// The property names of `T`'s schema, in order, and which of them are required.
+fn schema_fields<T: ToSchema>() -> (Vec<String>, Vec<String>) {
+    match T::schema() {
+        RefOr::T(Schema::Object(object)) => (object.properties.keys().cloned().collect(), object.required),
+        _ => (Vec::new(), Vec::new()),
+    }
+}
+
+/// A required field as DRF's `CharField` reads it, or the message DRF gives.
+fn char_field(value: Option<&Value>, trim: bool) -> Result<String, &'static str> {
+    let text = match value {
+        None => return Err("This field is required."),
+        Some(Value::Null) => return Err("This field may not be null."),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(_) => return Err("Not a valid string."),
+    };
+    let text = if trim { text.trim().to_owned() } else { text };
+    if text.is_empty() {
+        return Err("This field may not be blank.");
+    }
+    // DRF's CharField refuses NUL (PostgreSQL cannot store it: a 500 otherwise).
+    if text.contains('\0') {
+        return Err("Null characters are not allowed.");
+    }
+    Ok(text)
+}
+
+impl IntoResponse for BodyError {
+    fn into_response(self) -> Response {
+        AppError::from(self).into_response()
+    }
+}
 
 impl<S: Send + Sync> FromRequest<S> for Fields {
-    type Rejection = AppError;
+    type Rejection = BodyError;
 
-    async fn from_request(req: Request, _: &S) -> Result<Self, AppError> {
+    async fn from_request(req: Request, _: &S) -> Result<Self, BodyError> {
         let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let body = read_body(req).await?;
         // As DRF: no body, or no content type, is an empty set of fields.
@@ -32,15 +144,27 @@ impl<S: Send + Sync> FromRequest<S> for Fields {
             match serde_json::from_slice::<Value>(&body) {
                 Ok(Value::Object(map)) => Ok(Self(map)),
                 Ok(other) => Err(not_a_dictionary(&other)),
-                Err(e) => Err(AppError::JsonParse(e.to_string())),
+                Err(e) => Err(BodyError::JsonParse(e.to_string())),
             }
         } else if media_type == "application/x-www-form-urlencoded" {
-            let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).map_err(|_| AppError::Malformed)?;
+            let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).map_err(|_| BodyError::Malformed)?;
             // A repeated key keeps its last value, as Django's QueryDict does.
             Ok(Self(pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect()))
         } else {
-            Err(AppError::UnsupportedMediaType(content_type))
+            Err(BodyError::UnsupportedMediaType(content_type))
         }
+    }
+}
+
+/// The documented request `T`, from a JSON or form body.
+pub struct JsonOrForm<T>(pub T);
+
+impl<S: Send + Sync, T: DrfRequest> FromRequest<S> for JsonOrForm<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
+        let fields = Fields::from_request(req, state).await?;
+        Ok(Self(fields.parse()?))
     }
 }
 
@@ -50,31 +174,31 @@ impl<S: Send + Sync> FromRequest<S> for Fields {
 const DRAIN_LIMIT: usize = 1024 * 1024;
 
 /// The body, at most `BODY_LIMIT` bytes of it.
-async fn read_body(req: Request) -> Result<Bytes, AppError> {
+async fn read_body(req: Request) -> Result<Bytes, BodyError> {
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > DRAIN_LIMIT as u64) {
-        return Err(AppError::PayloadTooLarge);
+        return Err(BodyError::TooLarge);
     }
     let mut body = req.into_body();
     let mut bytes = Vec::new();
     let mut seen = 0usize;
     while let Some(frame) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await {
-        let Ok(data) = frame.map_err(|_| AppError::Malformed)?.into_data() else { continue };
+        let Ok(data) = frame.map_err(|_| BodyError::Malformed)?.into_data() else { continue };
         seen += data.len();
         if seen > DRAIN_LIMIT {
-            return Err(AppError::PayloadTooLarge);
+            return Err(BodyError::TooLarge);
         }
         if seen <= BODY_LIMIT {
             bytes.extend_from_slice(&data);
         }
     }
     if seen > BODY_LIMIT {
-        return Err(AppError::PayloadTooLarge);
+        return Err(BodyError::TooLarge);
     }
     Ok(Bytes::from(bytes))
 }
 
-fn not_a_dictionary(value: &Value) -> AppError {
+fn not_a_dictionary(value: &Value) -> BodyError {
     let message = match value {
         Value::Null => "No data provided".to_owned(),
         other => {
@@ -90,60 +214,7 @@ fn not_a_dictionary(value: &Value) -> AppError {
     };
     let mut errors = FieldErrors::new();
     errors.insert("non_field_errors".to_owned(), json!([message]));
-    AppError::Validation(errors)
-}
-
-/// Reads required string fields the way DRF's `CharField` does, collecting every error
-/// before answering, one key per field.
-pub struct FieldReader<'a> {
-    fields: &'a Map<String, Value>,
-    errors: FieldErrors,
-}
-
-impl<'a> FieldReader<'a> {
-    pub fn new(fields: &'a Fields) -> Self {
-        Self { fields: &fields.0, errors: FieldErrors::new() }
-    }
-
-    /// A required, non-blank string. `trim` as DRF's `trim_whitespace` (off for passwords).
-    pub fn required(&mut self, name: &str, trim: bool) -> String {
-        let value = match self.fields.get(name) {
-            None => Err("This field is required."),
-            Some(Value::Null) => Err("This field may not be null."),
-            Some(Value::String(s)) => Ok(s.clone()),
-            Some(Value::Number(n)) => Ok(n.to_string()),
-            Some(_) => Err("Not a valid string."),
-        };
-        let value = value.map(|v| if trim { v.trim().to_owned() } else { v });
-        match value {
-            Ok(v) if v.is_empty() => self.error(name, "This field may not be blank."),
-            // DRF's CharField refuses NUL (PostgreSQL cannot store it: a 500 otherwise).
-            Ok(v) if v.contains('\0') => self.error(name, "Null characters are not allowed."),
-            Ok(v) => v,
-            Err(message) => self.error(name, message),
-        }
-    }
-
-    /// An optional string: `None` when absent, null or blank.
-    pub fn optional(&self, name: &str) -> Option<String> {
-        match self.fields.get(name) {
-            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-            _ => None,
-        }
-    }
-
-    pub fn secret(&mut self, name: &str) -> SecretString {
-        SecretString::from(self.required(name, false))
-    }
-
-    fn error(&mut self, name: &str, message: &str) -> String {
-        self.errors.insert(name.to_owned(), json!([message]));
-        String::new()
-    }
-
-    pub fn finish(self) -> Result<(), AppError> {
-        if self.errors.is_empty() { Ok(()) } else { Err(AppError::Validation(self.errors)) }
-    }
+    BodyError::Fields(errors)
 }
 
 /// The token in `Authorization: Bearer <token>`.
@@ -172,6 +243,25 @@ impl<S: Send + Sync> FromRequestParts<S> for BearerToken {
     }
 }
 
+/// The active user whose access token is in `Authorization: Bearer …`, and the token's claims.
+pub struct Authenticated {
+    pub user: User,
+    pub token: VerifiedToken,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Authenticated
+where
+    Sessions: FromRef<S>,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        let BearerToken(token) = BearerToken::from_request_parts(parts, state).await?;
+        let (user, token) = Sessions::from_ref(state).authenticate(&token).await?;
+        Ok(Self { user, token })
+    }
+}
+
 /// The body exactly as sent (webhook signatures are over these bytes), at most `BODY_LIMIT`.
 pub struct RawBody(pub Bytes);
 
@@ -179,34 +269,127 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     type Rejection = AppError;
 
     async fn from_request(req: Request, _: &S) -> Result<Self, AppError> {
-        read_body(req).await.map(Self)
+        Ok(Self(read_body(req).await?))
     }
 }
 
 /// The client's address: the peer, or what `X-Forwarded-For` says when the peer is a
-/// trusted proxy (the right-most address not itself a trusted proxy).
+/// trusted proxy.
 pub struct ClientAddr(pub String);
 
-impl FromRequestParts<AppState> for ClientAddr {
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr
+where
+    std::sync::Arc<HttpSettings>: FromRef<S>,
+{
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
         let Some(peer) = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()) else {
             return Ok(Self("unknown".to_owned()));
         };
-        let trusted = |ip: &IpAddr| state.auth.config.trusted_proxies.iter().any(|net| net.contains(ip));
-        if !trusted(&peer) {
-            return Ok(Self(peer.to_string()));
+        let settings = std::sync::Arc::<HttpSettings>::from_ref(state);
+        Ok(Self(client_address(peer, &parts.headers, &settings.trusted_proxies).to_string()))
+    }
+}
+
+/// The right-most address of `X-Forwarded-For` that is not itself a trusted proxy, when the peer
+/// is one; else the peer. Addresses left of an untrusted one could be forged by the client.
+fn client_address(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[IpNet]) -> IpAddr {
+    let trusted = |ip: &IpAddr| trusted_proxies.iter().any(|net| net.contains(ip));
+    if !trusted(&peer) {
+        return peer;
+    }
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+        .collect::<Vec<_>>();
+    forwarded.into_iter().rev().find(|ip| !trusted(ip)).unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn forwarded(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for v in values {
+            headers.append("x-forwarded-for", HeaderValue::from_str(v).unwrap());
         }
-        let forwarded = parts
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|s| s.trim().parse::<IpAddr>().ok())
-            .collect::<Vec<_>>();
-        let client = forwarded.into_iter().rev().find(|ip| !trusted(ip)).unwrap_or(peer);
-        Ok(Self(client.to_string()))
+        headers
+    }
+
+    #[test]
+    fn an_untrusted_peer_is_the_client_whatever_it_forwards() {
+        let headers = forwarded(&["198.51.100.9"]);
+        assert_eq!(client_address(ip("203.0.113.7"), &headers, &[]), ip("203.0.113.7"));
+        let proxies = ["10.0.0.0/8".parse().unwrap()];
+        assert_eq!(client_address(ip("203.0.113.7"), &headers, &proxies), ip("203.0.113.7"));
+    }
+
+    #[test]
+    fn behind_trusted_proxies_the_rightmost_untrusted_address_is_the_client() {
+        let proxies: [IpNet; 1] = ["10.0.0.0/8".parse().unwrap()];
+        // The client forged the first entry; the second was added by our own proxy chain.
+        let headers = forwarded(&["1.2.3.4, 203.0.113.7", "10.0.0.2"]);
+        assert_eq!(client_address(ip("10.0.0.1"), &headers, &proxies), ip("203.0.113.7"));
+        // Nothing but proxies and garbage: the peer.
+        let headers = forwarded(&["not an address, 10.0.0.3"]);
+        assert_eq!(client_address(ip("10.0.0.1"), &headers, &proxies), ip("10.0.0.1"));
+    }
+
+    #[derive(serde::Deserialize, ToSchema)]
+    struct Login {
+        #[allow(dead_code)]
+        username: String,
+        #[allow(dead_code)]
+        password: String,
+        note: Option<String>,
+    }
+
+    impl DrfRequest for Login {
+        const TRIMMED: &'static [&'static str] = &["username"];
+    }
+
+    fn fields(value: Value) -> Fields {
+        Fields(value.as_object().unwrap().clone())
+    }
+
+    #[test]
+    fn every_failing_field_is_reported_with_drfs_message() {
+        let Err(BodyError::Fields(errors)) = fields(json!({"username": "  ", "note": 5})).parse::<Login>() else {
+            panic!("refused")
+        };
+        assert_eq!(
+            Value::Object(errors),
+            json!({"username": ["This field may not be blank."], "password": ["This field is required."]})
+        );
+        for (value, message) in [
+            (json!(null), "This field may not be null."),
+            (json!([]), "Not a valid string."),
+            (json!("a\u{0}b"), "Null characters are not allowed."),
+        ] {
+            let Err(BodyError::Fields(errors)) = fields(json!({"username": "u", "password": value})).parse::<Login>()
+            else {
+                panic!("refused")
+            };
+            assert_eq!(errors["password"], json!([message]));
+        }
+    }
+
+    #[test]
+    fn trimming_and_numbers_follow_drf() {
+        let login = fields(json!({"username": " ada ", "password": 1234, "note": ""})).parse::<Login>().unwrap();
+        assert_eq!((login.username.as_str(), login.password.as_str(), login.note), ("ada", "1234", None));
+        let login = fields(json!({"username": "ada", "password": " pw ", "note": "hi"})).parse::<Login>().unwrap();
+        assert_eq!((login.password.as_str(), login.note.as_deref()), (" pw ", Some("hi")));
     }
 }

@@ -1,30 +1,33 @@
-//! The router, its middleware, and the server's life cycle.
+//! HTTP: the router, its middleware and state, the extractors, one error mapping, the
+//! handlers (thin: they call the services) and the OpenAPI document; `server` runs it all.
 
 pub mod account;
 pub mod cookie;
 pub mod docs;
-pub mod external;
+pub mod error;
+pub mod exchange;
 pub mod extract;
 pub mod ops;
+pub mod schemas;
+mod server;
 pub mod tokens;
+pub mod webhooks;
 
 use std::{
-    net::SocketAddr,
     sync::{Arc, OnceLock},
     time::{Duration, Instant},
 };
 
-use anyhow::Context;
 use axum::{
     Router,
-    extract::{DefaultBodyLimit, MatchedPath, Request},
+    extract::{DefaultBodyLimit, FromRef, MatchedPath, Request},
     http::{HeaderName, HeaderValue, Method, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{MethodRouter, get, post},
 };
+use ipnet::IpNet;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tokio::net::TcpListener;
 use tower_http::{
     catch_panic::CatchPanicLayer,
     cors::{AllowOrigin, CorsLayer},
@@ -36,20 +39,46 @@ use tower_http::{
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
+pub use self::server::{Application, shutdown_signal};
+use self::{error::AppError, ops::Readiness};
 use crate::{
-    auth::{AuthService, keys::KeyRing, passwords::PasswordHasherPool, tokens::TokenService},
-    config::Config,
-    error::AppError,
-    external::{clerk::ClerkVerifier, clerk_api::ClerkApi, issuers::IssuerVerifier, svix::SvixVerifier},
-    store::Store,
+    accounts::Accounts, config::Config, exchange::Exchange, sessions::Sessions, tokens::TokenService,
+    webhooks::ClerkWebhooks,
 };
 
 /// Bodies larger than this are refused with 413 before they are read whole.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-#[derive(Clone)]
+/// What the HTTP layer itself needs from the configuration.
+pub struct HttpSettings {
+    pub trusted_proxies: Vec<IpNet>,
+    pub cors_allowed_origins: Vec<String>,
+    /// `REFRESH_TOKEN_COOKIE`: refresh tokens travel in an HttpOnly cookie.
+    pub refresh_token_cookie: bool,
+    pub request_timeout: Duration,
+}
+
+impl HttpSettings {
+    pub fn new(config: &Config) -> Self {
+        Self {
+            trusted_proxies: config.trusted_proxies.clone(),
+            cors_allowed_origins: config.cors_allowed_origins.clone(),
+            refresh_token_cookie: config.refresh_token_cookie,
+            request_timeout: config.request_timeout,
+        }
+    }
+}
+
+/// The services, each handed to the handlers that use it (`State<Sessions>`, …).
+#[derive(Clone, FromRef)]
 pub struct AppState {
-    pub auth: AuthService,
+    pub sessions: Sessions,
+    pub accounts: Accounts,
+    pub exchange: Exchange,
+    pub webhooks: ClerkWebhooks,
+    pub tokens: Arc<TokenService>,
+    pub readiness: Readiness,
+    pub settings: Arc<HttpSettings>,
     pub metrics: PrometheusHandle,
 }
 
@@ -81,17 +110,17 @@ fn route_both(router: Router<AppState>, path: &str, handler: MethodRouter<AppSta
 
 pub fn router(state: AppState) -> Router {
     // A request still running after this is cut off (slow-drip bodies, stuck dependencies).
-    let request_timeout = state.auth.config.request_timeout;
+    let request_timeout = state.settings.request_timeout;
     let routes: [(&str, MethodRouter<AppState>); 16] = [
         ("/api/token/", post(tokens::obtain)),
         ("/api/token/refresh/", post(tokens::refresh)),
         ("/api/token/verify/", post(tokens::verify)),
         ("/api/token/blacklist/", post(tokens::blacklist)),
         ("/api/token/revoke-all/", post(tokens::revoke_all)),
-        ("/api/token/clerk/", post(external::clerk_exchange)),
-        ("/api/token/exchange/", post(external::token_exchange)),
-        ("/api/token/{provider}/", post(external::provider_exchange)),
-        ("/webhooks/clerk/", post(external::clerk_webhook)),
+        ("/api/token/clerk/", post(exchange::clerk_exchange)),
+        ("/api/token/exchange/", post(exchange::token_exchange)),
+        ("/api/token/{provider}/", post(exchange::provider_exchange)),
+        ("/webhooks/clerk/", post(webhooks::clerk_webhook)),
         ("/api/me/", get(account::me)),
         ("/api/password/change/", post(account::change_password)),
         ("/.well-known/jwks.json", get(ops::jwks)),
@@ -118,6 +147,7 @@ pub fn router(state: AppState) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
         .layer(middleware::from_fn(json_error_bodies))
+        .layer(middleware::from_fn(error::log_errors))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(
             TraceLayer::new_for_http()
@@ -134,7 +164,7 @@ pub fn router(state: AppState) -> Router {
             metrics::counter!("tokensmith_panics_total").increment(1);
             AppError::internal("handler panicked").into_response()
         }));
-    let routes = match cors(&state.auth.config) {
+    let routes = match cors(&state.settings) {
         Some(cors) => routes.layer(cors),
         None => routes,
     };
@@ -144,11 +174,11 @@ pub fn router(state: AppState) -> Router {
 /// Browsers may call the API from `CORS_ALLOWED_ORIGINS` only, with credentials (the refresh
 /// cookie); preflight requests are answered here. Unset: no CORS headers at all, so browsers
 /// allow no cross-origin calls.
-fn cors(config: &Config) -> Option<CorsLayer> {
-    if config.cors_allowed_origins.is_empty() {
+fn cors(settings: &HttpSettings) -> Option<CorsLayer> {
+    if settings.cors_allowed_origins.is_empty() {
         return None;
     }
-    let origins = config.cors_allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok());
+    let origins = settings.cors_allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok());
     Some(
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins))
@@ -198,89 +228,6 @@ async fn no_store_on_api(req: Request, next: Next) -> Response {
         response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     response
-}
-
-/// A built server: database migrated, keys loaded, listener bound.
-pub struct Application {
-    listener: TcpListener,
-    state: AppState,
-}
-
-impl Application {
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let config = Arc::new(config);
-        let store = Store::connect(&config).await.context("DATABASE_URL: cannot open the database")?;
-        store.migrate().await.context("DATABASE_URL: cannot apply migrations")?;
-        let keys = KeyRing::load(&config, &store).await.context("cannot load the signing keys")?;
-        let tokens = Arc::new(TokenService::new(config.clone(), store.clone(), keys));
-        let passwords = PasswordHasherPool::new(config.password_hash_concurrency)?;
-        let listener = TcpListener::bind(config.listen_addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("LISTEN_ADDR: cannot listen on {}: {e}", config.listen_addr))?;
-        let clerk = config.clerk.as_ref().map(|c| Arc::new(ClerkVerifier::new(c)));
-        let clerk_api = match (&clerk, &config.clerk_secret_key) {
-            (Some(_), Some(secret)) => Some(Arc::new(ClerkApi::new(&config.clerk_api_url, secret.clone()))),
-            _ => None,
-        };
-        let issuers = config.external_issuers.iter().cloned().map(|c| Arc::new(IssuerVerifier::new(c))).collect();
-        // The secret was checked when the configuration was read.
-        let clerk_webhooks = config.clerk_webhook_signing_secret.as_ref().and_then(SvixVerifier::new).map(Arc::new);
-        let auth = AuthService { config, store, tokens, passwords, clerk, clerk_api, issuers, clerk_webhooks };
-        Ok(Self { listener, state: AppState { auth, metrics: metrics_handle() } })
-    }
-
-    pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
-    }
-
-    pub fn state(&self) -> &AppState {
-        &self.state
-    }
-
-    /// Serves until `shutdown` completes, then finishes the requests in flight.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let tokens = self.state.auth.tokens.clone();
-        let interval = self.state.auth.config.keys_reload_interval;
-        let reloader = tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(interval);
-            ticks.tick().await;
-            loop {
-                ticks.tick().await;
-                if let Err(e) = tokens.reload().await {
-                    tracing::warn!(error = %e, "could not reload signing keys; keeping the current ones");
-                }
-            }
-        });
-        let store = self.state.auth.store.clone();
-        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
-        reloader.abort();
-        store.close().await;
-        served
-    }
-}
-
-/// Completes on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutting down: finishing requests in flight");
 }
 
 /// The OpenAPI document as the server serves it.

@@ -1,6 +1,6 @@
 //! Keys, health and metrics: what load balancers, monitoring and downstream services read.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     Json,
@@ -8,10 +8,28 @@ use axum::{
     http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::AppState;
+use crate::{store::Store, tokens::TokenService};
+
+/// Whether the database answers, asked with the pool's own acquire timeout.
+#[derive(Clone)]
+pub struct Readiness {
+    store: Store,
+    timeout: Duration,
+}
+
+impl Readiness {
+    pub fn new(store: Store, timeout: Duration) -> Self {
+        Self { store, timeout }
+    }
+
+    async fn ready(&self) -> bool {
+        matches!(tokio::time::timeout(self.timeout, self.store.ping()).await, Ok(Ok(())))
+    }
+}
 
 /// A JSON Web Key Set (RFC 7517).
 #[derive(Serialize, ToSchema)]
@@ -34,8 +52,8 @@ const JWKS_MAX_AGE: Duration = Duration::from_secs(300);
     description = "Every public key that may have signed a live token. Empty under HS256.",
     responses((status = 200, description = "The key set", body = JwksResponse))
 )]
-pub async fn jwks(State(state): State<AppState>) -> Response {
-    let body = state.auth.tokens.key_ring().jwks_json.clone();
+pub async fn jwks(State(tokens): State<Arc<TokenService>>) -> Response {
+    let body = tokens.key_ring().jwks_json.clone();
     let cache = format!("public, max-age={}", JWKS_MAX_AGE.as_secs());
     ([(header::CONTENT_TYPE, "application/json".to_owned()), (header::CACHE_CONTROL, cache)], body).into_response()
 }
@@ -57,11 +75,11 @@ pub async fn healthz() -> Json<HealthResponse> {
         (status = 503, description = "The database does not answer", body = HealthResponse),
     )
 )]
-pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<HealthResponse>) {
-    let timeout = state.auth.config.database_acquire_timeout;
-    match tokio::time::timeout(timeout, state.auth.store.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, Json(HealthResponse { status: "ok".to_owned() })),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, Json(HealthResponse { status: "unavailable".to_owned() })),
+pub async fn readyz(State(readiness): State<Readiness>) -> (StatusCode, Json<HealthResponse>) {
+    if readiness.ready().await {
+        (StatusCode::OK, Json(HealthResponse { status: "ok".to_owned() }))
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(HealthResponse { status: "unavailable".to_owned() }))
     }
 }
 
@@ -70,7 +88,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<HealthRe
     description = "Prometheus text format: requests by route and status, latency, logins, refreshes, reuse detections.",
     responses((status = 200, description = "Metrics", body = String, content_type = "text/plain"))
 )]
-pub async fn metrics(State(state): State<AppState>) -> Response {
-    state.metrics.run_upkeep();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+pub async fn metrics(State(metrics): State<PrometheusHandle>) -> Response {
+    metrics.run_upkeep();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics.render()).into_response()
 }

@@ -1,19 +1,24 @@
 //! The simplejwt-compatible endpoints, plus revoke-all.
 
+use std::sync::Arc;
+
 use axum::{
     Json,
     extract::State,
     http::HeaderMap,
     response::{IntoResponse, Response},
 };
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{
-    AppState, cookie,
-    extract::{BearerToken, ClientAddr, FieldReader, Fields},
+    HttpSettings, cookie,
+    error::AppError,
+    extract::{Authenticated, ClientAddr, DrfRequest, Fields, JsonOrForm},
+    schemas::{BadRequest, Empty, ErrorDetail},
 };
-use crate::{auth::TokenPair, config::Config, error::AppError};
+use crate::sessions::{Sessions, TokenPair};
 
 #[derive(Deserialize, ToSchema)]
 pub struct TokenObtainRequest {
@@ -25,6 +30,10 @@ pub struct TokenObtainRequest {
     pub password: String,
 }
 
+impl DrfRequest for TokenObtainRequest {
+    const TRIMMED: &'static [&'static str] = &["username"];
+}
+
 #[derive(Deserialize, ToSchema)]
 pub struct TokenRefreshRequest {
     /// A refresh token.
@@ -32,12 +41,16 @@ pub struct TokenRefreshRequest {
     pub refresh: String,
 }
 
+impl DrfRequest for TokenRefreshRequest {}
+
 #[derive(Deserialize, ToSchema)]
 pub struct TokenVerifyRequest {
     /// An access or refresh token.
     #[schema(min_length = 1, pattern = r"^[^\x00]+$")]
     pub token: String,
 }
+
+impl DrfRequest for TokenVerifyRequest {}
 
 /// The pair, refresh first, as simplejwt orders it. With `REFRESH_TOKEN_COOKIE=true` the refresh
 /// token is in an HttpOnly cookie instead, and only `access` is here.
@@ -49,8 +62,8 @@ pub struct TokenPairResponse {
 }
 
 /// A new session's answer: the refresh token in the body, or in the cookie.
-pub fn pair_response(config: &Config, pair: TokenPair) -> Response {
-    if config.refresh_token_cookie {
+pub fn pair_response(settings: &HttpSettings, pair: TokenPair) -> Response {
+    if settings.refresh_token_cookie {
         let body = Json(TokenPairResponse { refresh: None, access: pair.access });
         cookie::with(body, cookie::set(&pair.refresh, pair.refresh_expires_at))
     } else {
@@ -60,18 +73,15 @@ pub fn pair_response(config: &Config, pair: TokenPair) -> Response {
 
 /// The refresh token of a refresh or blacklist request: the body's `refresh`, else, with
 /// `REFRESH_TOKEN_COOKIE=true`, the cookie, from an allowed origin.
-fn presented_refresh_token(fields: &Fields, headers: &HeaderMap, config: &Config) -> Result<String, AppError> {
-    if config.refresh_token_cookie
-        && !fields.0.contains_key("refresh")
+fn presented_refresh_token(fields: Fields, headers: &HeaderMap, settings: &HttpSettings) -> Result<String, AppError> {
+    if settings.refresh_token_cookie
+        && !fields.contains("refresh")
         && let Some(token) = cookie::read(headers)
     {
-        cookie::check_origin(headers, config)?;
+        cookie::check_origin(headers, &settings.cors_allowed_origins)?;
         return Ok(token);
     }
-    let mut reader = FieldReader::new(fields);
-    let token = reader.required("refresh", false);
-    reader.finish()?;
-    Ok(token)
+    Ok(fields.parse::<TokenRefreshRequest>()?.refresh)
 }
 
 /// The new access token, and the new refresh token when rotation is on.
@@ -80,31 +90,6 @@ pub struct TokenRefreshResponse {
     pub access: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh: Option<String>,
-}
-
-/// An empty object: success with nothing to say.
-#[derive(Serialize, ToSchema)]
-pub struct Empty {}
-
-/// An error as DRF reports it.
-#[derive(Serialize, ToSchema)]
-pub struct ErrorDetail {
-    pub detail: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
-}
-
-/// Field name → messages, e.g. `{"username": ["This field is required."]}`.
-#[derive(Serialize, ToSchema)]
-#[schema(as = FieldErrors)]
-pub struct FieldErrorsSchema(std::collections::HashMap<String, Vec<String>>);
-
-/// A 400 as DRF sends it: messages per field, or a `detail` (a body that is not valid JSON).
-#[derive(Serialize, ToSchema)]
-#[serde(untagged)]
-pub enum BadRequest {
-    Fields(FieldErrorsSchema),
-    Detail(ErrorDetail),
 }
 
 #[utoipa::path(
@@ -127,16 +112,14 @@ pub enum BadRequest {
     )
 )]
 pub async fn obtain(
-    State(state): State<AppState>,
+    State(sessions): State<Sessions>,
+    State(settings): State<Arc<HttpSettings>>,
     ClientAddr(client): ClientAddr,
-    fields: Fields,
+    JsonOrForm(request): JsonOrForm<TokenObtainRequest>,
 ) -> Result<Response, AppError> {
-    let mut reader = FieldReader::new(&fields);
-    let username = reader.required("username", true);
-    let password = reader.secret("password");
-    reader.finish()?;
-    let pair = state.auth.login(&username, password, &client).await?;
-    Ok(pair_response(&state.auth.config, pair))
+    let password = SecretString::from(request.password);
+    let pair = sessions.login(&request.username, password, &client).await?;
+    Ok(pair_response(&settings, pair))
 }
 
 #[utoipa::path(
@@ -159,16 +142,16 @@ pub async fn obtain(
     )
 )]
 pub async fn refresh(
-    State(state): State<AppState>,
+    State(sessions): State<Sessions>,
+    State(settings): State<Arc<HttpSettings>>,
     ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     fields: Fields,
 ) -> Result<Response, AppError> {
-    let config = &state.auth.config;
-    let token = presented_refresh_token(&fields, &headers, config)?;
-    let refreshed = state.auth.refresh(&token, &client).await?;
+    let token = presented_refresh_token(fields, &headers, &settings)?;
+    let refreshed = sessions.refresh(&token, &client).await?;
     Ok(match refreshed.refresh {
-        Some((refresh, expires_at)) if config.refresh_token_cookie => {
+        Some((refresh, expires_at)) if settings.refresh_token_cookie => {
             let body = Json(TokenRefreshResponse { access: refreshed.access, refresh: None });
             cookie::with(body, cookie::set(&refresh, expires_at))
         }
@@ -194,11 +177,11 @@ pub async fn refresh(
         (status = 503, description = "Database unavailable", body = ErrorDetail),
     )
 )]
-pub async fn verify(State(state): State<AppState>, fields: Fields) -> Result<Json<Empty>, AppError> {
-    let mut reader = FieldReader::new(&fields);
-    let token = reader.required("token", false);
-    reader.finish()?;
-    state.auth.verify(&token).await?;
+pub async fn verify(
+    State(sessions): State<Sessions>,
+    JsonOrForm(request): JsonOrForm<TokenVerifyRequest>,
+) -> Result<Json<Empty>, AppError> {
+    sessions.verify(&request.token).await?;
     Ok(Json(Empty {}))
 }
 
@@ -221,15 +204,15 @@ pub async fn verify(State(state): State<AppState>, fields: Fields) -> Result<Jso
     )
 )]
 pub async fn blacklist(
-    State(state): State<AppState>,
+    State(sessions): State<Sessions>,
+    State(settings): State<Arc<HttpSettings>>,
     ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     fields: Fields,
 ) -> Result<Response, AppError> {
-    let config = &state.auth.config;
-    let token = presented_refresh_token(&fields, &headers, config)?;
-    state.auth.blacklist(&token, &client).await?;
-    if config.refresh_token_cookie {
+    let token = presented_refresh_token(fields, &headers, &settings)?;
+    sessions.blacklist(&token, &client).await?;
+    if settings.refresh_token_cookie {
         return Ok(cookie::with(Json(Empty {}), cookie::clear()));
     }
     Ok(Json(Empty {}).into_response())
@@ -247,11 +230,10 @@ pub async fn blacklist(
     )
 )]
 pub async fn revoke_all(
-    State(state): State<AppState>,
+    State(sessions): State<Sessions>,
     ClientAddr(client): ClientAddr,
-    BearerToken(token): BearerToken,
+    caller: Authenticated,
 ) -> Result<Json<Empty>, AppError> {
-    let (user, _) = state.auth.authenticate(&token).await?;
-    state.auth.revoke_all(&user, &client).await?;
+    sessions.revoke_all(&caller.user, &client).await?;
     Ok(Json(Empty {}))
 }

@@ -1,18 +1,9 @@
-//! Security events: who did what, from where, and when. Never a secret.
+//! The audit trail's table. What an event is lives in `domain::AuditEvent`.
 
 use serde::Serialize;
 
-use super::{Store, on_pool, on_writer};
-
-/// An event about to be recorded.
-#[derive(Default)]
-pub struct AuditEvent<'a> {
-    pub event: &'a str,
-    pub user_id: Option<i64>,
-    pub username: Option<&'a str>,
-    pub client_addr: Option<&'a str>,
-    pub detail: &'a str,
-}
+use super::{Result, Store, on_pool, on_writer};
+use crate::domain::AuditEvent;
 
 #[derive(Debug, sqlx::FromRow, Serialize)]
 pub struct AuditRecord {
@@ -25,15 +16,15 @@ pub struct AuditRecord {
     pub detail: String,
 }
 
-pub(crate) const INSERT_AUDIT: &str = "INSERT INTO audit_events (occurred_at, event, user_id, username, client_addr, detail) \
-                            VALUES ($1, $2, $3, $4, $5, $6)";
+pub(crate) const INSERT_AUDIT: &str = "INSERT INTO audit_events (occurred_at, event, user_id, username, \
+                                       client_addr, detail) VALUES ($1, $2, $3, $4, $5, $6)";
 
 /// Records `$event` through `$executor`: a pool, or a transaction the event belongs to.
 macro_rules! insert_audit {
     ($event:expr, $now:expr, $executor:expr) => {
         sqlx::query($crate::store::audit::INSERT_AUDIT)
             .bind($now)
-            .bind($event.event)
+            .bind($event.kind.name().into_owned())
             .bind($event.user_id)
             .bind($event.username)
             .bind($event.client_addr)
@@ -45,19 +36,20 @@ macro_rules! insert_audit {
 pub(crate) use insert_audit;
 
 impl Store {
-    pub async fn record_audit_event(&self, event: &AuditEvent<'_>, now: i64) -> Result<(), sqlx::Error> {
-        on_writer!(self, pool => insert_audit!(event, now, pool).map(|r| r.rows_affected()))?;
+    pub async fn record_audit_event(&self, event: &AuditEvent<'_>, now: i64) -> Result<()> {
+        on_writer!(self, pool => insert_audit!(event, now, pool).map(|_| ()))?;
         Ok(())
     }
 
     /// Forgets audit events older than `before`. Returns how many.
-    pub async fn prune_audit_events(&self, before: i64) -> Result<u64, sqlx::Error> {
-        on_writer!(self, pool => sqlx::query("DELETE FROM audit_events WHERE occurred_at < $1")
-            .bind(before).execute(pool).await.map(|r| r.rows_affected()))
+    pub async fn prune_audit_events(&self, before: i64) -> Result<u64> {
+        let done = on_writer!(self, pool => sqlx::query("DELETE FROM audit_events WHERE occurred_at < $1")
+            .bind(before).execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(done)
     }
 
     /// The latest `limit` events, oldest first.
-    pub async fn latest_audit_events(&self, limit: i64) -> Result<Vec<AuditRecord>, sqlx::Error> {
+    pub async fn latest_audit_events(&self, limit: i64) -> Result<Vec<AuditRecord>> {
         let mut records = on_pool!(self, pool => sqlx::query_as::<_, AuditRecord>(
             "SELECT id, occurred_at, event, user_id, username, client_addr, detail FROM audit_events \
              ORDER BY id DESC LIMIT $1",

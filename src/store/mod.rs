@@ -9,20 +9,24 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
-use crate::config::Config;
+use crate::config::{DatabaseKind, DatabaseSettings};
 
 pub(crate) mod audit;
+mod error;
 mod identities;
 mod keys;
 mod sessions;
 mod throttle;
 mod users;
 
-pub use audit::{AuditEvent, AuditRecord};
-pub use identities::ProfileApplied;
+pub use audit::AuditRecord;
+pub use error::StoreError;
+pub use identities::LinkedUserInsert;
 pub use keys::StoredKey;
 pub use sessions::{NewRefreshToken, RefreshTokenState, SessionOrigin};
-pub use users::{NewUser, User};
+pub use users::NewUser;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 #[derive(Clone)]
 enum Db {
@@ -68,12 +72,12 @@ pub struct Store {
 impl Store {
     /// Opens the pool. Connections are made lazily, so a database that is down at this point
     /// shows up as an error at the first query (migrations, at start), not a hang here.
-    pub async fn connect(config: &Config) -> Result<Self, sqlx::Error> {
-        let url = &config.database_url;
-        let db = if config.is_postgres() {
+    pub async fn connect(settings: &DatabaseSettings) -> Result<Self> {
+        let url = &settings.url;
+        let db = if settings.kind == DatabaseKind::Postgres {
             let pool = PgPoolOptions::new()
-                .max_connections(config.database_max_connections)
-                .acquire_timeout(config.database_acquire_timeout)
+                .max_connections(settings.max_connections)
+                .acquire_timeout(settings.acquire_timeout)
                 .connect_lazy(url)?;
             Db::Postgres(pool)
         } else {
@@ -89,13 +93,13 @@ impl Store {
             let writer = SqlitePoolOptions::new()
                 .max_connections(1)
                 .test_before_acquire(false)
-                .acquire_timeout(config.database_acquire_timeout)
+                .acquire_timeout(settings.acquire_timeout)
                 .connect_with(options.clone())
                 .await?;
             let readers = SqlitePoolOptions::new()
-                .max_connections(config.database_max_connections)
+                .max_connections(settings.max_connections)
                 .test_before_acquire(false)
-                .acquire_timeout(config.database_acquire_timeout)
+                .acquire_timeout(settings.acquire_timeout)
                 .connect_with(options)
                 .await?;
             Db::Sqlite { readers, writer }
@@ -122,8 +126,9 @@ impl Store {
     }
 
     /// Does the database answer? (`/readyz`)
-    pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))
+    pub async fn ping(&self) -> Result<()> {
+        on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(())
     }
 
     pub async fn close(&self) {
@@ -138,6 +143,6 @@ impl Store {
 }
 
 /// True when the error is a unique-constraint violation (a duplicate username, say).
-pub fn is_unique_violation(error: &sqlx::Error) -> bool {
+fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(e) if e.is_unique_violation())
 }

@@ -1,7 +1,7 @@
 //! Refresh-token records and the families (login sessions) they form.
 
-use super::{AuditEvent, Store, audit::insert_audit, on_pool, on_writer};
-use crate::external::Organization;
+use super::{Result, Store, audit::insert_audit, on_pool, on_writer};
+use crate::domain::{AuditEvent, Organization};
 
 /// Where a session came from besides the user: the external session it was exchanged from, and
 /// the organization active there, which every access token of the session carries.
@@ -73,7 +73,7 @@ impl Store {
         origin: SessionOrigin<'_>,
         token: &NewRefreshToken<'_>,
         audit: &AuditEvent<'_>,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<()> {
         on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(
@@ -90,16 +90,16 @@ impl Store {
             sqlx::query("UPDATE users SET last_login = $1 WHERE id = $2")
                 .bind(token.issued_at).bind(token.user_id).execute(&mut *tx).await?;
             insert_audit!(audit, token.issued_at, &mut *tx)?;
-            tx.commit().await
+            Ok(tx.commit().await?)
         })
     }
 
-    pub async fn refresh_token_state(&self, jti: &str) -> Result<Option<RefreshTokenState>, sqlx::Error> {
+    pub async fn refresh_token_state(&self, jti: &str) -> Result<Option<RefreshTokenState>> {
         const SQL: &str = "SELECT t.jti, t.family_id, t.user_id, t.used_at_ms, t.revoked_at, \
              f.revoked_at AS family_revoked_at, f.expires_at AS family_expires_at, u.is_active AS user_active, \
              f.org_id, f.org_role, f.org_slug FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id JOIN users u ON u.id = t.user_id \
              WHERE t.jti = $1";
-        on_pool!(self, pool => sqlx::query_as::<_, RefreshTokenState>(SQL).bind(jti).fetch_optional(pool).await)
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, RefreshTokenState>(SQL).bind(jti).fetch_optional(pool).await)?)
     }
 
     /// Retires `old_jti` and records its successor (and the audit event), atomically: the conditional update lets
@@ -111,7 +111,7 @@ impl Store {
         used_at_ms: i64,
         successor: &NewRefreshToken<'_>,
         audit: &AuditEvent<'_>,
-    ) -> Result<bool, sqlx::Error> {
+    ) -> Result<bool> {
         on_writer!(self, pool => {
             // The write comes first in the transaction, so SQLite takes its write lock at once
             // (a read first could not be upgraded under contention).
@@ -135,21 +135,21 @@ impl Store {
 
     /// Without rotation, refresh mints a new access token for the same refresh token;
     /// remember it so that token still names its session.
-    pub async fn set_access_jti(&self, jti: &str, access_jti: &str) -> Result<(), sqlx::Error> {
+    pub async fn set_access_jti(&self, jti: &str, access_jti: &str) -> Result<()> {
         on_writer!(self, pool => sqlx::query("UPDATE refresh_tokens SET access_jti = $1 WHERE jti = $2")
             .bind(access_jti).bind(jti).execute(pool).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 
     /// Ends one session: every token of the family stops working.
-    pub async fn revoke_family(&self, family_id: &str, now: i64) -> Result<(), sqlx::Error> {
+    pub async fn revoke_family(&self, family_id: &str, now: i64) -> Result<()> {
         on_writer!(self, pool => sqlx::query("UPDATE refresh_families SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(now).bind(family_id).execute(pool).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 
     /// Blacklists one refresh token and ends its session. `false` when it was already revoked.
-    pub async fn blacklist_refresh_token(&self, jti: &str, family_id: &str, now: i64) -> Result<bool, sqlx::Error> {
+    pub async fn blacklist_refresh_token(&self, jti: &str, family_id: &str, now: i64) -> Result<bool> {
         on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
             let done = sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE jti = $2 AND revoked_at IS NULL")
@@ -167,7 +167,7 @@ impl Store {
         user_id: i64,
         keep_family: Option<&str>,
         now: i64,
-    ) -> Result<u64, sqlx::Error> {
+    ) -> Result<u64> {
         let done = on_writer!(self, pool => sqlx::query(
             "UPDATE refresh_families SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL AND id <> $3",
         )
@@ -177,17 +177,17 @@ impl Store {
     }
 
     /// The session an access token was issued in.
-    pub async fn family_of_access_token(&self, access_jti: &str) -> Result<Option<String>, sqlx::Error> {
-        on_pool!(self, pool => sqlx::query_scalar::<_, String>(
+    pub async fn family_of_access_token(&self, access_jti: &str) -> Result<Option<String>> {
+        Ok(on_pool!(self, pool => sqlx::query_scalar::<_, String>(
             "SELECT family_id FROM refresh_tokens WHERE access_jti = $1 LIMIT 1",
         )
-        .bind(access_jti).fetch_optional(pool).await)
+        .bind(access_jti).fetch_optional(pool).await)?)
     }
 
     /// Deletes refresh-token records that expired before `now`, and the sessions left empty or
     /// expired, a batch at a time: each statement is short, so replicas serving meanwhile never
     /// wait long on its locks. Returns how many token records were deleted.
-    pub async fn flush_expired_tokens(&self, now: i64) -> Result<u64, sqlx::Error> {
+    pub async fn flush_expired_tokens(&self, now: i64) -> Result<u64> {
         const TOKENS: &str = "DELETE FROM refresh_tokens WHERE jti IN \
              (SELECT jti FROM refresh_tokens WHERE expires_at < $1 LIMIT $2)";
         const FAMILIES: &str = "DELETE FROM refresh_families WHERE id IN \

@@ -1,22 +1,7 @@
-use serde::Serialize;
+//! Local users.
 
-use super::{Store, is_unique_violation, on_pool, on_writer};
-
-#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
-pub struct User {
-    pub id: i64,
-    pub username: String,
-    pub email: String,
-    pub first_name: String,
-    pub last_name: String,
-    #[serde(skip)]
-    pub password_hash: Option<String>,
-    pub is_active: bool,
-    pub is_staff: bool,
-    pub is_superuser: bool,
-    pub created_at: i64,
-    pub last_login: Option<i64>,
-}
+use super::{Result, Store, is_unique_violation, on_pool, on_writer};
+use crate::domain::User;
 
 pub struct NewUser<'a> {
     pub username: &'a str,
@@ -29,12 +14,12 @@ pub struct NewUser<'a> {
     pub created_at: i64,
 }
 
-pub(super) const USER_COLUMNS: &str = "id, username, email, first_name, last_name, password_hash, is_active, is_staff, \
-                            is_superuser, created_at, last_login";
+pub(super) const USER_COLUMNS: &str = "id, username, email, first_name, last_name, password_hash, is_active, \
+                                       is_staff, is_superuser, created_at, last_login";
 
 impl Store {
     /// `None` when the username is taken.
-    pub async fn create_user(&self, user: &NewUser<'_>) -> Result<Option<User>, sqlx::Error> {
+    pub async fn create_user(&self, user: &NewUser<'_>) -> Result<Option<User>> {
         let sql = format!(
             "INSERT INTO users (username, email, first_name, last_name, password_hash, is_active, is_staff, \
              is_superuser, created_at) VALUES ($1, $2, $3, $4, $5, TRUE, $6, $7, $8) RETURNING {USER_COLUMNS}"
@@ -53,41 +38,42 @@ impl Store {
         match result {
             Ok(user) => Ok(Some(user)),
             Err(e) if is_unique_violation(&e) => Ok(None),
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         }
     }
 
-    pub async fn user_by_username(&self, username: &str) -> Result<Option<User>, sqlx::Error> {
+    pub async fn user_by_username(&self, username: &str) -> Result<Option<User>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1");
-        on_pool!(self, pool => sqlx::query_as::<_, User>(&sql).bind(username).fetch_optional(pool).await)
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, User>(&sql).bind(username).fetch_optional(pool).await)?)
     }
 
-    pub async fn user_by_id(&self, id: i64) -> Result<Option<User>, sqlx::Error> {
+    pub async fn user_by_id(&self, id: i64) -> Result<Option<User>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
-        on_pool!(self, pool => sqlx::query_as::<_, User>(&sql).bind(id).fetch_optional(pool).await)
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, User>(&sql).bind(id).fetch_optional(pool).await)?)
     }
 
-    pub async fn list_users(&self) -> Result<Vec<User>, sqlx::Error> {
+    pub async fn list_users(&self) -> Result<Vec<User>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY id");
-        on_pool!(self, pool => sqlx::query_as::<_, User>(&sql).fetch_all(pool).await)
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, User>(&sql).fetch_all(pool).await)?)
     }
 
     /// Returns whether the user exists.
-    pub async fn set_password_hash(&self, user_id: i64, hash: &str) -> Result<bool, sqlx::Error> {
+    pub async fn set_password_hash(&self, user_id: i64, hash: &str) -> Result<bool> {
         let done = on_writer!(self, pool => sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(hash).bind(user_id).execute(pool).await.map(|r| r.rows_affected()))?;
         Ok(done == 1)
     }
 
-    pub async fn set_user_roles(&self, user_id: i64, is_staff: bool, is_superuser: bool) -> Result<(), sqlx::Error> {
+    pub async fn set_user_roles(&self, user_id: i64, is_staff: bool, is_superuser: bool) -> Result<()> {
         on_writer!(self, pool => sqlx::query("UPDATE users SET is_staff = $1, is_superuser = $2 WHERE id = $3")
-            .bind(is_staff).bind(is_superuser).bind(user_id).execute(pool).await.map(|_| ()))
+            .bind(is_staff).bind(is_superuser).bind(user_id).execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(())
     }
 
     /// Returns whether the user exists.
-    pub async fn set_user_active(&self, username: &str, active: bool) -> Result<bool, sqlx::Error> {
-        let done = on_writer!(self, pool => sqlx::query("UPDATE users SET is_active = $1 WHERE username = $2")
-            .bind(active).bind(username).execute(pool).await.map(|r| r.rows_affected()))?;
+    pub async fn set_user_active(&self, user_id: i64, active: bool) -> Result<bool> {
+        let done = on_writer!(self, pool => sqlx::query("UPDATE users SET is_active = $1 WHERE id = $2")
+            .bind(active).bind(user_id).execute(pool).await.map(|r| r.rows_affected()))?;
         Ok(done == 1)
     }
 }

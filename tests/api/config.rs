@@ -323,7 +323,7 @@ fn defaults_match_the_contract() {
     assert_eq!(config.jwt_leeway, Duration::ZERO);
     assert_eq!(config.session_max_lifetime, Duration::from_secs(30 * 86_400));
     assert_eq!(config.listen_addr.to_string(), "127.0.0.1:8000");
-    assert_eq!(config.database_url, "sqlite://tokensmith.db?mode=rwc");
+    assert_eq!(config.database.url, "sqlite://tokensmith.db?mode=rwc");
     assert!(matches!(config.key_source, KeySource::Database));
     assert_eq!(config.login_failure_limit, 10);
     assert_eq!(config.login_failure_window, Duration::from_secs(15 * 60));
@@ -360,7 +360,7 @@ fn key_files_for_each_algorithm_load() {
         ("RS256", JwtAlgorithm::Rs256, OPENSSL_RSA),
         ("ES256", JwtAlgorithm::Es256, OPENSSL_P256),
     ] {
-        let generated = tokensmith::auth::keys::generate_pem(algorithm).unwrap();
+        let generated = tokensmith::key_material::generate_pem(algorithm).unwrap();
         let generated = write_file(dir.path(), &format!("{alg}-generated.pem"), &generated);
         let from_openssl = openssl_key(dir.path(), &format!("{alg}-openssl.pem"), openssl);
         for path in [generated, from_openssl] {
@@ -402,7 +402,7 @@ async fn key_file_signs_tokens_that_verify_with_the_jwks(backend: Backend) {
 
         // Restarting on the same file keeps the same kid, so downstream caches stay valid.
         let again = Config::from_lookup(&|name| app.env.get(name).cloned()).unwrap();
-        let material = tokensmith::auth::keys::signing_key_from_source(&again.key_source, again.jwt_algorithm).unwrap();
+        let material = again.key_source.signing_key().expect("a key file");
         assert_eq!(keys[0]["kid"], material.kid.as_str());
     }
 }

@@ -18,7 +18,7 @@ use axum::{
 };
 use jsonwebtoken::{Algorithm, EncodingKey, Header, jwk::Jwk};
 use serde_json::{Value, json};
-use tokensmith::{auth::keys::generate_pem, config::JwtAlgorithm};
+use tokensmith::{config::JwtAlgorithm, key_material::generate_pem};
 
 use crate::helpers::now;
 

@@ -189,7 +189,7 @@ pub async fn spawn_app_on(db: TestDb, settings: &[(&str, &str)]) -> TestApp {
     let config = Config::from_lookup(&|name| env.get(name).cloned()).expect("test config is valid");
     let app = Application::build(config.clone()).await.expect("the app builds");
     let addr = app.local_addr();
-    let store = app.state().auth.store.clone();
+    let store = app.store();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(app.run_until(async move {
         let _ = rx.await;

@@ -225,7 +225,7 @@ async fn algorithm_is_pinned_to_the_key(backend: Backend) {
     let relabelled = format!("{}.{body}.{sig}", b64(head.to_string().as_bytes()));
     assert_401(&verify_reply(&app, &relabelled).await, TOKEN_INVALID);
 
-    let stranger_pem = tokensmith::auth::keys::generate_pem(tokensmith::config::JwtAlgorithm::Es256).unwrap();
+    let stranger_pem = tokensmith::key_material::generate_pem(tokensmith::config::JwtAlgorithm::Es256).unwrap();
     let mut head = Header::new(Algorithm::ES256);
     head.kid = Some("unknown-kid".to_owned());
     let stranger =
@@ -507,7 +507,7 @@ async fn signing_key_file_is_used_and_stable(backend: Backend) {
     tokensmith::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("signing.pem");
-    let pem = tokensmith::auth::keys::generate_pem(tokensmith::config::JwtAlgorithm::Es256).unwrap();
+    let pem = tokensmith::key_material::generate_pem(tokensmith::config::JwtAlgorithm::Es256).unwrap();
     std::fs::write(&path, &pem).unwrap();
     let path = path.to_str().unwrap();
 

@@ -358,7 +358,7 @@ async fn passwords_are_argon2id_and_never_stored_raw(backend: Backend) {
 async fn django_argon2_hashes_still_log_in(backend: Backend) {
     let app = spawn_app(backend).await;
     // Django's Argon2PasswordHasher stores "argon2" followed by the PHC string.
-    let django_hash = format!("argon2{}", tokensmith::auth::passwords::hash_blocking("from django").unwrap());
+    let django_hash = format!("argon2{}", tokensmith::passwords::hash_blocking("from django").unwrap());
     let user = tokensmith::store::NewUser {
         username: "migrated",
         email: "",

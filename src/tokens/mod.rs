@@ -1,4 +1,7 @@
-//! Minting and checking local JWTs, claim for claim as simplejwt 5.5 writes them.
+//! Local JWTs: minting and checking them, claim for claim as simplejwt 5.5 writes them, with the
+//! key ring (`ring`) that signs and verifies them.
+
+mod ring;
 
 use std::{sync::Arc, time::Duration};
 
@@ -8,8 +11,13 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 
-use super::keys::{KeyError, KeyRing, secs, unix_now};
-use crate::{config::Config, external::Organization, store::Store};
+pub use self::ring::{KeyError, KeyRing, rotate};
+use crate::{
+    clock::{secs, unix_now},
+    config::Config,
+    domain::Organization,
+    store::Store,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenType {

@@ -1,10 +1,20 @@
-//! Every setting, read from the environment once at start and validated.
-//! An error names the variable at fault, so a bad deployment fails in one readable line.
+//! Every setting, read from the environment once at start, validated, and parsed into typed
+//! values that are kept (key files, the Clerk key, the webhook secret, the issuers file): what
+//! starts is what runs, and nothing is parsed twice. An error names the variable at fault, so a
+//! bad deployment fails in one readable line. Data only: no service is built here.
 
-use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+mod issuers;
 
+use std::{net::SocketAddr, path::PathBuf, str::FromStr, sync::Arc, time::Duration};
+
+use base64::{Engine, engine::general_purpose::STANDARD};
 use ipnet::IpNet;
+use jsonwebtoken::DecodingKey;
 use secrecy::{ExposeSecret, SecretString};
+
+pub use self::issuers::{IssuerConfig, IssuerKeys};
+pub use crate::key_material::JwtAlgorithm;
+use crate::key_material::KeyMaterial;
 
 /// A setting that could not be used, with the variable that holds it.
 #[derive(Debug, thiserror::Error)]
@@ -21,47 +31,6 @@ impl ConfigError {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JwtAlgorithm {
-    Hs256,
-    Rs256,
-    Es256,
-    EdDsa,
-}
-
-impl JwtAlgorithm {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Hs256 => "HS256",
-            Self::Rs256 => "RS256",
-            Self::Es256 => "ES256",
-            Self::EdDsa => "EdDSA",
-        }
-    }
-
-    pub fn jsonwebtoken(self) -> jsonwebtoken::Algorithm {
-        match self {
-            Self::Hs256 => jsonwebtoken::Algorithm::HS256,
-            Self::Rs256 => jsonwebtoken::Algorithm::RS256,
-            Self::Es256 => jsonwebtoken::Algorithm::ES256,
-            Self::EdDsa => jsonwebtoken::Algorithm::EdDSA,
-        }
-    }
-}
-
-impl FromStr for JwtAlgorithm {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "HS256" => Ok(Self::Hs256),
-            "RS256" => Ok(Self::Rs256),
-            "ES256" => Ok(Self::Es256),
-            "EdDSA" => Ok(Self::EdDsa),
-            other => Err(format!("unsupported algorithm {other:?}; use one of HS256, RS256, ES256, EdDSA")),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
     Json,
@@ -72,10 +41,20 @@ pub enum LogFormat {
 pub enum KeySource {
     /// Generated once and kept in the database, so every replica signs with the same key.
     Database,
-    /// A PEM private key file given by the operator (its contents, read at start).
-    PemFile { path: PathBuf, pem: SecretString },
+    /// A PEM private key file given by the operator, parsed at start.
+    PemFile { path: PathBuf, key: Arc<KeyMaterial> },
     /// The HS256 shared secret.
-    Secret(SecretString),
+    Secret { secret: SecretString, key: Arc<KeyMaterial> },
+}
+
+impl KeySource {
+    /// The configured signing key; `None` when keys live in the database.
+    pub fn signing_key(&self) -> Option<&Arc<KeyMaterial>> {
+        match self {
+            Self::Database => None,
+            Self::PemFile { key, .. } | Self::Secret { key, .. } => Some(key),
+        }
+    }
 }
 
 impl std::fmt::Debug for KeySource {
@@ -83,17 +62,64 @@ impl std::fmt::Debug for KeySource {
         match self {
             Self::Database => f.write_str("Database"),
             Self::PemFile { path, .. } => write!(f, "PemFile({})", path.display()),
-            Self::Secret(_) => f.write_str("Secret([redacted])"),
+            Self::Secret { .. } => f.write_str("Secret([redacted])"),
         }
+    }
+}
+
+/// Which database `DATABASE_URL` names, decided once from its scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    Sqlite,
+    Postgres,
+}
+
+/// What the store needs to open the database, and nothing else.
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub kind: DatabaseKind,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+/// A public key given in PEM (Clerk's `CLERK_JWT_KEY`, an issuer's `public_key_pem`), parsed.
+#[derive(Clone)]
+pub struct PublicKey(pub Arc<DecodingKey>);
+
+impl std::fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PublicKey")
+    }
+}
+
+/// A Svix webhook signing secret (`whsec_` + base64), decoded. Never printed.
+#[derive(Clone)]
+pub struct WebhookSecret(Arc<[u8]>);
+
+impl WebhookSecret {
+    /// `None` when the secret is not `whsec_` followed by base64.
+    pub fn parse(secret: &SecretString) -> Option<Self> {
+        let encoded = secret.expose_secret().strip_prefix("whsec_")?;
+        let key = STANDARD.decode(encoded).ok().filter(|k| !k.is_empty())?;
+        Some(Self(key.into()))
+    }
+
+    pub fn key(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebhookSecret([redacted])")
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen_addr: SocketAddr,
-    pub database_url: String,
-    pub database_max_connections: u32,
-    pub database_acquire_timeout: Duration,
+    pub database: DatabaseSettings,
     pub access_token_lifetime: Duration,
     pub refresh_token_lifetime: Duration,
     pub rotate_refresh_tokens: bool,
@@ -116,12 +142,12 @@ pub struct Config {
     pub cors_allowed_origins: Vec<String>,
     pub refresh_token_cookie: bool,
     pub clerk: Option<ClerkConfig>,
-    pub clerk_webhook_signing_secret: Option<SecretString>,
+    pub clerk_webhook_signing_secret: Option<WebhookSecret>,
     pub clerk_secret_key: Option<SecretString>,
     pub clerk_api_url: String,
     pub external_issuers_file: Option<PathBuf>,
-    /// The entries of `EXTERNAL_ISSUERS_FILE`, checked.
-    pub external_issuers: Vec<crate::external::issuers::IssuerConfig>,
+    /// The entries of `EXTERNAL_ISSUERS_FILE`, parsed.
+    pub external_issuers: Vec<IssuerConfig>,
     pub keys_reload_interval: Duration,
     pub password_hash_concurrency: usize,
     pub log_format: LogFormat,
@@ -131,7 +157,8 @@ pub struct Config {
 pub struct ClerkConfig {
     pub issuer: String,
     pub jwks_url: String,
-    pub jwt_key_pem: Option<String>,
+    /// `CLERK_JWT_KEY`: verify with this key, no network.
+    pub jwt_key: Option<PublicKey>,
     pub authorized_parties: Vec<String>,
 }
 
@@ -218,97 +245,34 @@ impl Config {
     pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let vars = Vars(lookup);
         let database_url = vars.raw("DATABASE_URL").unwrap_or_else(|| "sqlite://tokensmith.db?mode=rwc".to_owned());
-        if !(database_url.starts_with("sqlite:")
-            || database_url.starts_with("postgres://")
-            || database_url.starts_with("postgresql://"))
-        {
-            return Err(ConfigError::new("DATABASE_URL", "unsupported scheme; use sqlite://… or postgres://…"));
-        }
+        let database_kind = Self::database_kind(&database_url)?;
         let jwt_algorithm = vars.parsed("JWT_ALGORITHM", "ES256", |s| s.parse())?;
         let key_source = Self::key_source(&vars, jwt_algorithm)?;
 
-        let clerk = match vars.raw("CLERK_ISSUER") {
-            None => None,
-            Some(issuer) => {
-                let issuer = issuer.trim().trim_end_matches('/').to_owned();
-                check_issuer_url(&issuer).map_err(|m| ConfigError::new("CLERK_ISSUER", m))?;
-                let jwks_url = vars.raw("CLERK_JWKS_URL").unwrap_or_else(|| format!("{issuer}/.well-known/jwks.json"));
-                check_issuer_url(&jwks_url).map_err(|m| ConfigError::new("CLERK_JWKS_URL", m))?;
-                let jwt_key_pem = vars.raw("CLERK_JWT_KEY");
-                if let Some(pem) = &jwt_key_pem {
-                    jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes())
-                        .map_err(|_| ConfigError::new("CLERK_JWT_KEY", "not a PEM RSA public key"))?;
-                }
-                Some(ClerkConfig {
-                    issuer,
-                    jwks_url,
-                    jwt_key_pem,
-                    authorized_parties: vars.list("CLERK_AUTHORIZED_PARTIES"),
-                })
-            }
-        };
-        let clerk_webhook_signing_secret = vars.raw("CLERK_WEBHOOK_SIGNING_SECRET").map(SecretString::from);
-        if let Some(secret) = &clerk_webhook_signing_secret
-            && crate::external::svix::SvixVerifier::new(secret).is_none()
-        {
-            // The value is a secret: the message never repeats it.
-            return Err(ConfigError::new(
-                "CLERK_WEBHOOK_SIGNING_SECRET",
-                "must be whsec_ followed by base64, as Clerk shows it",
-            ));
-        }
+        let clerk = Self::clerk(&vars)?;
+        let clerk_webhook_signing_secret = Self::webhook_secret(&vars)?;
         let clerk_api_url = vars.raw("CLERK_API_URL").unwrap_or_else(|| "https://api.clerk.com".to_owned());
         check_issuer_url(&clerk_api_url).map_err(|m| ConfigError::new("CLERK_API_URL", m))?;
 
         let external_issuers_file = vars.raw("EXTERNAL_ISSUERS_FILE").map(PathBuf::from);
-        let external_issuers = match &external_issuers_file {
-            Some(path) => {
-                crate::external::issuers::load(path).map_err(|m| ConfigError::new("EXTERNAL_ISSUERS_FILE", m))?
-            }
-            None => Vec::new(),
-        };
-        if let Some(clerk) = &clerk
-            && let Some(other) = external_issuers.iter().find(|i| i.issuer == clerk.issuer)
-        {
-            return Err(ConfigError::new(
-                "EXTERNAL_ISSUERS_FILE",
-                format!("{}: the issuer of CLERK_ISSUER again", other.name),
-            ));
-        }
-
-        let trusted_proxies = vars
-            .list("TRUSTED_PROXIES")
-            .iter()
-            .map(|s| {
-                s.parse::<IpNet>()
-                    .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
-                    .map_err(|_| ConfigError::new("TRUSTED_PROXIES", format!("not a CIDR or address: {s:?}")))
-            })
-            .collect::<Result<_, _>>()?;
-        let cors_allowed_origins = vars.list("CORS_ALLOWED_ORIGINS");
-        for origin in &cors_allowed_origins {
-            let ok = url::Url::parse(origin).map(|u| u.origin().ascii_serialization() == *origin).unwrap_or(false);
-            if !ok {
-                return Err(ConfigError::new(
-                    "CORS_ALLOWED_ORIGINS",
-                    format!("not an origin (scheme://host[:port], no path): {origin:?}"),
-                ));
-            }
-        }
+        let external_issuers = Self::external_issuers(external_issuers_file.as_deref(), clerk.as_ref())?;
+        let trusted_proxies = Self::trusted_proxies(&vars)?;
+        let cors_allowed_origins = Self::cors_allowed_origins(&vars)?;
 
         let default_concurrency = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).to_string();
         Ok(Self {
             listen_addr: vars.parsed("LISTEN_ADDR", "127.0.0.1:8000", |s| {
                 s.parse().map_err(|_| format!("expected host:port such as 127.0.0.1:8000, got {s:?}"))
             })?,
-            database_url,
-            database_max_connections: vars.parsed("DATABASE_MAX_CONNECTIONS", "10", |s| {
-                match parse_number::<u32>(s)? {
+            database: DatabaseSettings {
+                url: database_url,
+                kind: database_kind,
+                max_connections: vars.parsed("DATABASE_MAX_CONNECTIONS", "10", |s| match parse_number::<u32>(s)? {
                     0 => Err("must be at least 1".to_owned()),
                     n => Ok(n),
-                }
-            })?,
-            database_acquire_timeout: vars.parsed("DATABASE_ACQUIRE_TIMEOUT", "5s", positive_duration)?,
+                })?,
+                acquire_timeout: vars.parsed("DATABASE_ACQUIRE_TIMEOUT", "5s", positive_duration)?,
+            },
             access_token_lifetime: vars.parsed("ACCESS_TOKEN_LIFETIME", "5m", positive_duration)?,
             refresh_token_lifetime: vars.parsed("REFRESH_TOKEN_LIFETIME", "1d", positive_duration)?,
             rotate_refresh_tokens: vars.parsed("ROTATE_REFRESH_TOKENS", "true", parse_bool)?,
@@ -357,16 +321,88 @@ impl Config {
             if secret.len() < 32 {
                 return Err(ConfigError::new("JWT_SECRET", "must be at least 32 bytes long"));
             }
-            return Ok(KeySource::Secret(SecretString::from(secret)));
+            let key = Arc::new(KeyMaterial::from_secret(&secret));
+            return Ok(KeySource::Secret { secret: SecretString::from(secret), key });
         }
         let Some(path) = key_file else { return Ok(KeySource::Database) };
         let pem = std::fs::read_to_string(&path)
             .map_err(|e| ConfigError::new("JWT_SIGNING_KEY_FILE", format!("cannot read {}: {e}", path.display())))?;
-        let source = KeySource::PemFile { path, pem: SecretString::from(pem) };
         // Fail at start, not at the first login, when the key does not fit the algorithm.
-        crate::auth::keys::signing_key_from_source(&source, algorithm)
+        let key = KeyMaterial::from_pem(&pem, algorithm)
             .map_err(|e| ConfigError::new("JWT_SIGNING_KEY_FILE", e.to_string()))?;
-        Ok(source)
+        Ok(KeySource::PemFile { path, key: Arc::new(key) })
+    }
+
+    fn database_kind(url: &str) -> Result<DatabaseKind, ConfigError> {
+        if url.starts_with("sqlite:") {
+            Ok(DatabaseKind::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(DatabaseKind::Postgres)
+        } else {
+            Err(ConfigError::new("DATABASE_URL", "unsupported scheme; use sqlite://… or postgres://…"))
+        }
+    }
+
+    fn external_issuers(
+        file: Option<&std::path::Path>,
+        clerk: Option<&ClerkConfig>,
+    ) -> Result<Vec<IssuerConfig>, ConfigError> {
+        let Some(path) = file else { return Ok(Vec::new()) };
+        let issuers = issuers::load(path).map_err(|m| ConfigError::new("EXTERNAL_ISSUERS_FILE", m))?;
+        if let Some(clerk) = clerk
+            && let Some(other) = issuers.iter().find(|i| i.issuer == clerk.issuer)
+        {
+            let message = format!("{}: the issuer of CLERK_ISSUER again", other.name);
+            return Err(ConfigError::new("EXTERNAL_ISSUERS_FILE", message));
+        }
+        Ok(issuers)
+    }
+
+    fn trusted_proxies(vars: &Vars<'_>) -> Result<Vec<IpNet>, ConfigError> {
+        vars.list("TRUSTED_PROXIES")
+            .iter()
+            .map(|s| {
+                s.parse::<IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| ConfigError::new("TRUSTED_PROXIES", format!("not a CIDR or address: {s:?}")))
+            })
+            .collect()
+    }
+
+    fn cors_allowed_origins(vars: &Vars<'_>) -> Result<Vec<String>, ConfigError> {
+        let origins = vars.list("CORS_ALLOWED_ORIGINS");
+        for origin in &origins {
+            let ok = url::Url::parse(origin).map(|u| u.origin().ascii_serialization() == *origin).unwrap_or(false);
+            if !ok {
+                let message = format!("not an origin (scheme://host[:port], no path): {origin:?}");
+                return Err(ConfigError::new("CORS_ALLOWED_ORIGINS", message));
+            }
+        }
+        Ok(origins)
+    }
+
+    fn clerk(vars: &Vars<'_>) -> Result<Option<ClerkConfig>, ConfigError> {
+        let Some(issuer) = vars.raw("CLERK_ISSUER") else { return Ok(None) };
+        let issuer = issuer.trim().trim_end_matches('/').to_owned();
+        check_issuer_url(&issuer).map_err(|m| ConfigError::new("CLERK_ISSUER", m))?;
+        let jwks_url = vars.raw("CLERK_JWKS_URL").unwrap_or_else(|| format!("{issuer}/.well-known/jwks.json"));
+        check_issuer_url(&jwks_url).map_err(|m| ConfigError::new("CLERK_JWKS_URL", m))?;
+        let jwt_key = match vars.raw("CLERK_JWT_KEY") {
+            None => None,
+            Some(pem) => Some(PublicKey(Arc::new(
+                DecodingKey::from_rsa_pem(pem.as_bytes())
+                    .map_err(|_| ConfigError::new("CLERK_JWT_KEY", "not a PEM RSA public key"))?,
+            ))),
+        };
+        Ok(Some(ClerkConfig { issuer, jwks_url, jwt_key, authorized_parties: vars.list("CLERK_AUTHORIZED_PARTIES") }))
+    }
+
+    fn webhook_secret(vars: &Vars<'_>) -> Result<Option<WebhookSecret>, ConfigError> {
+        let Some(raw) = vars.raw("CLERK_WEBHOOK_SIGNING_SECRET") else { return Ok(None) };
+        // The value is a secret: the message never repeats it.
+        WebhookSecret::parse(&SecretString::from(raw)).map(Some).ok_or_else(|| {
+            ConfigError::new("CLERK_WEBHOOK_SIGNING_SECRET", "must be whsec_ followed by base64, as Clerk shows it")
+        })
     }
 
     /// How long a signing key stays published after it stops signing: until every token
@@ -375,13 +411,9 @@ impl Config {
         self.access_token_lifetime.max(self.refresh_token_lifetime) + self.jwt_leeway
     }
 
-    pub fn is_postgres(&self) -> bool {
-        self.database_url.starts_with("postgres")
-    }
-
     pub fn hs256_secret(&self) -> Option<&str> {
         match &self.key_source {
-            KeySource::Secret(s) => Some(s.expose_secret()),
+            KeySource::Secret { secret, .. } => Some(secret.expose_secret()),
             _ => None,
         }
     }

@@ -1,15 +1,26 @@
-//! The one error type of the HTTP API. Every body is JSON, shaped as djangorestframework
-//! and simplejwt shape theirs, so existing clients parse them unchanged.
+//! The one error type of the HTTP API, and the one mapping into it from every service's
+//! errors. Every body is JSON, shaped as djangorestframework and simplejwt shape theirs, so
+//! existing clients parse them unchanged. Causes are logged by `log_errors`, a middleware, from
+//! the response's extensions: rendering an error has no side effects.
 
 use axum::{
+    extract::Request,
     http::{HeaderValue, StatusCode, header},
+    middleware::Next,
     response::{IntoResponse, Response},
 };
 use serde_json::{Map, Value, json};
 
+use super::extract::BodyError;
 use crate::{
-    auth::tokens::TokenError,
+    accounts::AccountError,
+    exchange::ExchangeError,
     external::{ExternalError, Rejection, svix::SignatureError},
+    passwords::PasswordError,
+    sessions::{AuthError, BearerRefusal, IssueError},
+    store::StoreError,
+    tokens::TokenError,
+    webhooks::WebhookError,
 };
 
 /// Field name → messages, as DRF reports validation errors.
@@ -67,9 +78,7 @@ pub enum AppError {
 pub enum BearerError {
     Missing,
     Malformed,
-    Token(TokenError),
-    UserNotFound,
-    UserInactive,
+    Refused(BearerRefusal),
 }
 
 impl AppError {
@@ -143,34 +152,59 @@ fn bearer_body(error: BearerError) -> Value {
             "detail": "Authorization header must contain two space-delimited values",
             "code": "bad_authorization_header",
         }),
-        BearerError::Token(e) => json!({
+        BearerError::Refused(BearerRefusal::Token(e)) => json!({
             "detail": "Given token not valid for any token type",
             "code": "token_not_valid",
             "messages": [{"token_class": "AccessToken", "token_type": "access", "message": e.to_string()}],
         }),
-        BearerError::UserNotFound => json!({"detail": "User not found", "code": "user_not_found"}),
-        BearerError::UserInactive => json!({"detail": "User is inactive", "code": "user_inactive"}),
+        BearerError::Refused(BearerRefusal::UserNotFound) => json!({"detail": "User not found", "code": "user_not_found"}),
+        BearerError::Refused(BearerRefusal::UserInactive) => {
+            json!({"detail": "User is inactive", "code": "user_inactive"})
+        }
     }
+}
+
+/// The cause of a 5xx, carried in the response's extensions for `log_errors`.
+#[derive(Clone)]
+struct ErrorCause {
+    unavailable: bool,
+    cause: String,
 }
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, body) = self.status_and_body();
-        match &self {
-            // The cause goes to the log, never to the client.
-            Self::Internal(cause) => tracing::error!(%cause, "request failed"),
-            Self::Unavailable(cause) => tracing::warn!(%cause, "database unavailable"),
-            _ => {}
-        }
         let mut response = (status, axum::Json(body)).into_response();
-        if let Self::Throttled(wait) = &self {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*wait));
+        match self {
+            Self::Internal(cause) => {
+                response.extensions_mut().insert(ErrorCause { unavailable: false, cause });
+            }
+            Self::Unavailable(cause) => {
+                response.extensions_mut().insert(ErrorCause { unavailable: true, cause });
+            }
+            Self::Throttled(wait) => {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait));
+            }
+            _ => {}
         }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"api\""));
         }
         response
     }
+}
+
+/// Logs the cause of every failed request (never sent to the client) and takes it off the response.
+pub async fn log_errors(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    if let Some(ErrorCause { unavailable, cause }) = response.extensions_mut().remove::<ErrorCause>() {
+        if unavailable {
+            tracing::warn!(%cause, "database unavailable");
+        } else {
+            tracing::error!(%cause, "request failed");
+        }
+    }
+    response
 }
 
 impl From<TokenError> for AppError {
@@ -188,31 +222,94 @@ impl From<ExternalError> for AppError {
     }
 }
 
-impl From<sqlx::Error> for AppError {
-    fn from(e: sqlx::Error) -> Self {
-        match &e {
-            // The database is down, saturated, busy or cut off mid-handshake (a connection closed
-            // during TLS negotiation reads as a protocol error): the caller may retry.
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::Protocol(_)
-            | sqlx::Error::WorkerCrashed => Self::Unavailable(e.to_string()),
-            sqlx::Error::Database(db) if db.code().as_deref() == Some("5") => Self::Unavailable(e.to_string()),
-            _ => Self::Internal(e.to_string()),
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(source) => Self::Unavailable(source.to_string()),
+            StoreError::Failed(source) => Self::Internal(source.to_string()),
         }
     }
 }
 
-impl From<crate::auth::passwords::PasswordError> for AppError {
-    fn from(e: crate::auth::passwords::PasswordError) -> Self {
+impl From<PasswordError> for AppError {
+    fn from(e: PasswordError) -> Self {
         Self::internal(e)
     }
 }
 
-impl From<jsonwebtoken::errors::Error> for AppError {
-    fn from(e: jsonwebtoken::errors::Error) -> Self {
-        Self::internal(format!("signing failed: {e}"))
+impl From<IssueError> for AppError {
+    fn from(e: IssueError) -> Self {
+        match e {
+            IssueError::Signing(e) => Self::internal(format!("signing failed: {e}")),
+            IssueError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<AuthError> for AppError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::InvalidCredentials => Self::InvalidCredentials,
+            AuthError::Throttled { retry_after } => Self::Throttled(retry_after),
+            AuthError::Token(e) => Self::Token(e),
+            AuthError::NoActiveAccountForToken => Self::NoActiveAccountForToken,
+            AuthError::Bearer(refusal) => Self::Bearer(BearerError::Refused(refusal)),
+            AuthError::Issue(e) => e.into(),
+            AuthError::Store(e) => e.into(),
+            AuthError::Passwords(e) => e.into(),
+        }
+    }
+}
+
+impl From<AccountError> for AppError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::WrongPassword => Self::field("current_password", "Your current password was entered incorrectly."),
+            AccountError::InvalidUsername(e) => Self::field("username", &e.to_string()),
+            AccountError::InvalidEmail(_) => Self::field("email", "Enter a valid email address."),
+            AccountError::UsernameTaken(_) => Self::field("username", "A user with that username already exists."),
+            AccountError::NoSuchUser(_) => Self::NotFound,
+            // Retrying makes new candidate usernames.
+            AccountError::NoFreeUsername => Self::Unavailable(e.to_string()),
+            AccountError::Store(e) => e.into(),
+            AccountError::Passwords(e) => e.into(),
+        }
+    }
+}
+
+impl From<ExchangeError> for AppError {
+    fn from(e: ExchangeError) -> Self {
+        match e {
+            ExchangeError::NotConfigured | ExchangeError::UntrustedIssuer => Self::NotFound,
+            ExchangeError::Refused(e) => e.into(),
+            ExchangeError::Inactive => Self::NoActiveAccountForToken,
+            ExchangeError::Account(e) => e.into(),
+            ExchangeError::Issue(e) => e.into(),
+            ExchangeError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<WebhookError> for AppError {
+    fn from(e: WebhookError) -> Self {
+        match e {
+            WebhookError::NotConfigured => Self::NotFound,
+            WebhookError::Signature(reason) => Self::WebhookSignature(reason),
+            WebhookError::Payload(_) => Self::Malformed,
+            WebhookError::Account(e) => e.into(),
+            WebhookError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<BodyError> for AppError {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::Fields(errors) => Self::Validation(errors),
+            BodyError::JsonParse(message) => Self::JsonParse(message),
+            BodyError::Malformed => Self::Malformed,
+            BodyError::UnsupportedMediaType(media) => Self::UnsupportedMediaType(media),
+            BodyError::TooLarge => Self::PayloadTooLarge,
+        }
     }
 }

@@ -1,0 +1,155 @@
+//! Local users of identity providers: linked by (provider, subject), never by email; created at
+//! their first exchange or from the provider's events, and kept to the provider's view of them.
+
+use super::{AccountError, Accounts, Result};
+use crate::{
+    clock::unix_now,
+    domain::{ExternalProfile, User, Username},
+    store::LinkedUserInsert,
+};
+
+/// What applying one provider event or user record did, for logs, audit and sync counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Created,
+    Updated,
+    Deactivated,
+    SessionsEnded(u64),
+    /// Older than what is stored, about a user never linked, or a type we do not act on.
+    Ignored,
+}
+
+impl Accounts {
+    pub async fn linked_user(&self, provider: &str, subject: &str) -> Result<Option<User>> {
+        Ok(self.store.user_by_identity(provider, subject).await?)
+    }
+
+    /// Creates a local user (no password) linked to the identity. When another request links it
+    /// first, returns that user instead: one identity, one local user.
+    pub async fn link_new_user(
+        &self,
+        provider: &str,
+        subject: &str,
+        profile: &ExternalProfile,
+        may_sign_in: bool,
+    ) -> Result<User> {
+        for username in username_candidates(profile, subject) {
+            if self.store.user_by_username(&username).await?.is_some() {
+                continue;
+            }
+            let inserted =
+                self.store.insert_linked_user(provider, subject, &username, profile, may_sign_in, unix_now()).await?;
+            match inserted {
+                LinkedUserInsert::Created(user) => return Ok(user),
+                // Either the identity was linked meanwhile, or the username was just taken.
+                LinkedUserInsert::Conflict => {
+                    if let Some(user) = self.store.user_by_identity(provider, subject).await? {
+                        return Ok(user);
+                    }
+                }
+            }
+        }
+        Err(AccountError::NoFreeUsername)
+    }
+
+    /// `is_staff` / `is_superuser` as the provider's roles say, when they differ.
+    pub async fn apply_roles(&self, user: &mut User, (staff, superuser): (bool, bool)) -> Result<()> {
+        if (user.is_staff, user.is_superuser) != (staff, superuser) {
+            self.store.set_user_roles(user.id, staff, superuser).await?;
+            (user.is_staff, user.is_superuser) = (staff, superuser);
+        }
+        Ok(())
+    }
+
+    /// The provider's current view of one user (a webhook, or a directory sync): creates the
+    /// linked user, or updates it unless the stored view is newer. The username changes only
+    /// when the new one is free. A user who may not sign in is deactivated, its sessions ended.
+    pub async fn apply_provider_view(
+        &self,
+        provider: &str,
+        subject: &str,
+        profile: &ExternalProfile,
+        may_sign_in: bool,
+    ) -> Result<Applied> {
+        let Some(user) = self.store.user_by_identity(provider, subject).await? else {
+            let user = self.link_new_user(provider, subject, profile, may_sign_in).await?;
+            if !user.is_active {
+                self.end_sessions(user.id, None).await?;
+            }
+            return Ok(Applied::Created);
+        };
+        let username = match &profile.username {
+            Some(wanted) if *wanted != user.username && self.store.user_by_username(wanted).await?.is_none() => wanted,
+            _ => &user.username,
+        };
+        let updated = self.store.update_linked_user(provider, subject, user.id, username, profile, may_sign_in).await?;
+        match updated {
+            None => Ok(Applied::Ignored),
+            Some(user) if !user.is_active => {
+                self.end_sessions(user.id, None).await?;
+                Ok(Applied::Deactivated)
+            }
+            Some(_) => Ok(Applied::Updated),
+        }
+    }
+
+    /// The provider deleted the user: deactivated for good, every session ended.
+    pub async fn provider_deleted_user(&self, provider: &str, subject: &str) -> Result<Applied> {
+        match self.store.deactivate_external_user(provider, subject).await? {
+            Some(user_id) => {
+                self.end_sessions(user_id, None).await?;
+                Ok(Applied::Deactivated)
+            }
+            None => Ok(Applied::Ignored),
+        }
+    }
+
+    /// The provider ended one of its sessions: the local sessions born from it end too.
+    pub async fn provider_ended_session(&self, external_session_id: &str) -> Result<Applied> {
+        Ok(Applied::SessionsEnded(self.store.revoke_external_session(external_session_id, unix_now()).await?))
+    }
+}
+
+/// Candidate usernames for a new linked user: the provider's username, else the email, else
+/// the subject; then the same with a piece of the subject, then the subject with a random part.
+fn username_candidates(profile: &ExternalProfile, subject: &str) -> Vec<String> {
+    let preferred = profile.username.clone().or_else(|| Some(profile.email.clone()).filter(|e| !e.is_empty()));
+    let subject_clean = Username::sanitize(subject);
+    let tail: String = subject_clean.chars().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect();
+    let mut candidates = Vec::new();
+    if let Some(base) = preferred.map(|p| Username::sanitize(&p)).filter(|b| !b.is_empty()) {
+        let short: String = base.chars().take(140).collect();
+        candidates.push(base);
+        candidates.push(format!("{short}-{tail}"));
+    }
+    candidates.push(subject_clean.clone());
+    let short: String = subject_clean.chars().take(140).collect();
+    candidates.push(format!("{short}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+    candidates.retain(|c| !c.is_empty());
+    candidates
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_prefer_the_provider_username_then_email_then_subject() {
+        let mut profile = ExternalProfile { username: Some("ada".into()), email: "ada@x.io".into(), ..Default::default() };
+        assert_eq!(username_candidates(&profile, "user_2abcDEF12345")[..3], ["ada", "ada-DEF12345", "user_2abcDEF12345"]);
+        profile.username = None;
+        assert_eq!(username_candidates(&profile, "user_2abc")[0], "ada@x.io");
+        profile.email.clear();
+        assert_eq!(username_candidates(&profile, "user_2abc")[0], "user_2abc");
+        profile.username = Some("bad name!".into());
+        assert_eq!(username_candidates(&profile, "user_2abc")[0], "badname");
+    }
+
+    #[test]
+    fn every_candidate_satisfies_the_username_rule() {
+        let profile = ExternalProfile { username: Some("x".repeat(300)), ..Default::default() };
+        for candidate in username_candidates(&profile, &"s".repeat(300)) {
+            assert!(Username::parse(&candidate).is_ok(), "{candidate}");
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The rules of local accounts, in one place for every caller (the CLI, the HTTP API, provider
+//! webhooks and sync): creating a user, setting or changing a password, activating and
+//! deactivating. Whatever ends a user's right to a session ends its sessions here, and each
+//! operator action writes its audit event here.
+
+mod external;
+
+use secrecy::SecretString;
+
+pub use self::external::Applied;
+use crate::{
+    clock::unix_now,
+    domain::{AuditEvent, AuditKind, InvalidUsername, User, Username},
+    passwords::{PasswordError, PasswordHasherPool},
+    store::{NewUser, Store, StoreError},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error(transparent)]
+    InvalidUsername(#[from] InvalidUsername),
+    #[error("not an email address: {0:?}")]
+    InvalidEmail(String),
+    #[error("a user named {0:?} already exists")]
+    UsernameTaken(String),
+    #[error("no user named {0:?}")]
+    NoSuchUser(String),
+    #[error("the current password is wrong")]
+    WrongPassword,
+    /// Every username made for a new linked user was taken (it ends with a random part, so
+    /// this takes a collision after several inserts lost their races).
+    #[error("no free username for the external user")]
+    NoFreeUsername,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Passwords(#[from] PasswordError),
+}
+
+type Result<T, E = AccountError> = std::result::Result<T, E>;
+
+/// A user to create.
+pub struct NewAccount<'a> {
+    pub username: &'a str,
+    pub email: &'a str,
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+    /// `None`: no password login.
+    pub password: Option<SecretString>,
+    pub is_staff: bool,
+    pub is_superuser: bool,
+}
+
+/// The username and email of a new user, checked: a valid username, and an email (when
+/// given) that is at least shaped like one.
+pub fn check_profile(username: &str, email: &str) -> Result<Username> {
+    let username = Username::parse(username)?;
+    if !email.is_empty() && !email.contains('@') {
+        return Err(AccountError::InvalidEmail(email.to_owned()));
+    }
+    Ok(username)
+}
+
+#[derive(Clone)]
+pub struct Accounts {
+    store: Store,
+    passwords: PasswordHasherPool,
+}
+
+impl Accounts {
+    pub fn new(store: Store, passwords: PasswordHasherPool) -> Self {
+        Self { store, passwords }
+    }
+
+    /// Creates a user; `actor` (a client address, or `cli`) is what the audit trail names.
+    pub async fn create(&self, new: NewAccount<'_>, actor: &str) -> Result<User> {
+        let username = check_profile(new.username, new.email)?;
+        let password_hash = match new.password {
+            Some(password) => Some(self.passwords.hash(password).await?),
+            None => None,
+        };
+        let record = NewUser {
+            username: username.as_str(),
+            email: new.email,
+            first_name: new.first_name,
+            last_name: new.last_name,
+            password_hash: password_hash.as_deref(),
+            is_staff: new.is_staff,
+            is_superuser: new.is_superuser,
+            created_at: unix_now(),
+        };
+        let user = self.store.create_user(&record).await?.ok_or_else(|| AccountError::UsernameTaken(username.into_string()))?;
+        self.audit(AuditKind::UserCreated, &user, actor).await?;
+        Ok(user)
+    }
+
+    pub async fn by_username(&self, username: &str) -> Result<User> {
+        self.store.user_by_username(username).await?.ok_or_else(|| AccountError::NoSuchUser(username.to_owned()))
+    }
+
+    pub async fn list(&self) -> Result<Vec<User>> {
+        Ok(self.store.list_users().await?)
+    }
+
+    /// An operator sets the password: every session of the user ends. Returns how many.
+    pub async fn set_password(&self, user: &User, password: SecretString, actor: &str) -> Result<u64> {
+        let hash = self.passwords.hash(password).await?;
+        self.store.set_password_hash(user.id, &hash).await?;
+        let ended = self.end_sessions(user.id, None).await?;
+        self.audit(AuditKind::PasswordSet, user, actor).await?;
+        Ok(ended)
+    }
+
+    /// The user changes their own password: every session but `keep_session` (the caller's) ends.
+    pub async fn change_password(
+        &self,
+        user: &User,
+        keep_session: Option<&str>,
+        current: SecretString,
+        new: SecretString,
+        client: &str,
+    ) -> Result<()> {
+        if !self.passwords.verify(current, user.password_hash.as_deref()).await? {
+            return Err(AccountError::WrongPassword);
+        }
+        let hash = self.passwords.hash(new).await?;
+        self.store.set_password_hash(user.id, &hash).await?;
+        self.end_sessions(user.id, keep_session).await?;
+        self.audit(AuditKind::PasswordChanged, user, client).await
+    }
+
+    /// No login and no refresh from now on: every session of the user ends. Returns how many.
+    pub async fn deactivate(&self, user: &User, actor: &str) -> Result<u64> {
+        self.store.set_user_active(user.id, false).await?;
+        let ended = self.end_sessions(user.id, None).await?;
+        self.audit(AuditKind::UserDeactivated, user, actor).await?;
+        Ok(ended)
+    }
+
+    pub async fn activate(&self, user: &User, actor: &str) -> Result<()> {
+        self.store.set_user_active(user.id, true).await?;
+        self.audit(AuditKind::UserActivated, user, actor).await
+    }
+
+    /// Ends every session of the user but `keep` (a session id). Returns how many ended.
+    async fn end_sessions(&self, user_id: i64, keep: Option<&str>) -> Result<u64> {
+        Ok(self.store.revoke_user_sessions(user_id, keep, unix_now()).await?)
+    }
+
+    async fn audit(&self, kind: AuditKind, user: &User, actor: &str) -> Result<()> {
+        let event = AuditEvent::new(kind).user_id(user.id).username(&user.username).client(actor);
+        Ok(self.store.record_audit_event(&event, unix_now()).await?)
+    }
+}

@@ -1,0 +1,108 @@
+//! `tokensmith keys …`, `tokens flush-expired`, `audit tail` and `clerk sync-users`.
+
+use anyhow::anyhow;
+
+use super::{CliError, KeysCommand};
+use crate::{
+    accounts::{Accounts, Applied},
+    clock::{rfc3339, secs, unix_now},
+    config::Config,
+    domain::{AuditEvent, AuditKind},
+    external::clerk_api::{ClerkApi, PAGE_SIZE},
+    passwords::PasswordHasherPool,
+    store::Store,
+    tokens::{self, KeyRing},
+    webhooks::{self, apply_clerk_user},
+};
+
+pub(super) async fn keys(command: KeysCommand, config: &Config, store: &Store) -> Result<(), CliError> {
+    match command {
+        KeysCommand::Rotate => {
+            // Make sure there is a current key to retire, so its tokens keep verifying.
+            KeyRing::load(config, store).await?;
+            let key = tokens::rotate(config, store).await?;
+            let event = AuditEvent::new(AuditKind::KeyRotated).client("cli").detail(&key.kid);
+            store.record_audit_event(&event, unix_now()).await?;
+            println!(
+                "new signing key {} ({}); running servers use it within {}",
+                key.kid,
+                key.algorithm,
+                humantime::format_duration(config.keys_reload_interval)
+            );
+        }
+        KeysCommand::List => {
+            let published_for = secs(config.longest_token_lifetime());
+            let published_after = unix_now() - published_for;
+            for key in store.all_signing_keys().await? {
+                let status = match key.retired_at {
+                    None => "signing".to_owned(),
+                    Some(at) if at > published_after => format!("published until {}", rfc3339(at + published_for)),
+                    Some(_) => "retired".to_owned(),
+                };
+                println!("{}\t{}\t{}\tcreated {}", key.kid, key.algorithm, status, rfc3339(key.created_at));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn flush_expired(config: &Config, store: &Store) -> Result<(), CliError> {
+    let now = unix_now();
+    let deleted = store.flush_expired_tokens(now).await?;
+    store.prune_webhook_deliveries(now - webhooks::DEDUP_RETENTION_SECS).await?;
+    store.prune_login_failures(now - secs(config.login_failure_window)).await?;
+    store.prune_audit_events(now - secs(config.audit_retention)).await?;
+    println!("deleted {deleted} expired refresh tokens");
+    Ok(())
+}
+
+pub(super) async fn audit_tail(store: &Store, n: i64, json: bool) -> Result<(), CliError> {
+    if n < 1 {
+        return Err(anyhow!("-n: must be at least 1").into());
+    }
+    for event in store.latest_audit_events(n).await? {
+        if json {
+            println!("{}", serde_json::to_string(&event)?);
+        } else {
+            let who = event.username.as_deref().map(str::to_owned).or(event.user_id.map(|id| id.to_string()));
+            println!(
+                "{}\t{}\tuser={}\taddr={}\t{}",
+                rfc3339(event.occurred_at),
+                event.event,
+                who.unwrap_or_default(),
+                event.client_addr.unwrap_or_default(),
+                event.detail
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Pages through Clerk's users and applies each as a `user.updated` webhook would.
+pub(super) async fn clerk_sync_users(config: &Config, store: &Store) -> Result<(), CliError> {
+    let secret =
+        config.clerk_secret_key.clone().ok_or_else(|| anyhow!("CLERK_SECRET_KEY: required for clerk sync-users"))?;
+    let api = ClerkApi::new(&config.clerk_api_url, secret);
+    // Applying a provider's view never hashes a password: one thread, idle.
+    let accounts = Accounts::new(store.clone(), PasswordHasherPool::new(1)?);
+    let (mut seen, mut created, mut updated, mut deactivated, mut unchanged) = (0, 0, 0, 0, 0);
+    loop {
+        let page = api.users_page(seen).await?;
+        for user in &page {
+            match apply_clerk_user(&accounts, user).await? {
+                Applied::Created => created += 1,
+                Applied::Updated => updated += 1,
+                Applied::Deactivated => deactivated += 1,
+                Applied::SessionsEnded(_) | Applied::Ignored => unchanged += 1,
+            }
+        }
+        seen += page.len();
+        if page.len() < PAGE_SIZE {
+            break;
+        }
+    }
+    println!(
+        "synced {seen} Clerk users: {created} created, {updated} updated, {deactivated} deactivated, {unchanged} unchanged"
+    );
+    Ok(())
+}

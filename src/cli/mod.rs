@@ -1,0 +1,181 @@
+//! The `tokensmith` command line: serve, and the operator's chores, over the same services the
+//! HTTP API uses. Errors are one line naming the argument or variable at fault.
+
+mod chores;
+mod users;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::{
+    config::Config,
+    http::{self, Application},
+    store::Store,
+};
+
+#[derive(Parser)]
+#[command(name = "tokensmith", version, about = "A self-hosted JWT issuing service, simplejwt-compatible")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API (the default)
+    Serve,
+    /// Apply database migrations and exit
+    Migrate,
+    /// Manage users
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage signing keys
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Housekeeping of refresh-token records
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+    /// Print the OpenAPI document the server serves
+    Openapi,
+    /// Read the security audit trail
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Clerk: pull users from the Backend API
+    #[command(subcommand)]
+    Clerk(ClerkCommand),
+}
+
+#[derive(Subcommand)]
+pub enum ClerkCommand {
+    /// Create or update the local user of every Clerk user (CLERK_SECRET_KEY, CLERK_API_URL)
+    SyncUsers,
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Create a user
+    Create(CreateUser),
+    /// Set a user's password (read from stdin) and end every session of the user
+    SetPassword {
+        username: String,
+        /// Read the password from standard input (required)
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Deactivate a user: no login, no refresh, every session ended
+    Deactivate { username: String },
+    /// Activate a user again
+    Activate { username: String },
+    /// List users, one per line
+    List {
+        /// Print a JSON array instead
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct CreateUser {
+    pub username: String,
+    #[arg(long, default_value = "")]
+    pub email: String,
+    #[arg(long, default_value = "")]
+    pub first_name: String,
+    #[arg(long, default_value = "")]
+    pub last_name: String,
+    /// Mark the user as staff (`is_staff`)
+    #[arg(long)]
+    pub staff: bool,
+    /// Mark the user as superuser (`is_superuser`)
+    #[arg(long)]
+    pub superuser: bool,
+    /// Read the password from standard input; without it the user cannot log in with a password
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Make a new signing key; older public keys stay published until their tokens expire
+    Rotate,
+    /// List signing keys
+    List,
+}
+
+#[derive(Subcommand)]
+pub enum TokensCommand {
+    /// Delete expired refresh-token records and print how many
+    FlushExpired,
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Print the latest security events, oldest first
+    Tail {
+        /// How many events
+        #[arg(short = 'n', default_value_t = 20)]
+        n: i64,
+        /// One JSON object per line
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A failure the operator must fix; `main` prints it as one line.
+#[derive(Debug)]
+pub struct CliError {
+    pub message: String,
+    /// Configuration errors exit 2, everything else 1.
+    pub code: u8,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for CliError {
+    fn from(e: E) -> Self {
+        let e: anyhow::Error = e.into();
+        let code = if e.is::<crate::config::ConfigError>() { 2 } else { 1 };
+        Self { message: format!("{e:#}").replace('\n', " "), code }
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Openapi = command {
+        println!("{}", http::openapi_document().to_pretty_json()?);
+        return Ok(());
+    }
+    let config = Config::from_env()?;
+    crate::init_tracing(&config, matches!(command, Command::Serve));
+    if let Some(clerk) = &config.clerk
+        && clerk.authorized_parties.is_empty()
+    {
+        tracing::warn!("CLERK_AUTHORIZED_PARTIES is not set: Clerk tokens from any origin will be accepted");
+    }
+    if let Command::Serve = command {
+        let app = Application::build(config).await?;
+        tracing::info!(addr = %app.local_addr(), "tokensmith listening");
+        app.run_until(http::shutdown_signal()).await?;
+        return Ok(());
+    }
+    let store = open_store(&config).await?;
+    let result = match command {
+        Command::Serve | Command::Openapi => unreachable!("handled above"),
+        Command::Migrate => {
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::User(c) => users::run(c, &store).await,
+        Command::Keys(c) => chores::keys(c, &config, &store).await,
+        Command::Tokens(TokensCommand::FlushExpired) => chores::flush_expired(&config, &store).await,
+        Command::Clerk(ClerkCommand::SyncUsers) => chores::clerk_sync_users(&config, &store).await,
+        Command::Audit(AuditCommand::Tail { n, json }) => chores::audit_tail(&store, n, json).await,
+    };
+    store.close().await;
+    result
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let store = Store::connect(&config.database).await.context("DATABASE_URL: cannot open the database")?;
+    store.migrate().await.context("DATABASE_URL: cannot apply migrations")?;
+    Ok(store)
+}
+

@@ -1,0 +1,48 @@
+//! What the rest of the crate talks about: users, usernames, organizations, what a provider says
+//! about a user, and audit events. A leaf: it uses nothing of the crate, so the store, the
+//! services and the HTTP layer can all share these types without depending on each other.
+
+mod audit;
+mod username;
+
+use serde::Serialize;
+
+pub use audit::{AuditEvent, AuditKind};
+pub use username::{InvalidUsername, Username};
+
+/// A local user, as Django's user model names the fields.
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    #[serde(skip)]
+    pub password_hash: Option<String>,
+    pub is_active: bool,
+    pub is_staff: bool,
+    pub is_superuser: bool,
+    pub created_at: i64,
+    pub last_login: Option<i64>,
+}
+
+/// The organization active in an external session, carried into local access tokens.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Organization {
+    pub id: String,
+    pub role: Option<String>,
+    pub slug: Option<String>,
+}
+
+/// What an identity provider says about a user; empty strings where it says nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExternalProfile {
+    pub username: Option<String>,
+    /// Only a verified address.
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    /// The provider's `updated_at` in ms (0 when unknown): older updates never overwrite newer.
+    pub updated_at_ms: i64,
+}

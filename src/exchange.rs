@@ -1,0 +1,180 @@
+//! External sessions become local ones: a token verified by Clerk's verifier or a configured
+//! issuer's is exchanged for a local pair, for the local user linked to that identity (created
+//! through `accounts` at its first exchange). Refusals are audited and counted.
+
+use std::sync::Arc;
+
+use crate::{
+    accounts::{AccountError, Accounts},
+    clock::unix_now,
+    domain::{AuditEvent, AuditKind, ExternalProfile, User},
+    external::{
+        ExternalError, ExternalIdentity,
+        clerk::{self, ClerkVerifier},
+        clerk_api::ClerkApi,
+        issuers::IssuerVerifier,
+    },
+    sessions::{IssueError, Sessions, TokenPair},
+    store::{SessionOrigin, Store, StoreError},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    /// `/api/token/clerk/` without Clerk configured, or `/api/token/{name}/` for no issuer.
+    #[error("no such provider is configured")]
+    NotConfigured,
+    /// RFC 8693: no configured provider issues tokens with the token's `iss`.
+    #[error("the issuer is not trusted")]
+    UntrustedIssuer,
+    #[error("external token refused: {0}")]
+    Refused(#[from] ExternalError),
+    #[error("the local user is inactive")]
+    Inactive,
+    #[error(transparent)]
+    Account(#[from] AccountError),
+    #[error(transparent)]
+    Issue(#[from] IssueError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+type Result<T, E = ExchangeError> = std::result::Result<T, E>;
+
+/// A provider whose tokens can be exchanged.
+#[derive(Clone, Copy)]
+pub enum Provider<'a> {
+    Clerk(&'a ClerkVerifier),
+    Issuer(&'a IssuerVerifier),
+}
+
+impl Provider<'_> {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Clerk(_) => clerk::PROVIDER,
+            Self::Issuer(issuer) => issuer.name,
+        }
+    }
+
+    async fn verify(&self, token: &str) -> Result<ExternalIdentity, ExternalError> {
+        match self {
+            Self::Clerk(clerk) => clerk.verify(token).await,
+            Self::Issuer(issuer) => issuer.verify(token).await,
+        }
+    }
+}
+
+struct Providers {
+    /// Present when `CLERK_ISSUER` is set.
+    clerk: Option<ClerkVerifier>,
+    /// Present when `CLERK_SECRET_KEY` is set too: first exchanges take the profile from it.
+    clerk_api: Option<ClerkApi>,
+    /// The providers of `EXTERNAL_ISSUERS_FILE`.
+    issuers: Vec<IssuerVerifier>,
+}
+
+#[derive(Clone)]
+pub struct Exchange {
+    providers: Arc<Providers>,
+    sessions: Sessions,
+    accounts: Accounts,
+    store: Store,
+}
+
+impl Exchange {
+    pub fn new(
+        clerk: Option<ClerkVerifier>,
+        clerk_api: Option<ClerkApi>,
+        issuers: Vec<IssuerVerifier>,
+        sessions: Sessions,
+        accounts: Accounts,
+        store: Store,
+    ) -> Self {
+        Self { providers: Arc::new(Providers { clerk, clerk_api, issuers }), sessions, accounts, store }
+    }
+
+    pub fn clerk(&self) -> Result<Provider<'_>> {
+        self.providers.clerk.as_ref().map(Provider::Clerk).ok_or(ExchangeError::NotConfigured)
+    }
+
+    /// The configured provider called `name`.
+    pub fn named(&self, name: &str) -> Result<Provider<'_>> {
+        let issuer = self.providers.issuers.iter().find(|i| i.name == name);
+        issuer.map(Provider::Issuer).ok_or(ExchangeError::NotConfigured)
+    }
+
+    /// The provider whose tokens carry `iss` (RFC 8693 picks the verifier by the issuer).
+    pub fn by_issuer(&self, iss: &str) -> Result<Provider<'_>> {
+        if let Some(clerk) = self.providers.clerk.as_ref().filter(|c| c.issuer() == iss) {
+            return Ok(Provider::Clerk(clerk));
+        }
+        let issuer = self.providers.issuers.iter().find(|i| i.issuer() == iss);
+        issuer.map(Provider::Issuer).ok_or(ExchangeError::UntrustedIssuer)
+    }
+
+    /// A provider's token for a local pair. A refused token is audited with its reason.
+    pub async fn exchange(&self, provider: Provider<'_>, token: &str, client: &str) -> Result<TokenPair> {
+        match provider.verify(token).await {
+            Ok(identity) => self.sign_in(&identity, client).await,
+            Err(e) => {
+                let name = provider.name();
+                metrics::counter!("tokensmith_exchanges_total", "provider" => name, "result" => "refused").increment(1);
+                let detail = e.to_string();
+                let event = AuditEvent::new(AuditKind::ExchangeFailed { provider: name }).client(client).detail(&detail);
+                self.store.record_audit_event(&event, unix_now()).await?;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The local user linked to a verified identity (created at its first exchange), signed in.
+    async fn sign_in(&self, identity: &ExternalIdentity, client: &str) -> Result<TokenPair> {
+        let mut user = self.linked_user(identity).await?;
+        // Roles follow the provider at every exchange: one revoked upstream is gone at the next.
+        if let Some(roles) = identity.roles {
+            self.accounts.apply_roles(&mut user, roles).await?;
+        }
+        let provider = identity.provider;
+        let metric = if user.is_active { "ok" } else { "inactive" };
+        metrics::counter!("tokensmith_exchanges_total", "provider" => provider, "result" => metric).increment(1);
+        if !user.is_active {
+            let event = AuditEvent::new(AuditKind::ExchangeFailed { provider })
+                .user_id(user.id)
+                .username(&user.username)
+                .client(client)
+                .detail("user is inactive");
+            self.store.record_audit_event(&event, unix_now()).await?;
+            return Err(ExchangeError::Inactive);
+        }
+        let event =
+            AuditEvent::new(AuditKind::ExchangeOk { provider }).user_id(user.id).username(&user.username).client(client);
+        let session_id = Some(identity.session_id.as_str()).filter(|sid| !sid.is_empty());
+        let origin = SessionOrigin { external_session_id: session_id, organization: identity.organization.as_ref() };
+        Ok(self.sessions.start_session(&user, origin, &event).await?)
+    }
+
+    async fn linked_user(&self, identity: &ExternalIdentity) -> Result<User> {
+        if let Some(user) = self.accounts.linked_user(identity.provider, &identity.subject).await? {
+            return Ok(user);
+        }
+        let (profile, may_sign_in) = self.first_profile(identity).await;
+        Ok(self.accounts.link_new_user(identity.provider, &identity.subject, &profile, may_sign_in).await?)
+    }
+
+    /// The profile of a user signing in for the first time: Clerk's Backend API has the username
+    /// and verified email that default session tokens lack. If it cannot be asked (no secret key,
+    /// Clerk down), the token's own claims do, and a webhook or sync fills in the rest later.
+    async fn first_profile(&self, identity: &ExternalIdentity) -> (ExternalProfile, bool) {
+        let from_token = (identity.profile.clone(), true);
+        let Some(api) = self.providers.clerk_api.as_ref().filter(|_| identity.provider == clerk::PROVIDER) else {
+            return from_token;
+        };
+        match api.user(&identity.subject).await {
+            Ok(Some(user)) => (user.profile(), user.may_sign_in()),
+            Ok(None) => from_token,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the new user's profile from Clerk; using the token's claims");
+                from_token
+            }
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! Sessions of local tokens: logins, refresh rotation with reuse detection, verification,
+//! blacklisting and revoke-all, and who an access token belongs to. Handlers stay thin by
+//! calling these; exchanges of external tokens start their sessions here too.
+
+mod refresh_status;
+mod throttle;
+
+use std::{sync::Arc, time::Duration};
+
+use secrecy::SecretString;
+
+use self::refresh_status::RefreshStatus;
+use crate::{
+    clock::{secs, unix_now, unix_now_ms},
+    config::Config,
+    domain::{AuditEvent, AuditKind, Organization, User},
+    passwords::{PasswordError, PasswordHasherPool},
+    store::{NewRefreshToken, RefreshTokenState, SessionOrigin, Store, StoreError},
+    tokens::{TokenError, TokenService, TokenSpec, TokenType, VerifiedToken, new_jti},
+};
+
+/// Why a token operation was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("no active account found with the given credentials")]
+    InvalidCredentials,
+    /// Too many failed logins: the client may try again in this many seconds.
+    #[error("throttled for {retry_after} s")]
+    Throttled { retry_after: u64 },
+    #[error("token refused: {0}")]
+    Token(TokenError),
+    /// A refresh token whose user is gone or deactivated.
+    #[error("no active account for the token")]
+    NoActiveAccountForToken,
+    #[error("access token refused: {0:?}")]
+    Bearer(BearerRefusal),
+    #[error(transparent)]
+    Issue(#[from] IssueError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Passwords(#[from] PasswordError),
+}
+
+impl From<TokenError> for AuthError {
+    fn from(e: TokenError) -> Self {
+        Self::Token(e)
+    }
+}
+
+/// Why an access token does not authenticate its bearer, as simplejwt's `JWTAuthentication` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BearerRefusal {
+    Token(TokenError),
+    UserNotFound,
+    UserInactive,
+}
+
+/// Why a new session could not be issued.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error("signing failed: {0}")]
+    Signing(#[from] jsonwebtoken::errors::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+type Result<T, E = AuthError> = std::result::Result<T, E>;
+
+pub struct TokenPair {
+    pub access: String,
+    pub refresh: String,
+    /// When the refresh token expires (Unix seconds): the refresh cookie's lifetime.
+    pub refresh_expires_at: i64,
+}
+
+/// What a refresh hands back: a new refresh token (and when it expires) only when rotation is on.
+pub struct Refreshed {
+    pub access: String,
+    pub refresh: Option<(String, i64)>,
+}
+
+/// The settings sessions follow, taken from the configuration once.
+struct Settings {
+    access_token_lifetime: Duration,
+    refresh_token_lifetime: Duration,
+    session_max_lifetime: Duration,
+    rotate_refresh_tokens: bool,
+    refresh_reuse_grace: Duration,
+    login_failure_limit: u32,
+    login_failure_window: Duration,
+    login_address_failure_limit: u32,
+}
+
+#[derive(Clone)]
+pub struct Sessions {
+    store: Store,
+    tokens: Arc<TokenService>,
+    passwords: PasswordHasherPool,
+    settings: Arc<Settings>,
+}
+
+impl Sessions {
+    pub fn new(config: &Config, store: Store, tokens: Arc<TokenService>, passwords: PasswordHasherPool) -> Self {
+        let settings = Settings {
+            access_token_lifetime: config.access_token_lifetime,
+            refresh_token_lifetime: config.refresh_token_lifetime,
+            session_max_lifetime: config.session_max_lifetime,
+            rotate_refresh_tokens: config.rotate_refresh_tokens,
+            refresh_reuse_grace: config.refresh_reuse_grace,
+            login_failure_limit: config.login_failure_limit,
+            login_failure_window: config.login_failure_window,
+            login_address_failure_limit: config.login_address_failure_limit,
+        };
+        Self { store, tokens, passwords, settings: Arc::new(settings) }
+    }
+
+    /// Seconds an access token lives (RFC 8693's `expires_in`).
+    pub fn access_token_lifetime(&self) -> Duration {
+        self.settings.access_token_lifetime
+    }
+
+    fn mint_access(
+        &self,
+        user_id: i64,
+        now: i64,
+        organization: Option<&Organization>,
+    ) -> Result<(String, String), IssueError> {
+        let jti = new_jti();
+        let spec = TokenSpec {
+            token_type: TokenType::Access,
+            jti: &jti,
+            user_id,
+            issued_at: now,
+            expires_at: now + secs(self.settings.access_token_lifetime),
+            organization,
+        };
+        Ok((self.tokens.mint(&spec)?, jti))
+    }
+
+    fn mint_refresh(&self, record: &NewRefreshToken<'_>) -> Result<String, IssueError> {
+        let spec = TokenSpec {
+            token_type: TokenType::Refresh,
+            jti: record.jti,
+            user_id: record.user_id,
+            issued_at: record.issued_at,
+            expires_at: record.expires_at,
+            organization: None,
+        };
+        Ok(self.tokens.mint(&spec)?)
+    }
+
+    async fn audit(&self, event: AuditEvent<'_>) -> Result<()> {
+        Ok(self.store.record_audit_event(&event, unix_now()).await?)
+    }
+
+    /// `POST /api/token/`. Throttled before anything else, so a throttled attempt costs no argon2.
+    pub async fn login(&self, username: &str, password: SecretString, client: &str) -> Result<TokenPair> {
+        let now = unix_now();
+        let prior_failures = self.check_login_throttle(username, client, now).await?;
+        let user = self.store.user_by_username(username).await?;
+        let hash = user.as_ref().and_then(|u| u.password_hash.as_deref());
+        let password_ok = self.passwords.verify(password, hash).await?;
+        let user = match user {
+            Some(user) if password_ok && user.is_active => user,
+            other => {
+                metrics::counter!("tokensmith_logins_total", "result" => "failed").increment(1);
+                self.store.record_login_failure(username, client, now).await?;
+                let mut event = AuditEvent::new(AuditKind::LoginFailed).username(username).client(client);
+                event.user_id = other.map(|u| u.id);
+                self.audit(event).await?;
+                return Err(AuthError::InvalidCredentials);
+            }
+        };
+        if prior_failures > 0 {
+            self.store.clear_login_failures(username, client).await?;
+        }
+        let event = AuditEvent::new(AuditKind::LoginOk).user_id(user.id).username(username).client(client);
+        let pair = self.start_session(&user, SessionOrigin::default(), &event).await?;
+        metrics::counter!("tokensmith_logins_total", "result" => "ok").increment(1);
+        Ok(pair)
+    }
+
+    /// A new refresh family for `user` and its first pair; `audit` is recorded with it.
+    pub async fn start_session(
+        &self,
+        user: &User,
+        origin: SessionOrigin<'_>,
+        audit: &AuditEvent<'_>,
+    ) -> Result<TokenPair, IssueError> {
+        let now = unix_now();
+        let family_expires_at = now + secs(self.settings.session_max_lifetime);
+        let (access, access_jti) = self.mint_access(user.id, now, origin.organization)?;
+        let family_id = new_jti();
+        let jti = new_jti();
+        let record = NewRefreshToken {
+            jti: &jti,
+            family_id: &family_id,
+            user_id: user.id,
+            parent_jti: None,
+            access_jti: &access_jti,
+            issued_at: now,
+            expires_at: (now + secs(self.settings.refresh_token_lifetime)).min(family_expires_at),
+        };
+        let refresh = self.mint_refresh(&record)?;
+        self.store.start_session(family_expires_at, origin, &record, audit).await?;
+        Ok(TokenPair { access, refresh, refresh_expires_at: record.expires_at })
+    }
+
+    /// `POST /api/token/refresh/`: rotation is one conditional update, so of any number of
+    /// concurrent refreshes of one token exactly one succeeds.
+    pub async fn refresh(&self, token: &str, client: &str) -> Result<Refreshed> {
+        let verified = self.tokens.verify(token, Some(TokenType::Refresh)).await?;
+        // Twice at most: a lost race is classified again from what the winner wrote.
+        for _ in 0..2 {
+            let state = self.live_refresh_state(&verified, client).await?;
+            let now = unix_now();
+            let (access, access_jti) = self.mint_access(state.user_id, now, state.organization().as_ref())?;
+            let event = AuditEvent::new(AuditKind::Refresh).user_id(state.user_id).client(client);
+            if !self.settings.rotate_refresh_tokens {
+                self.store.set_access_jti(&state.jti, &access_jti).await?;
+                self.audit(event).await?;
+                metrics::counter!("tokensmith_refreshes_total", "result" => "ok").increment(1);
+                return Ok(Refreshed { access, refresh: None });
+            }
+            let jti = new_jti();
+            let successor = NewRefreshToken {
+                jti: &jti,
+                family_id: &state.family_id,
+                user_id: state.user_id,
+                parent_jti: Some(&state.jti),
+                access_jti: &access_jti,
+                issued_at: now,
+                expires_at: (now + secs(self.settings.refresh_token_lifetime)).min(state.family_expires_at),
+            };
+            let refresh = self.mint_refresh(&successor)?;
+            if self.store.rotate_refresh_token(&state.jti, unix_now_ms(), &successor, &event).await? {
+                metrics::counter!("tokensmith_refreshes_total", "result" => "ok").increment(1);
+                return Ok(Refreshed { access, refresh: Some((refresh, successor.expires_at)) });
+            }
+        }
+        metrics::counter!("tokensmith_refreshes_total", "result" => "refused").increment(1);
+        Err(TokenError::Blacklisted.into())
+    }
+
+    /// The record of a refresh token that may be used now, or why it may not.
+    /// Reuse after the grace window revokes the whole family, the newest token included.
+    async fn live_refresh_state(&self, token: &VerifiedToken, client: &str) -> Result<RefreshTokenState> {
+        let state = self.store.refresh_token_state(&token.jti).await?;
+        let Some(state) = state.filter(|s| s.user_id == token.user_id) else {
+            return Err(TokenError::Invalid.into());
+        };
+        let now = unix_now();
+        match RefreshStatus::of(&state, unix_now_ms(), self.settings.refresh_reuse_grace) {
+            RefreshStatus::Live => {}
+            RefreshStatus::Revoked | RefreshStatus::RecentlyRotated => {
+                metrics::counter!("tokensmith_refreshes_total", "result" => "refused").increment(1);
+                return Err(TokenError::Blacklisted.into());
+            }
+            RefreshStatus::Reused => {
+                self.store.revoke_family(&state.family_id, now).await?;
+                metrics::counter!("tokensmith_refresh_reuse_detected_total").increment(1);
+                tracing::warn!(user_id = state.user_id, family = %state.family_id, "refresh token reuse: session revoked");
+                let event = AuditEvent::new(AuditKind::RefreshReuseDetected)
+                    .user_id(state.user_id)
+                    .client(client)
+                    .detail("session revoked");
+                self.audit(event).await?;
+                return Err(TokenError::Blacklisted.into());
+            }
+        }
+        if !state.user_active {
+            return Err(AuthError::NoActiveAccountForToken);
+        }
+        if now >= state.family_expires_at {
+            return Err(TokenError::Expired.into());
+        }
+        Ok(state)
+    }
+
+    /// `POST /api/token/verify/`: signature and expiry; for a refresh token, also its record.
+    pub async fn verify(&self, token: &str) -> Result<()> {
+        let verified = self.tokens.verify(token, None).await?;
+        if verified.token_type == TokenType::Refresh {
+            let state = self.store.refresh_token_state(&verified.jti).await?.ok_or(TokenError::Invalid)?;
+            if RefreshStatus::of(&state, unix_now_ms(), Duration::ZERO) != RefreshStatus::Live {
+                return Err(TokenError::Blacklisted.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// `POST /api/token/blacklist/`: the token, and the session it belongs to, end now.
+    pub async fn blacklist(&self, token: &str, client: &str) -> Result<()> {
+        let verified = self.tokens.verify(token, Some(TokenType::Refresh)).await?;
+        let state = self.store.refresh_token_state(&verified.jti).await?.ok_or(TokenError::Invalid)?;
+        let now = unix_now();
+        if RefreshStatus::of(&state, unix_now_ms(), Duration::ZERO) != RefreshStatus::Live
+            || !self.store.blacklist_refresh_token(&state.jti, &state.family_id, now).await?
+        {
+            return Err(TokenError::Blacklisted.into());
+        }
+        self.audit(AuditEvent::new(AuditKind::Blacklist).user_id(state.user_id).client(client)).await
+    }
+
+    /// The user behind an access token (`Authorization: Bearer …`), and the token's claims.
+    pub async fn authenticate(&self, access_token: &str) -> Result<(User, VerifiedToken)> {
+        let verified = self
+            .tokens
+            .verify(access_token, Some(TokenType::Access))
+            .await
+            .map_err(|e| AuthError::Bearer(BearerRefusal::Token(e)))?;
+        let user =
+            self.store.user_by_id(verified.user_id).await?.ok_or(AuthError::Bearer(BearerRefusal::UserNotFound))?;
+        if !user.is_active {
+            return Err(AuthError::Bearer(BearerRefusal::UserInactive));
+        }
+        Ok((user, verified))
+    }
+
+    /// The session an access token was issued in, if it still has a record.
+    pub async fn session_of(&self, access: &VerifiedToken) -> Result<Option<String>> {
+        Ok(self.store.family_of_access_token(&access.jti).await?)
+    }
+
+    /// `POST /api/token/revoke-all/`.
+    pub async fn revoke_all(&self, user: &User, client: &str) -> Result<()> {
+        let ended = self.store.revoke_user_sessions(user.id, None, unix_now()).await?;
+        let detail = format!("{ended} sessions ended");
+        let event =
+            AuditEvent::new(AuditKind::RevokeAll).user_id(user.id).username(&user.username).client(client).detail(&detail);
+        self.audit(event).await
+    }
+}
