@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Value, json};
-use tokensmith::{auth::keys::generate_pem, config::JwtAlgorithm};
+use tokensmith::{config::JwtAlgorithm, key_material::generate_pem};
 
 fn per_op<F: FnMut()>(iterations: u32, mut op: F) -> f64 {
     op(); // warm up
@@ -25,7 +25,7 @@ fn main() {
     // As the server's hashing threads do it: the 19 MiB of working memory reused.
     let mut memory = Vec::new();
     let argon2 = per_op(30, || {
-        tokensmith::auth::passwords::hash_with_memory(b"benchmark password", &mut memory).unwrap();
+        tokensmith::passwords::hash_with_memory(b"benchmark password", &mut memory).unwrap();
     });
 
     // Every core hashing at once, as under a login flood: cores share caches and memory
@@ -38,7 +38,7 @@ fn main() {
             scope.spawn(|| {
                 let mut memory = Vec::new();
                 for _ in 0..per_thread {
-                    tokensmith::auth::passwords::hash_with_memory(b"benchmark password", &mut memory).unwrap();
+                    tokensmith::passwords::hash_with_memory(b"benchmark password", &mut memory).unwrap();
                 }
             });
         }

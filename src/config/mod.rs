@@ -4,6 +4,7 @@
 //! bad deployment fails in one readable line. Data only: no service is built here.
 
 mod issuers;
+mod vars;
 
 use std::{net::SocketAddr, path::PathBuf, str::FromStr, sync::Arc, time::Duration};
 
@@ -13,6 +14,8 @@ use jsonwebtoken::DecodingKey;
 use secrecy::{ExposeSecret, SecretString};
 
 pub use self::issuers::{IssuerConfig, IssuerKeys};
+pub use self::vars::{check_issuer_url, parse_duration};
+use self::vars::{Vars, parse_bool, parse_number, positive_duration, positive_number};
 pub use crate::key_material::JwtAlgorithm;
 use crate::key_material::KeyMaterial;
 
@@ -162,79 +165,6 @@ pub struct ClerkConfig {
     pub authorized_parties: Vec<String>,
 }
 
-/// Where settings are read from: the process environment, or a map in tests.
-struct Vars<'a>(&'a dyn Fn(&str) -> Option<String>);
-
-impl Vars<'_> {
-    /// A missing or empty variable is `None`.
-    fn raw(&self, var: &'static str) -> Option<String> {
-        (self.0)(var).filter(|v| !v.trim().is_empty())
-    }
-
-    fn parsed<T>(
-        &self,
-        var: &'static str,
-        default: &str,
-        parse: impl Fn(&str) -> Result<T, String>,
-    ) -> Result<T, ConfigError> {
-        let value = self.raw(var).unwrap_or_else(|| default.to_owned());
-        parse(value.trim()).map_err(|message| ConfigError::new(var, message))
-    }
-
-    fn list(&self, var: &'static str) -> Vec<String> {
-        self.raw(var)
-            .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
-            .unwrap_or_default()
-    }
-}
-
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|_| format!("invalid duration {s:?}; write it as 90s, 5m, 12h or 7d"))
-}
-
-fn positive_number(s: &str) -> Result<u32, String> {
-    match parse_number::<u32>(s)? {
-        0 => Err(format!("must be at least 1, got {s:?}")),
-        n => Ok(n),
-    }
-}
-
-fn positive_duration(s: &str) -> Result<Duration, String> {
-    match parse_duration(s)? {
-        d if d.is_zero() => Err(format!("must be longer than zero, got {s:?}")),
-        d => Ok(d),
-    }
-}
-
-fn parse_bool(s: &str) -> Result<bool, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err(format!("expected true or false, got {s:?}")),
-    }
-}
-
-fn parse_number<T: FromStr>(s: &str) -> Result<T, String> {
-    s.parse().map_err(|_| format!("expected a whole number, got {s:?}"))
-}
-
-/// `https://` is required for Clerk and other issuers, except plain http to a loopback
-/// host, which local development and tests need.
-pub fn check_issuer_url(value: &str) -> Result<(), String> {
-    let url = url::Url::parse(value).map_err(|_| format!("not a URL: {value:?}"))?;
-    let loopback = match url.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    };
-    match url.scheme() {
-        "https" => Ok(()),
-        "http" if loopback => Ok(()),
-        _ => Err(format!("must be an https:// URL (http:// only to a loopback host), got {value:?}")),
-    }
-}
-
 impl Config {
     /// Reads every setting from the environment (after `.env`, which `main` loads).
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -261,15 +191,12 @@ impl Config {
 
         let default_concurrency = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).to_string();
         Ok(Self {
-            listen_addr: vars.parsed("LISTEN_ADDR", "127.0.0.1:8000", |s| {
-                s.parse().map_err(|_| format!("expected host:port such as 127.0.0.1:8000, got {s:?}"))
-            })?,
+            listen_addr: vars.parsed("LISTEN_ADDR", "127.0.0.1:8000", parse_listen_addr)?,
             database: DatabaseSettings {
                 url: database_url,
                 kind: database_kind,
-                max_connections: vars.parsed("DATABASE_MAX_CONNECTIONS", "10", |s| match parse_number::<u32>(s)? {
-                    0 => Err("must be at least 1".to_owned()),
-                    n => Ok(n),
+                max_connections: vars.parsed("DATABASE_MAX_CONNECTIONS", "10", |s| {
+                    parse_number::<u32>(s).and_then(|n| if n == 0 { Err("must be at least 1".to_owned()) } else { Ok(n) })
                 })?,
                 acquire_timeout: vars.parsed("DATABASE_ACQUIRE_TIMEOUT", "5s", positive_duration)?,
             },
@@ -299,16 +226,9 @@ impl Config {
             external_issuers,
             keys_reload_interval: vars.parsed("KEYS_RELOAD_INTERVAL", "30s", positive_duration)?,
             password_hash_concurrency: vars.parsed("PASSWORD_HASH_CONCURRENCY", &default_concurrency, |s| {
-                match parse_number::<usize>(s)? {
-                    0 => Err("must be at least 1".to_owned()),
-                    n => Ok(n),
-                }
+                parse_number::<usize>(s).and_then(|n| if n == 0 { Err("must be at least 1".to_owned()) } else { Ok(n) })
             })?,
-            log_format: vars.parsed("LOG_FORMAT", "text", |s| match s {
-                "text" => Ok(LogFormat::Text),
-                "json" => Ok(LogFormat::Json),
-                _ => Err(format!("expected text or json, got {s:?}")),
-            })?,
+            log_format: vars.parsed("LOG_FORMAT", "text", parse_log_format)?,
         })
     }
 
@@ -416,5 +336,17 @@ impl Config {
             KeySource::Secret { secret, .. } => Some(secret.expose_secret()),
             _ => None,
         }
+    }
+}
+
+fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
+    s.parse().map_err(|_| format!("expected host:port such as 127.0.0.1:8000, got {s:?}"))
+}
+
+fn parse_log_format(s: &str) -> Result<LogFormat, String> {
+    match s {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(format!("expected text or json, got {s:?}")),
     }
 }

@@ -1,5 +1,6 @@
 //! Spawns a real tokensmith on a port-0 listener against a throwaway database, and talks
-//! HTTP to it. Every test runs on SQLite, and on PostgreSQL when TEST_POSTGRES_URL is set.
+//! HTTP to it. Every test runs on SQLite, and on PostgreSQL with `--include-ignored` and
+//! TEST_POSTGRES_URL set.
 
 use std::{
     collections::HashMap,
@@ -7,7 +8,6 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
-    sync::Once,
 };
 
 use serde_json::Value;
@@ -21,20 +21,14 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// PostgreSQL when `TEST_POSTGRES_URL` is set; otherwise says so, loudly, once.
-    pub fn postgres() -> Option<Self> {
-        if std::env::var("TEST_POSTGRES_URL").is_ok_and(|v| !v.is_empty()) {
-            return Some(Self::Postgres);
+    /// PostgreSQL, at `TEST_POSTGRES_URL`. The PostgreSQL halves of `db_test!` and `pg_test!` are
+    /// `#[ignore]`d, so `cargo test` lists them as ignored rather than passing them silently;
+    /// `cargo test -- --include-ignored` runs them, and then a missing URL is a failure.
+    pub fn postgres() -> Self {
+        match std::env::var("TEST_POSTGRES_URL") {
+            Ok(url) if !url.is_empty() => Self::Postgres,
+            _ => panic!("TEST_POSTGRES_URL is not set: PostgreSQL tests need postgres://user@host:5432/db (.ci/run sets it)"),
         }
-        static WARN: Once = Once::new();
-        WARN.call_once(|| {
-            // Written straight to stderr: the test harness captures only print! macros.
-            let _ = writeln!(
-                std::io::stderr(),
-                "\n*** PostgreSQL tests SKIPPED: TEST_POSTGRES_URL is not set (.ci/run sets it) ***\n"
-            );
-        });
-        None
     }
 }
 
@@ -48,10 +42,9 @@ macro_rules! db_test {
                 super::$name($crate::helpers::Backend::Sqlite).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = "PostgreSQL: set TEST_POSTGRES_URL and run cargo test -- --include-ignored"]
             async fn postgres() {
-                if let Some(backend) = $crate::helpers::Backend::postgres() {
-                    super::$name(backend).await
-                }
+                super::$name($crate::helpers::Backend::postgres()).await
             }
         }
     )+};
@@ -64,10 +57,9 @@ macro_rules! pg_test {
     ($($name:ident),+ $(,)?) => {$(
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = "PostgreSQL: set TEST_POSTGRES_URL and run cargo test -- --include-ignored"]
             async fn postgres() {
-                if let Some(backend) = $crate::helpers::Backend::postgres() {
-                    super::$name(backend).await
-                }
+                super::$name($crate::helpers::Backend::postgres()).await
             }
         }
     )+};
