@@ -119,7 +119,8 @@ impl Exchange {
                 let name = provider.name();
                 metrics::counter!("tokensmith_exchanges_total", "provider" => name, "result" => "refused").increment(1);
                 let detail = e.to_string();
-                let event = AuditEvent::new(AuditKind::ExchangeFailed { provider: name }).client(client).detail(&detail);
+                let event =
+                    AuditEvent::new(AuditKind::ExchangeFailed { provider: name }).client(client).detail(&detail);
                 self.store.record_audit_event(&event, unix_now()).await?;
                 Err(e.into())
             }
@@ -145,8 +146,10 @@ impl Exchange {
             self.store.record_audit_event(&event, unix_now()).await?;
             return Err(ExchangeError::Inactive);
         }
-        let event =
-            AuditEvent::new(AuditKind::ExchangeOk { provider }).user_id(user.id).username(&user.username).client(client);
+        let event = AuditEvent::new(AuditKind::ExchangeOk { provider })
+            .user_id(user.id)
+            .username(&user.username)
+            .client(client);
         let session_id = Some(identity.session_id.as_str()).filter(|sid| !sid.is_empty());
         let origin = SessionOrigin { external_session_id: session_id, organization: identity.organization.as_ref() };
         Ok(self.sessions.start_session(&user, origin, &event).await?)

@@ -126,9 +126,30 @@ fn the_module_graph_has_no_cycle() {
     assert!(cycles.is_empty(), "the module graph has cycles:\n{}", cycles.join("\n"));
 }
 
+/// `lib.rs` declares the modules leaves first: each may use only those declared before it.
+#[test]
+fn lib_rs_lists_the_modules_in_layer_order() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let graph = module_graph(&root.join("src"));
+    let lib = std::fs::read_to_string(root.join("src/lib.rs")).unwrap();
+    let order: Vec<String> =
+        lib.lines().filter_map(|l| l.trim().strip_prefix("pub mod ")?.strip_suffix(';').map(str::to_owned)).collect();
+    assert_eq!(order.iter().cloned().collect::<BTreeSet<_>>(), graph.keys().cloned().collect(), "lib.rs: {order:?}");
+    let mut upward = Vec::new();
+    for (layer, module) in order.iter().enumerate() {
+        for used in &graph[module] {
+            if order.iter().position(|m| m == used).unwrap() > layer {
+                upward.push(format!("{module} uses {used}, declared after it in lib.rs"));
+            }
+        }
+    }
+    assert!(upward.is_empty(), "{}", upward.join("\n"));
+}
+
 #[test]
 fn the_reader_sees_grouped_and_inline_paths() {
-    let text = "use crate::{a::X, b::{c, d}, self};\nfn f() { crate::e::g(); $crate::h::i }\n// crate::j\nuse mycrate::k;";
+    let text =
+        "use crate::{a::X, b::{c, d}, self};\nfn f() { crate::e::g(); $crate::h::i }\n// crate::j\nuse mycrate::k;";
     assert_eq!(crate_paths(text), ["a", "b", "e", "h"]);
     let graph = BTreeMap::from([
         ("a".to_owned(), BTreeSet::from(["b".to_owned()])),

@@ -135,8 +135,12 @@ mod tests {
 
     #[test]
     fn usernames_prefer_the_provider_username_then_email_then_subject() {
-        let mut profile = ExternalProfile { username: Some("ada".into()), email: "ada@x.io".into(), ..Default::default() };
-        assert_eq!(username_candidates(&profile, "user_2abcDEF12345")[..3], ["ada", "ada-DEF12345", "user_2abcDEF12345"]);
+        let mut profile =
+            ExternalProfile { username: Some("ada".into()), email: "ada@x.io".into(), ..Default::default() };
+        assert_eq!(
+            username_candidates(&profile, "user_2abcDEF12345")[..3],
+            ["ada", "ada-DEF12345", "user_2abcDEF12345"]
+        );
         profile.username = None;
         assert_eq!(username_candidates(&profile, "user_2abc")[0], "ada@x.io");
         profile.email.clear();

@@ -89,7 +89,11 @@ impl Accounts {
             is_superuser: new.is_superuser,
             created_at: unix_now(),
         };
-        let user = self.store.create_user(&record).await?.ok_or_else(|| AccountError::UsernameTaken(username.into_string()))?;
+        let user = self
+            .store
+            .create_user(&record)
+            .await?
+            .ok_or_else(|| AccountError::UsernameTaken(username.into_string()))?;
         self.audit(AuditKind::UserCreated, &user, actor).await?;
         Ok(user)
     }

@@ -178,4 +178,3 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
     store.migrate().await.context("DATABASE_URL: cannot apply migrations")?;
     Ok(store)
 }
-

@@ -6,7 +6,7 @@
 mod issuers;
 mod vars;
 
-use std::{net::SocketAddr, path::PathBuf, str::FromStr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use ipnet::IpNet;
@@ -14,8 +14,8 @@ use jsonwebtoken::DecodingKey;
 use secrecy::{ExposeSecret, SecretString};
 
 pub use self::issuers::{IssuerConfig, IssuerKeys};
-pub use self::vars::{check_issuer_url, parse_duration};
 use self::vars::{Vars, parse_bool, parse_number, positive_duration, positive_number};
+pub use self::vars::{check_issuer_url, parse_duration};
 pub use crate::key_material::JwtAlgorithm;
 use crate::key_material::KeyMaterial;
 
@@ -196,7 +196,8 @@ impl Config {
                 url: database_url,
                 kind: database_kind,
                 max_connections: vars.parsed("DATABASE_MAX_CONNECTIONS", "10", |s| {
-                    parse_number::<u32>(s).and_then(|n| if n == 0 { Err("must be at least 1".to_owned()) } else { Ok(n) })
+                    parse_number::<u32>(s)
+                        .and_then(|n| if n == 0 { Err("must be at least 1".to_owned()) } else { Ok(n) })
                 })?,
                 acquire_timeout: vars.parsed("DATABASE_ACQUIRE_TIMEOUT", "5s", positive_duration)?,
             },

@@ -6,7 +6,7 @@ use std::{str::FromStr, time::Duration};
 use super::ConfigError;
 
 /// Where settings are read from: the process environment, or a map in tests.
-pub(super) struct Vars<'a>(&'a dyn Fn(&str) -> Option<String>);
+pub(super) struct Vars<'a>(pub(super) &'a dyn Fn(&str) -> Option<String>);
 
 impl Vars<'_> {
     /// A missing or empty variable is `None`.

@@ -20,9 +20,13 @@ pub enum AuditKind {
     UserDeactivated,
     KeyRotated,
     /// A provider's token was exchanged for a local session (`clerk_exchange_ok`).
-    ExchangeOk { provider: &'static str },
+    ExchangeOk {
+        provider: &'static str,
+    },
     /// A provider's token, or its user, was refused (`clerk_exchange_failed`).
-    ExchangeFailed { provider: &'static str },
+    ExchangeFailed {
+        provider: &'static str,
+    },
     WebhookRejected,
     WebhookApplied,
 }

@@ -172,3 +172,71 @@ pub(crate) fn string<'a>(claims: &'a Map<String, Value>, name: &'static str) -> 
         Some(value) => value.as_str().map(Some).ok_or(Rejection::MissingClaim(name)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const NOW: i64 = 1_000_000;
+    const ISS: &str = "https://id.example.com";
+
+    fn claims(extra: Value) -> Map<String, Value> {
+        let mut base = json!({"iss": ISS, "exp": NOW + 60, "iat": NOW});
+        base.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        base.as_object().unwrap().clone()
+    }
+
+    fn check(extra: Value, audience: &[&str], parties: &[&str], iat_required: bool) -> Result<(), Rejection> {
+        let audience: Vec<String> = audience.iter().map(|a| a.to_string()).collect();
+        let parties: Vec<String> = parties.iter().map(|p| p.to_string()).collect();
+        check_registered_claims(&claims(extra), ISS, &audience, &parties, iat_required, NOW)
+    }
+
+    #[test]
+    fn exp_is_required_and_allows_the_skew() {
+        assert_eq!(check(json!({"exp": null}), &[], &[], false), Err(Rejection::MissingClaim("exp")));
+        assert!(check(json!({"exp": NOW - CLOCK_SKEW_SECS}), &[], &[], false).is_ok());
+        assert_eq!(check(json!({"exp": NOW - CLOCK_SKEW_SECS - 1}), &[], &[], false), Err(Rejection::Expired));
+    }
+
+    #[test]
+    fn future_nbf_or_iat_is_not_yet_valid_and_iat_may_be_required() {
+        assert_eq!(check(json!({"nbf": NOW + 6}), &[], &[], false), Err(Rejection::NotYetValid));
+        assert_eq!(check(json!({"iat": NOW + 6}), &[], &[], false), Err(Rejection::NotYetValid));
+        let mut without_iat = claims(json!({}));
+        without_iat.remove("iat");
+        assert!(check_registered_claims(&without_iat, ISS, &[], &[], false, NOW).is_ok());
+        assert_eq!(
+            check_registered_claims(&without_iat, ISS, &[], &[], true, NOW),
+            Err(Rejection::MissingClaim("iat"))
+        );
+    }
+
+    #[test]
+    fn the_issuer_must_match_exactly() {
+        assert_eq!(check(json!({"iss": format!("{ISS}/")}), &[], &[], false), Err(Rejection::Issuer));
+        assert_eq!(check(json!({"iss": 7}), &[], &[], false), Err(Rejection::MissingClaim("iss")));
+    }
+
+    #[test]
+    fn audience_as_string_or_list_must_name_an_allowed_one() {
+        assert!(check(json!({"aud": "api"}), &["api"], &[], false).is_ok());
+        assert!(check(json!({"aud": ["other", "api"]}), &["api"], &[], false).is_ok());
+        assert_eq!(check(json!({"aud": ["other"]}), &["api"], &[], false), Err(Rejection::Audience));
+        assert_eq!(check(json!({}), &["api"], &[], false), Err(Rejection::Audience));
+        assert!(check(json!({}), &[], &[], false).is_ok(), "no audience configured: none required");
+    }
+
+    #[test]
+    fn a_missing_azp_is_a_failure_not_a_bypass() {
+        let parties = ["https://app.example.com"];
+        assert!(check(json!({"azp": "https://app.example.com"}), &[], &parties, false).is_ok());
+        assert_eq!(check(json!({}), &[], &parties, false), Err(Rejection::AuthorizedParty));
+        assert_eq!(
+            check(json!({"azp": "https://evil.example"}), &[], &parties, false),
+            Err(Rejection::AuthorizedParty)
+        );
+    }
+}

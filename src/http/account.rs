@@ -10,11 +10,7 @@ use super::{
     extract::{Authenticated, ClientAddr, DrfRequest, JsonOrForm},
     schemas::{BadRequest, Empty, ErrorDetail},
 };
-use crate::{
-    accounts::Accounts,
-    domain::User,
-    sessions::Sessions,
-};
+use crate::{accounts::Accounts, domain::User, sessions::Sessions};
 
 /// The user, as Django's user model names the fields.
 #[derive(Serialize, ToSchema)]

@@ -157,7 +157,9 @@ fn bearer_body(error: BearerError) -> Value {
             "code": "token_not_valid",
             "messages": [{"token_class": "AccessToken", "token_type": "access", "message": e.to_string()}],
         }),
-        BearerError::Refused(BearerRefusal::UserNotFound) => json!({"detail": "User not found", "code": "user_not_found"}),
+        BearerError::Refused(BearerRefusal::UserNotFound) => {
+            json!({"detail": "User not found", "code": "user_not_found"})
+        }
         BearerError::Refused(BearerRefusal::UserInactive) => {
             json!({"detail": "User is inactive", "code": "user_inactive"})
         }
@@ -264,7 +266,9 @@ impl From<AuthError> for AppError {
 impl From<AccountError> for AppError {
     fn from(e: AccountError) -> Self {
         match e {
-            AccountError::WrongPassword => Self::field("current_password", "Your current password was entered incorrectly."),
+            AccountError::WrongPassword => {
+                Self::field("current_password", "Your current password was entered incorrectly.")
+            }
             AccountError::InvalidUsername(e) => Self::field("username", &e.to_string()),
             AccountError::InvalidEmail(_) => Self::field("email", "Enter a valid email address."),
             AccountError::UsernameTaken(_) => Self::field("username", "A user with that username already exists."),

@@ -180,9 +180,9 @@ fn oauth_error(error: ExchangeError) -> AppError {
             invalid_request("subject_token: the issuer is not trusted")
         }
         ExchangeError::Account(AccountError::NoFreeUsername) => temporarily_unavailable(),
-        ExchangeError::Account(AccountError::Store(e)) | ExchangeError::Store(e) | ExchangeError::Issue(IssueError::Store(e)) => {
-            store_oauth_error(e)
-        }
+        ExchangeError::Account(AccountError::Store(e))
+        | ExchangeError::Store(e)
+        | ExchangeError::Issue(IssueError::Store(e)) => store_oauth_error(e),
         ExchangeError::Account(
             e @ (AccountError::InvalidUsername(_)
             | AccountError::InvalidEmail(_)
@@ -204,8 +204,12 @@ fn store_oauth_error(error: StoreError) -> AppError {
 
 fn body_oauth_error(error: BodyError) -> AppError {
     match error {
-        BodyError::JsonParse(_) | BodyError::Malformed | BodyError::Fields(_) => invalid_request("the body cannot be read"),
-        BodyError::UnsupportedMediaType(_) => invalid_request("send the parameters as application/x-www-form-urlencoded"),
+        BodyError::JsonParse(_) | BodyError::Malformed | BodyError::Fields(_) => {
+            invalid_request("the body cannot be read")
+        }
+        BodyError::UnsupportedMediaType(_) => {
+            invalid_request("send the parameters as application/x-www-form-urlencoded")
+        }
         BodyError::TooLarge => invalid_request("the body is too large"),
     }
 }

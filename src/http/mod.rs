@@ -108,9 +108,8 @@ fn route_both(router: Router<AppState>, path: &str, handler: MethodRouter<AppSta
     router.route(path, handler.clone()).route(&other, handler)
 }
 
-pub fn router(state: AppState) -> Router {
-    // A request still running after this is cut off (slow-drip bodies, stuck dependencies).
-    let request_timeout = state.settings.request_timeout;
+/// Every API route, each with and without its trailing slash.
+fn api_routes() -> Router<AppState> {
     let routes: [(&str, MethodRouter<AppState>); 16] = [
         ("/api/token/", post(tokens::obtain)),
         ("/api/token/refresh/", post(tokens::refresh)),
@@ -129,7 +128,13 @@ pub fn router(state: AppState) -> Router {
         ("/metrics", get(ops::metrics)),
         ("/openapi.json", get(docs::openapi_json)),
     ];
-    let api = routes.into_iter().fold(Router::new(), |r, (path, handler)| route_both(r, path, handler));
+    routes.into_iter().fold(Router::new(), |r, (path, handler)| route_both(r, path, handler))
+}
+
+pub fn router(state: AppState) -> Router {
+    // A request still running after this is cut off (slow-drip bodies, stuck dependencies).
+    let request_timeout = state.settings.request_timeout;
+    let api = api_routes();
     let request_id = HeaderName::from_static("x-request-id");
 
     let routes = api

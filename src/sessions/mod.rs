@@ -327,8 +327,11 @@ impl Sessions {
     pub async fn revoke_all(&self, user: &User, client: &str) -> Result<()> {
         let ended = self.store.revoke_user_sessions(user.id, None, unix_now()).await?;
         let detail = format!("{ended} sessions ended");
-        let event =
-            AuditEvent::new(AuditKind::RevokeAll).user_id(user.id).username(&user.username).client(client).detail(&detail);
+        let event = AuditEvent::new(AuditKind::RevokeAll)
+            .user_id(user.id)
+            .username(&user.username)
+            .client(client)
+            .detail(&detail);
         self.audit(event).await
     }
 }

@@ -20,7 +20,9 @@ impl Store {
              WHERE x.provider = $1 AND x.subject = $2",
             qualified_user_columns()
         );
-        Ok(on_pool!(self, pool => sqlx::query_as::<_, User>(&sql).bind(provider).bind(subject).fetch_optional(pool).await)?)
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, User>(&sql).bind(provider).bind(subject).fetch_optional(pool).await)?,
+        )
     }
 
     /// A local user (no password) named `username`, linked to the identity, in one transaction.

@@ -162,12 +162,7 @@ impl Store {
     }
 
     /// Ends every session of a user but `keep_family`. Returns how many ended.
-    pub async fn revoke_user_sessions(
-        &self,
-        user_id: i64,
-        keep_family: Option<&str>,
-        now: i64,
-    ) -> Result<u64> {
+    pub async fn revoke_user_sessions(&self, user_id: i64, keep_family: Option<&str>, now: i64) -> Result<u64> {
         let done = on_writer!(self, pool => sqlx::query(
             "UPDATE refresh_families SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL AND id <> $3",
         )

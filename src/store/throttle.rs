@@ -5,12 +5,7 @@ use super::{Result, Store, on_pool, on_writer};
 impl Store {
     /// Logins that failed after `since` from `client_addr`: (of `username`, of any username).
     /// One statement: this runs before every login.
-    pub async fn login_failures(
-        &self,
-        username: &str,
-        client_addr: &str,
-        since: i64,
-    ) -> Result<(i64, i64)> {
+    pub async fn login_failures(&self, username: &str, client_addr: &str, since: i64) -> Result<(i64, i64)> {
         Ok(on_pool!(self, pool => sqlx::query_as::<_, (i64, i64)>(
             "SELECT COALESCE(SUM(CASE WHEN username = $1 THEN 1 ELSE 0 END), 0), COUNT(*) \
              FROM login_failures WHERE client_addr = $2 AND failed_at > $3",

@@ -159,7 +159,9 @@ async fn bad_signatures_apply_nothing(backend: Backend) {
     let body = json!({"type": "user.created", "data": clerk_user("user_eve", Some("eve"), "eve@example.com", true, now() * 1000)}).to_string();
     let good = svix_headers("msg_e", now(), &body, SECRET_KEY_BYTES);
     let tampered_body = body.replace("eve@example.com", "eve@evil.example");
-    let cases: Vec<(&str, Vec<(String, String)>, &str)> = vec![
+    /// (what is wrong, the headers sent, the body sent)
+    type Case<'a> = (&'a str, Vec<(String, String)>, &'a str);
+    let cases: Vec<Case> = vec![
         ("tampered body", good.to_vec(), tampered_body.as_str()),
         ("wrong secret", svix_headers("msg_e", now(), &body, b"another secret entirely.........").to_vec(), &body),
         ("six minutes old", svix_headers("msg_e", now() - 360, &body, SECRET_KEY_BYTES).to_vec(), &body),

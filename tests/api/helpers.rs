@@ -27,7 +27,9 @@ impl Backend {
     pub fn postgres() -> Self {
         match std::env::var("TEST_POSTGRES_URL") {
             Ok(url) if !url.is_empty() => Self::Postgres,
-            _ => panic!("TEST_POSTGRES_URL is not set: PostgreSQL tests need postgres://user@host:5432/db (.ci/run sets it)"),
+            _ => panic!(
+                "TEST_POSTGRES_URL is not set: PostgreSQL tests need postgres://user@host:5432/db (.ci/run sets it)"
+            ),
         }
     }
 }
