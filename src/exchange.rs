@@ -129,7 +129,8 @@ impl Exchange {
 
     /// The local user linked to a verified identity (created at its first exchange), signed in.
     async fn sign_in(&self, identity: &ExternalIdentity, client: &str) -> Result<TokenPair> {
-        let mut user = self.linked_user(identity).await?;
+        let now = unix_now();
+        let mut user = self.linked_user(identity, now).await?;
         // Roles follow the provider at every exchange: one revoked upstream is gone at the next.
         if let Some(roles) = identity.roles {
             self.accounts.apply_roles(&mut user, roles).await?;
@@ -143,7 +144,7 @@ impl Exchange {
                 .username(&user.username)
                 .client(client)
                 .detail("user is inactive");
-            self.store.record_audit_event(&event, unix_now()).await?;
+            self.store.record_audit_event(&event, now).await?;
             return Err(ExchangeError::Inactive);
         }
         let event = AuditEvent::new(AuditKind::ExchangeOk { provider })
@@ -155,12 +156,13 @@ impl Exchange {
         Ok(self.sessions.start_session(&user, origin, &event).await?)
     }
 
-    async fn linked_user(&self, identity: &ExternalIdentity) -> Result<User> {
+    /// The user linked to the identity; at its first exchange, created at `now`.
+    async fn linked_user(&self, identity: &ExternalIdentity, now: i64) -> Result<User> {
         if let Some(user) = self.accounts.linked_user(identity.provider, &identity.subject).await? {
             return Ok(user);
         }
         let (profile, may_sign_in) = self.first_profile(identity).await;
-        Ok(self.accounts.link_new_user(identity.provider, &identity.subject, &profile, may_sign_in).await?)
+        Ok(self.accounts.link_new_user(identity.provider, &identity.subject, &profile, may_sign_in, now).await?)
     }
 
     /// The profile of a user signing in for the first time: Clerk's Backend API has the username

@@ -24,21 +24,22 @@ impl Accounts {
         Ok(self.store.user_by_identity(provider, subject).await?)
     }
 
-    /// Creates a local user (no password) linked to the identity. When another request links it
-    /// first, returns that user instead: one identity, one local user.
+    /// Creates a local user (no password) linked to the identity, created at `now`. When another
+    /// request links it first, returns that user instead: one identity, one local user.
     pub async fn link_new_user(
         &self,
         provider: &str,
         subject: &str,
         profile: &ExternalProfile,
         may_sign_in: bool,
+        now: i64,
     ) -> Result<User> {
         for username in username_candidates(profile, subject) {
             if self.store.user_by_username(&username).await?.is_some() {
                 continue;
             }
             let inserted =
-                self.store.insert_linked_user(provider, subject, &username, profile, may_sign_in, unix_now()).await?;
+                self.store.insert_linked_user(provider, subject, &username, profile, may_sign_in, now).await?;
             match inserted {
                 LinkedUserInsert::Created(user) => return Ok(user),
                 // Either the identity was linked meanwhile, or the username was just taken.
@@ -72,7 +73,7 @@ impl Accounts {
         may_sign_in: bool,
     ) -> Result<Applied> {
         let Some(user) = self.store.user_by_identity(provider, subject).await? else {
-            let user = self.link_new_user(provider, subject, profile, may_sign_in).await?;
+            let user = self.link_new_user(provider, subject, profile, may_sign_in, unix_now()).await?;
             if !user.is_active {
                 self.end_sessions(user.id, None).await?;
             }

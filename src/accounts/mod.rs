@@ -115,11 +115,12 @@ impl Accounts {
         Ok(ended)
     }
 
-    /// The user changes their own password: every session but `keep_session` (the caller's) ends.
+    /// The user changes their own password: every session but the one the access token
+    /// `access_jti` was issued in (the caller's) ends.
     pub async fn change_password(
         &self,
         user: &User,
-        keep_session: Option<&str>,
+        access_jti: &str,
         current: SecretString,
         new: SecretString,
         client: &str,
@@ -129,7 +130,8 @@ impl Accounts {
         }
         let hash = self.passwords.hash(new).await?;
         self.store.set_password_hash(user.id, &hash).await?;
-        self.end_sessions(user.id, keep_session).await?;
+        let keep = self.store.family_of_access_token(access_jti).await?;
+        self.end_sessions(user.id, keep.as_deref()).await?;
         self.audit(AuditKind::PasswordChanged, user, client).await
     }
 

@@ -128,25 +128,29 @@ fn parse_entry(entry: IssuerEntry) -> Result<IssuerConfig, (&'static str, String
     if entry.issuer.is_empty() {
         return Err(("issuer", "required".to_owned()));
     }
+    let sources = usize::from(entry.jwks_url.is_some())
+        + usize::from(entry.discovery)
+        + usize::from(entry.public_key_pem.is_some());
+    if sources != 1 {
+        return Err(("jwks_url", "give exactly one of jwks_url, discovery = true, public_key_pem".to_owned()));
+    }
+    if let Some(url) = &entry.jwks_url {
+        check_issuer_url(url).map_err(|m| ("jwks_url", m))?;
+    }
+    if entry.discovery {
+        check_issuer_url(&entry.issuer).map_err(|m| ("issuer", format!("discovery fetches from the issuer: {m}")))?;
+    }
     let algorithms = algorithms(&entry.algorithms).map_err(|m| ("algorithms", m))?;
-    let keys = match (&entry.jwks_url, entry.discovery, &entry.public_key_pem) {
-        (Some(url), false, None) => {
-            check_issuer_url(url).map_err(|m| ("jwks_url", m))?;
-            IssuerKeys::JwksUrl(url.clone())
-        }
-        (None, true, None) => {
-            check_issuer_url(&entry.issuer)
-                .map_err(|m| ("issuer", format!("discovery fetches from the issuer: {m}")))?;
-            IssuerKeys::Discovery
-        }
-        (None, false, Some(pem)) => {
+    let keys = match (&entry.jwks_url, &entry.public_key_pem) {
+        (Some(url), _) => IssuerKeys::JwksUrl(url.clone()),
+        (None, Some(pem)) => {
             let keys: Vec<_> = algorithms.iter().filter_map(|alg| Some((*alg, pem_key(pem, *alg)?))).collect();
             if keys.is_empty() {
                 return Err(("public_key_pem", "not a PEM public key for the allowed algorithms".to_owned()));
             }
             IssuerKeys::Pem(keys)
         }
-        _ => return Err(("jwks_url", "give exactly one of jwks_url, discovery = true, public_key_pem".to_owned())),
+        (None, None) => IssuerKeys::Discovery,
     };
     Ok(IssuerConfig {
         name: entry.name,

@@ -10,7 +10,7 @@ use super::{
     extract::{Authenticated, ClientAddr, DrfRequest, JsonOrForm},
     schemas::{BadRequest, Empty, ErrorDetail},
 };
-use crate::{accounts::Accounts, domain::User, sessions::Sessions};
+use crate::{accounts::Accounts, domain::User};
 
 /// The user, as Django's user model names the fields.
 #[derive(Serialize, ToSchema)]
@@ -79,14 +79,12 @@ pub async fn me(caller: Authenticated) -> Json<MeResponse> {
     )
 )]
 pub async fn change_password(
-    State(sessions): State<Sessions>,
     State(accounts): State<Accounts>,
     ClientAddr(client): ClientAddr,
     caller: Authenticated,
     JsonOrForm(request): JsonOrForm<PasswordChangeRequest>,
 ) -> Result<Json<Empty>, AppError> {
-    let keep = sessions.session_of(&caller.token).await?;
     let (current, new) = (SecretString::from(request.current_password), SecretString::from(request.new_password));
-    accounts.change_password(&caller.user, keep.as_deref(), current, new, &client).await?;
+    accounts.change_password(&caller.user, &caller.token.jti, current, new, &client).await?;
     Ok(Json(Empty {}))
 }

@@ -72,14 +72,14 @@ impl HttpSettings {
 /// The services, each handed to the handlers that use it (`State<Sessions>`, …).
 #[derive(Clone, FromRef)]
 pub struct AppState {
-    pub sessions: Sessions,
-    pub accounts: Accounts,
-    pub exchange: Exchange,
-    pub webhooks: ClerkWebhooks,
-    pub tokens: Arc<TokenService>,
-    pub readiness: Readiness,
-    pub settings: Arc<HttpSettings>,
-    pub metrics: PrometheusHandle,
+    sessions: Sessions,
+    accounts: Accounts,
+    exchange: Exchange,
+    webhooks: ClerkWebhooks,
+    tokens: Arc<TokenService>,
+    readiness: Readiness,
+    settings: Arc<HttpSettings>,
+    metrics: PrometheusHandle,
 }
 
 /// The Prometheus recorder is process-wide: installed once, shared by every app in the process.
@@ -167,6 +167,8 @@ pub fn router(state: AppState) -> Router {
         // The last line of defence: a panic becomes a JSON 500, and the process lives on.
         .layer(CatchPanicLayer::custom(|_| {
             metrics::counter!("tokensmith_panics_total").increment(1);
+            // Outside `log_errors` (a panic unwinds through it), so logged here.
+            tracing::error!(cause = "handler panicked", "request failed");
             AppError::internal("handler panicked").into_response()
         }));
     let routes = match cors(&state.settings) {

@@ -318,11 +318,6 @@ impl Sessions {
         Ok((user, verified))
     }
 
-    /// The session an access token was issued in, if it still has a record.
-    pub async fn session_of(&self, access: &VerifiedToken) -> Result<Option<String>> {
-        Ok(self.store.family_of_access_token(&access.jti).await?)
-    }
-
     /// `POST /api/token/revoke-all/`.
     pub async fn revoke_all(&self, user: &User, client: &str) -> Result<()> {
         let ended = self.store.revoke_user_sessions(user.id, None, unix_now()).await?;

@@ -241,6 +241,19 @@ fn a_bad_issuers_file_is_named_with_its_entry_and_key() {
     }
 }
 
+/// `/api/token/verify/` and the other fixed routes answer before `/api/token/{provider}/`, so an
+/// issuer named after one could never be reached: refused at start, naming the entry and key.
+#[test]
+fn an_issuer_named_after_a_fixed_route_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for fixed in ["verify", "refresh", "blacklist", "revoke-all", "exchange", "sliding"] {
+        let entry = format!("[[issuer]]\nname = \"{fixed}\"\nissuer = \"https://x\"\njwks_url = \"https://x/jwks\"\n");
+        let file = write_file(dir.path(), &format!("{fixed}.toml"), &entry);
+        let line = serve_refuses(&[("EXTERNAL_ISSUERS_FILE", &file)], "EXTERNAL_ISSUERS_FILE");
+        assert!(line.contains(&format!("({fixed}): name:")) && line.contains("fixed route"), "{fixed}: {line}");
+    }
+}
+
 #[test]
 fn clerk_without_authorized_parties_warns_at_start() {
     let dir = tempfile::tempdir().unwrap();
