@@ -7,6 +7,7 @@ pub mod key_material;
 pub mod config;
 pub mod passwords;
 pub mod store;
+pub mod throttle;
 pub mod tokens;
 pub mod accounts;
 pub mod sessions;

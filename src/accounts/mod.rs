@@ -13,6 +13,7 @@ use crate::{
     domain::{AuditEvent, AuditKind, InvalidUsername, User, Username},
     passwords::{PasswordError, PasswordHasherPool},
     store::{NewUser, Store, StoreError},
+    throttle::{LoginThrottle, ThrottleError},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +28,9 @@ pub enum AccountError {
     NoSuchUser(String),
     #[error("the current password is wrong")]
     WrongPassword,
+    /// Too many wrong passwords: the client may try again in this many seconds.
+    #[error("throttled for {retry_after} s")]
+    Throttled { retry_after: u64 },
     /// Every username made for a new linked user was taken (it ends with a random part, so
     /// this takes a collision after several inserts lost their races).
     #[error("no free username for the external user")]
@@ -35,6 +39,15 @@ pub enum AccountError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Passwords(#[from] PasswordError),
+}
+
+impl From<ThrottleError> for AccountError {
+    fn from(e: ThrottleError) -> Self {
+        match e {
+            ThrottleError::Throttled { retry_after } => Self::Throttled { retry_after },
+            ThrottleError::Store(e) => Self::Store(e),
+        }
+    }
 }
 
 type Result<T, E = AccountError> = std::result::Result<T, E>;
@@ -65,11 +78,13 @@ pub fn check_profile(username: &str, email: &str) -> Result<Username> {
 pub struct Accounts {
     store: Store,
     passwords: PasswordHasherPool,
+    /// Wrong current passwords count as failed logins.
+    throttle: LoginThrottle,
 }
 
 impl Accounts {
-    pub fn new(store: Store, passwords: PasswordHasherPool) -> Self {
-        Self { store, passwords }
+    pub fn new(store: Store, passwords: PasswordHasherPool, throttle: LoginThrottle) -> Self {
+        Self { store, passwords, throttle }
     }
 
     /// Creates a user; `actor` (a client address, or `cli`) is what the audit trail names.
@@ -116,7 +131,8 @@ impl Accounts {
     }
 
     /// The user changes their own password: every session but the one the access token
-    /// `access_jti` was issued in (the caller's) ends.
+    /// `access_jti` was issued in (the caller's) ends. Guesses of the current password are
+    /// throttled as logins are (a stolen access token must not become a password oracle).
     pub async fn change_password(
         &self,
         user: &User,
@@ -125,9 +141,11 @@ impl Accounts {
         new: SecretString,
         client: &str,
     ) -> Result<()> {
+        let attempt = self.throttle.reserve(&user.username, client).await?;
         if !self.passwords.verify(current, user.password_hash.as_deref()).await? {
             return Err(AccountError::WrongPassword);
         }
+        self.throttle.succeeded(attempt, &user.username, client).await?;
         let hash = self.passwords.hash(new).await?;
         self.store.set_password_hash(user.id, &hash).await?;
         let keep = self.store.family_of_access_token(access_jti).await?;

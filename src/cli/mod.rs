@@ -163,7 +163,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             println!("migrations applied");
             Ok(())
         }
-        Command::User(c) => users::run(c, &store).await,
+        Command::User(c) => users::run(c, &config, &store).await,
         Command::Keys(c) => chores::keys(c, &config, &store).await,
         Command::Tokens(TokensCommand::FlushExpired) => chores::flush_expired(&config, &store).await,
         Command::Clerk(ClerkCommand::SyncUsers) => chores::clerk_sync_users(&config, &store).await,

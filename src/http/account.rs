@@ -73,6 +73,9 @@ pub async fn me(caller: Authenticated) -> Json<MeResponse> {
         (status = 200, description = "Changed", body = Empty),
         (status = 400, description = "Wrong current password, or a field missing or blank", body = BadRequest),
         (status = 401, description = "Missing, invalid or expired access token", body = ErrorDetail),
+        (status = 429, description = "Too many wrong passwords for this user from this address (they count as \
+                                      failed logins); Retry-After says when to try again", body = ErrorDetail,
+         headers(("Retry-After" = u64, description = "Seconds until the next attempt is allowed"))),
         (status = 413, description = "Body too large", body = ErrorDetail),
         (status = 415, description = "Neither JSON nor a form", body = ErrorDetail),
         (status = 503, description = "Database unavailable", body = ErrorDetail),

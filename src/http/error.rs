@@ -273,6 +273,7 @@ impl From<AccountError> for AppError {
             AccountError::InvalidEmail(_) => Self::field("email", "Enter a valid email address."),
             AccountError::UsernameTaken(_) => Self::field("username", "A user with that username already exists."),
             AccountError::NoSuchUser(_) => Self::NotFound,
+            AccountError::Throttled { retry_after } => Self::Throttled(retry_after),
             // Retrying makes new candidate usernames.
             AccountError::NoFreeUsername => Self::Unavailable(e.to_string()),
             AccountError::Store(e) => e.into(),

@@ -189,6 +189,7 @@ fn oauth_error(error: ExchangeError) -> AppError {
             | AccountError::UsernameTaken(_)
             | AccountError::NoSuchUser(_)
             | AccountError::WrongPassword
+            | AccountError::Throttled { .. }
             | AccountError::Passwords(_)),
         ) => AppError::internal(e),
         ExchangeError::Issue(e @ IssueError::Signing(_)) => AppError::from(e),

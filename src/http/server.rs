@@ -14,6 +14,7 @@ use crate::{
     passwords::PasswordHasherPool,
     sessions::Sessions,
     store::Store,
+    throttle::LoginThrottle,
     tokens::{KeyRing, TokenService},
     webhooks::ClerkWebhooks,
 };
@@ -38,7 +39,7 @@ impl Application {
             .await
             .map_err(|e| anyhow::anyhow!("LISTEN_ADDR: cannot listen on {}: {e}", config.listen_addr))?;
         let sessions = Sessions::new(&config, store.clone(), tokens.clone(), passwords.clone());
-        let accounts = Accounts::new(store.clone(), passwords);
+        let accounts = Accounts::new(store.clone(), passwords, LoginThrottle::new(&config, store.clone()));
         let exchange = exchange(&config, &sessions, &accounts, &store);
         let verifier = config.clerk_webhook_signing_secret.as_ref().map(SvixVerifier::from_secret);
         let webhooks = ClerkWebhooks::new(verifier, accounts.clone(), store.clone());

@@ -3,7 +3,6 @@
 //! calling these; exchanges of external tokens start their sessions here too.
 
 mod refresh_status;
-mod throttle;
 
 use std::{sync::Arc, time::Duration};
 
@@ -16,6 +15,7 @@ use crate::{
     domain::{AuditEvent, AuditKind, Organization, User},
     passwords::{PasswordError, PasswordHasherPool},
     store::{NewRefreshToken, RefreshTokenState, SessionOrigin, Store, StoreError},
+    throttle::{LoginThrottle, ThrottleError},
     tokens::{TokenError, TokenService, TokenSpec, TokenType, VerifiedToken, new_jti},
 };
 
@@ -45,6 +45,15 @@ pub enum AuthError {
 impl From<TokenError> for AuthError {
     fn from(e: TokenError) -> Self {
         Self::Token(e)
+    }
+}
+
+impl From<ThrottleError> for AuthError {
+    fn from(e: ThrottleError) -> Self {
+        match e {
+            ThrottleError::Throttled { retry_after } => Self::Throttled { retry_after },
+            ThrottleError::Store(e) => Self::Store(e),
+        }
     }
 }
 
@@ -87,9 +96,6 @@ struct Settings {
     session_max_lifetime: Duration,
     rotate_refresh_tokens: bool,
     refresh_reuse_grace: Duration,
-    login_failure_limit: u32,
-    login_failure_window: Duration,
-    login_address_failure_limit: u32,
 }
 
 #[derive(Clone)]
@@ -97,6 +103,7 @@ pub struct Sessions {
     store: Store,
     tokens: Arc<TokenService>,
     passwords: PasswordHasherPool,
+    throttle: LoginThrottle,
     settings: Arc<Settings>,
 }
 
@@ -108,11 +115,9 @@ impl Sessions {
             session_max_lifetime: config.session_max_lifetime,
             rotate_refresh_tokens: config.rotate_refresh_tokens,
             refresh_reuse_grace: config.refresh_reuse_grace,
-            login_failure_limit: config.login_failure_limit,
-            login_failure_window: config.login_failure_window,
-            login_address_failure_limit: config.login_address_failure_limit,
         };
-        Self { store, tokens, passwords, settings: Arc::new(settings) }
+        let throttle = LoginThrottle::new(config, store.clone());
+        Self { store, tokens, passwords, throttle, settings: Arc::new(settings) }
     }
 
     /// Seconds an access token lives (RFC 8693's `expires_in`).
@@ -156,25 +161,22 @@ impl Sessions {
 
     /// `POST /api/token/`. Throttled before anything else, so a throttled attempt costs no argon2.
     pub async fn login(&self, username: &str, password: SecretString, client: &str) -> Result<TokenPair> {
-        let now = unix_now();
-        let prior_failures = self.check_login_throttle(username, client, now).await?;
+        let attempt = self.throttle.reserve(username, client).await?;
         let user = self.store.user_by_username(username).await?;
         let hash = user.as_ref().and_then(|u| u.password_hash.as_deref());
         let password_ok = self.passwords.verify(password, hash).await?;
         let user = match user {
             Some(user) if password_ok && user.is_active => user,
             other => {
+                // The attempt's reservation stays: it is the failure the throttle counts.
                 metrics::counter!("tokensmith_logins_total", "result" => "failed").increment(1);
-                self.store.record_login_failure(username, client, now).await?;
                 let mut event = AuditEvent::new(AuditKind::LoginFailed).username(username).client(client);
                 event.user_id = other.map(|u| u.id);
                 self.audit(event).await?;
                 return Err(AuthError::InvalidCredentials);
             }
         };
-        if prior_failures > 0 {
-            self.store.clear_login_failures(username, client).await?;
-        }
+        self.throttle.succeeded(attempt, username, client).await?;
         let event = AuditEvent::new(AuditKind::LoginOk).user_id(user.id).username(username).client(client);
         let pair = self.start_session(&user, SessionOrigin::default(), &event).await?;
         metrics::counter!("tokensmith_logins_total", "result" => "ok").increment(1);

@@ -1,8 +1,69 @@
 //! Failed logins, for throttling: per (username, client address) and per client address.
+//! A login attempt is recorded *before* its password is checked (a reservation): it counts as
+//! a failure unless the login succeeds and releases it, so attempts in flight count too.
 
-use super::{Result, Store, on_pool, on_writer};
+use super::{Db, Result, Store, on_pool, on_writer};
+
+/// Records an attempt when fewer than `$5` failures or attempts of this username from this
+/// address, and fewer than `$6` from this address, happened after `$4`; in one statement.
+const RESERVE_ATTEMPT: &str = "INSERT INTO login_failures (username, client_addr, failed_at) SELECT $1, $2, $3 \
+     WHERE (SELECT COUNT(*) FROM login_failures WHERE username = $1 AND client_addr = $2 AND failed_at > $4) < $5 \
+     AND (SELECT COUNT(*) FROM login_failures WHERE client_addr = $2 AND failed_at > $4) < $6 RETURNING id";
 
 impl Store {
+    /// Counts the failures and attempts in flight after `since` (of this username from this
+    /// address; from this address) and, when both are under their limits, records this attempt:
+    /// its id, or `None` when throttled. One atomic step, so of any number of concurrent
+    /// attempts, on any number of replicas, at most the limit get through.
+    pub async fn reserve_login_attempt(
+        &self,
+        username: &str,
+        client_addr: &str,
+        now: i64,
+        since: i64,
+        (user_limit, address_limit): (i64, i64),
+    ) -> Result<Option<i64>> {
+        macro_rules! reserve {
+            ($executor:expr) => {
+                sqlx::query_scalar::<_, i64>(RESERVE_ATTEMPT)
+                    .bind(username)
+                    .bind(client_addr)
+                    .bind(now)
+                    .bind(since)
+                    .bind(user_limit)
+                    .bind(address_limit)
+                    .fetch_optional($executor)
+                    .await
+            };
+        }
+        match &self.db {
+            // One writer connection: statements on it run one at a time.
+            Db::Sqlite { writer, .. } => Ok(reserve!(writer)?),
+            // Concurrent transactions would each count before any inserts: the attempts from
+            // one address take turns on an advisory lock, which every replica shares.
+            Db::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7210))")
+                    .bind(client_addr)
+                    .execute(&mut *tx)
+                    .await?;
+                let id = reserve!(&mut *tx)?;
+                tx.commit().await?;
+                Ok(id)
+            }
+        }
+    }
+
+    /// A successful attempt releases its reservation and forgets the earlier failures of that
+    /// username from that address; later attempts still in flight keep theirs.
+    pub async fn release_login_attempt(&self, attempt: i64, username: &str, client_addr: &str) -> Result<()> {
+        Ok(on_writer!(self, pool => sqlx::query(
+            "DELETE FROM login_failures WHERE username = $1 AND client_addr = $2 AND id <= $3",
+        )
+        .bind(username).bind(client_addr).bind(attempt)
+        .execute(pool).await.map(|_| ()))?)
+    }
+
     /// Logins that failed after `since` from `client_addr`: (of `username`, of any username).
     /// One statement: this runs before every login.
     pub async fn login_failures(&self, username: &str, client_addr: &str, since: i64) -> Result<(i64, i64)> {
@@ -29,21 +90,6 @@ impl Store {
         )
         .bind(username).bind(client_addr).bind(since).bind(nth)
         .fetch_optional(pool).await)?)
-    }
-
-    pub async fn record_login_failure(&self, username: &str, client_addr: &str, now: i64) -> Result<()> {
-        Ok(on_writer!(self, pool => sqlx::query(
-            "INSERT INTO login_failures (username, client_addr, failed_at) VALUES ($1, $2, $3)",
-        )
-        .bind(username).bind(client_addr).bind(now)
-        .execute(pool).await.map(|_| ()))?)
-    }
-
-    /// A successful login forgets that username's failures from that address.
-    pub async fn clear_login_failures(&self, username: &str, client_addr: &str) -> Result<()> {
-        Ok(on_writer!(self, pool => sqlx::query("DELETE FROM login_failures WHERE username = $1 AND client_addr = $2")
-            .bind(username).bind(client_addr)
-            .execute(pool).await.map(|_| ()))?)
     }
 
     /// Forgets failures older than `before`. Returns how many.

@@ -19,8 +19,11 @@ db_test!(
     throttled_attempts_run_no_argon2,
     an_untrusted_proxy_header_changes_nothing,
     the_throttle_lifts_when_the_window_passes,
+    a_burst_of_guesses_reaches_argon2_at_most_the_limit,
+    a_burst_of_sprays_passes_at_most_the_address_limit,
+    wrong_current_passwords_are_throttled_like_logins,
 );
-pg_test!(the_limit_holds_across_replicas);
+pg_test!(the_limit_holds_across_replicas, a_burst_split_across_replicas_passes_at_most_the_limit);
 
 const BODY_PREFIX: &str = "Request was throttled. Expected available in ";
 
@@ -144,4 +147,75 @@ async fn the_limit_holds_across_replicas(backend: Backend) {
     // Two failures on each replica make four: both refuse now.
     assert_throttled(&attempt(&a, "alice", "correct horse", None).await, 900);
     assert_throttled(&attempt(&b, "alice", "correct horse", None).await, 900);
+}
+
+/// The statuses of `attempts` logins sent at once, as (401s, 429s, others).
+async fn burst(app: &Http, attempts: &[(String, &str)]) -> (usize, usize, Vec<u16>) {
+    let replies =
+        futures::future::join_all(attempts.iter().map(|(username, password)| attempt(app, username, password, None)))
+            .await;
+    let count = |status| replies.iter().filter(|r| r.status == status).count();
+    let others = replies.iter().map(|r| r.status).filter(|s| *s != 401 && *s != 429).collect();
+    (count(401), count(429), others)
+}
+
+/// Password hashes this server has run (its `/metrics`; a process of its own).
+async fn hashes(server: &Http) -> u64 {
+    let text = server.get("/metrics").await.text;
+    text.lines()
+        .find(|l| l.starts_with("tokensmith_password_hashes_total"))
+        .and_then(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
+async fn a_burst_of_guesses_reaches_argon2_at_most_the_limit(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let server = Replica::start(&db, &[("LOGIN_FAILURE_LIMIT", "5")]).await;
+    let out =
+        run_cli(&base_env(&db), db.dir(), &["user", "create", "alice", "--password-stdin"], Some("correct horse"));
+    assert!(out.status.success());
+    // Sixty guesses sent at once: counted whole, whatever order they are checked in.
+    let guesses: Vec<(String, &str)> = (0..60).map(|_| ("alice".to_owned(), "guess")).collect();
+    let (refused, throttled, others) = burst(&server, &guesses).await;
+    assert_eq!((refused, throttled, others), (5, 55, vec![]), "5 guesses may be checked, no more");
+    assert_eq!(hashes(&server).await, 5, "only the reserved attempts ran argon2");
+    assert_throttled(&attempt(&server, "alice", "correct horse", None).await, 900);
+}
+
+async fn a_burst_of_sprays_passes_at_most_the_address_limit(backend: Backend) {
+    let app = spawn_app_with(backend, &[("LOGIN_ADDRESS_FAILURE_LIMIT", "20")]).await;
+    app.create_user("alice", "correct horse");
+    let sprays: Vec<(String, &str)> = (0..80).map(|i| (format!("user{i}"), "Winter2026!")).collect();
+    let (refused, throttled, others) = burst(&app, &sprays).await;
+    assert_eq!((refused, throttled, others), (20, 60, vec![]), "20 sprays may be checked, no more");
+    assert_throttled(&attempt(&app, "alice", "correct horse", None).await, 900);
+}
+
+async fn a_burst_split_across_replicas_passes_at_most_the_limit(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let settings = [("LOGIN_FAILURE_LIMIT", "6")];
+    let a = Replica::start(&db, &settings).await;
+    let b = Replica::start(&db, &settings).await;
+    let guesses: Vec<(String, &str)> = (0..20).map(|_| ("alice".to_owned(), "guess")).collect();
+    let ((refused_a, throttled_a, others_a), (refused_b, throttled_b, others_b)) =
+        tokio::join!(burst(&a, &guesses), burst(&b, &guesses));
+    assert!(others_a.is_empty() && others_b.is_empty(), "{others_a:?} {others_b:?}");
+    assert_eq!(refused_a + refused_b, 6, "two replicas share one limit");
+    assert_eq!(throttled_a + throttled_b, 34);
+    assert_eq!(hashes(&a).await + hashes(&b).await, 6);
+}
+
+async fn wrong_current_passwords_are_throttled_like_logins(backend: Backend) {
+    let app = spawn_app_with(backend, &[("LOGIN_FAILURE_LIMIT", "3")]).await;
+    let (access, _) = app.alice().await;
+    let change = |current: &'static str| {
+        let body = json!({"current_password": current, "new_password": "a whole new password"});
+        app.post_bearer("/api/password/change/", &access, body)
+    };
+    for _ in 0..3 {
+        assert_eq!(change("guess").await.status, 400);
+    }
+    // A stolen access token is no password oracle: the right password is refused now too.
+    assert_throttled(&change("correct horse").await, 900);
+    assert_throttled(&attempt(&app, "alice", "correct horse", None).await, 900);
 }
