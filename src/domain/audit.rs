@@ -75,8 +75,9 @@ impl<'a> AuditEvent<'a> {
         self
     }
 
+    /// At most a username's worth of it is recorded: the name may be anyone's words.
     pub fn username(mut self, username: &'a str) -> Self {
-        self.username = Some(username);
+        self.username = Some(prefix(username, MAX_USERNAME_CHARS));
         self
     }
 
@@ -86,14 +87,32 @@ impl<'a> AuditEvent<'a> {
     }
 
     pub fn detail(mut self, detail: &'a str) -> Self {
-        self.detail = detail;
+        self.detail = prefix(detail, MAX_DETAIL_CHARS);
         self
     }
+}
+
+/// Bounds on attacker-chosen text in an audit row: each costs disk until `AUDIT_RETENTION`.
+const MAX_USERNAME_CHARS: usize = 150;
+const MAX_DETAIL_CHARS: usize = 500;
+
+/// The first `max` characters of `text`.
+fn prefix(text: &str, max: usize) -> &str {
+    text.char_indices().nth(max).map_or(text, |(end, _)| &text[..end])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recorded_text_is_bounded() {
+        let long = "é".repeat(1000);
+        let event = AuditEvent::new(AuditKind::LoginFailed).username(&long).detail(&long);
+        assert_eq!(event.username.unwrap().chars().count(), 150);
+        assert_eq!(event.detail.chars().count(), 500);
+        assert_eq!(prefix("short", 150), "short");
+    }
 
     #[test]
     fn names_are_the_stored_ones() {

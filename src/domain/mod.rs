@@ -3,7 +3,7 @@
 //! services and the HTTP layer can all share these types without depending on each other.
 
 mod audit;
-mod username;
+pub mod username;
 
 use serde::Serialize;
 

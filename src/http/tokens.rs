@@ -179,9 +179,10 @@ pub async fn refresh(
 )]
 pub async fn verify(
     State(sessions): State<Sessions>,
+    ClientAddr(client): ClientAddr,
     JsonOrForm(request): JsonOrForm<TokenVerifyRequest>,
 ) -> Result<Json<Empty>, AppError> {
-    sessions.verify(&request.token).await?;
+    sessions.verify(&request.token, &client).await?;
     Ok(Json(Empty {}))
 }
 

@@ -12,7 +12,7 @@ use self::refresh_status::RefreshStatus;
 use crate::{
     clock::{secs, unix_now, unix_now_ms},
     config::Config,
-    domain::{AuditEvent, AuditKind, Organization, User},
+    domain::{AuditEvent, AuditKind, Organization, User, username},
     passwords::{PasswordError, PasswordHasherPool},
     store::{NewRefreshToken, RefreshTokenState, SessionOrigin, Store, StoreError},
     throttle::{LoginThrottle, ThrottleError},
@@ -161,6 +161,12 @@ impl Sessions {
 
     /// `POST /api/token/`. Throttled before anything else, so a throttled attempt costs no argon2.
     pub async fn login(&self, username: &str, password: SecretString, client: &str) -> Result<TokenPair> {
+        // No such user can exist: refused before the database (no audit row, no throttle row
+        // grows from attacker-chosen megabytes). Nothing is learnt from how fast.
+        if username.chars().count() > username::MAX_CHARS {
+            metrics::counter!("tokensmith_logins_total", "result" => "failed").increment(1);
+            return Err(AuthError::InvalidCredentials);
+        }
         let attempt = self.throttle.reserve(username, client).await?;
         let user = self.store.user_by_username(username).await?;
         let hash = user.as_ref().and_then(|u| u.password_hash.as_deref());
@@ -246,31 +252,20 @@ impl Sessions {
     }
 
     /// The record of a refresh token that may be used now, or why it may not.
-    /// Reuse after the grace window revokes the whole family, the newest token included.
     async fn live_refresh_state(&self, token: &VerifiedToken, client: &str) -> Result<RefreshTokenState> {
         let state = self.store.refresh_token_state(&token.jti).await?;
         let Some(state) = state.filter(|s| s.user_id == token.user_id) else {
             return Err(TokenError::Invalid.into());
         };
-        let now = unix_now();
-        match RefreshStatus::of(&state, unix_now_ms(), self.settings.refresh_reuse_grace) {
+        match self.check_reuse(&state, client).await? {
             RefreshStatus::Live => {}
+            RefreshStatus::Reused => return Err(TokenError::Blacklisted.into()),
             RefreshStatus::Revoked | RefreshStatus::RecentlyRotated => {
                 metrics::counter!("tokensmith_refreshes_total", "result" => "refused").increment(1);
                 return Err(TokenError::Blacklisted.into());
             }
-            RefreshStatus::Reused => {
-                self.store.revoke_family(&state.family_id, now).await?;
-                metrics::counter!("tokensmith_refresh_reuse_detected_total").increment(1);
-                tracing::warn!(user_id = state.user_id, family = %state.family_id, "refresh token reuse: session revoked");
-                let event = AuditEvent::new(AuditKind::RefreshReuseDetected)
-                    .user_id(state.user_id)
-                    .client(client)
-                    .detail("session revoked");
-                self.audit(event).await?;
-                return Err(TokenError::Blacklisted.into());
-            }
         }
+        let now = unix_now();
         if !state.user_active {
             return Err(AuthError::NoActiveAccountForToken);
         }
@@ -280,12 +275,30 @@ impl Sessions {
         Ok(state)
     }
 
+    /// What a presented refresh token is worth. One rotated away longer than the grace ago has
+    /// been stolen, whichever endpoint it is presented to (refresh, verify, blacklist): its whole
+    /// session is revoked, the newest token included.
+    async fn check_reuse(&self, state: &RefreshTokenState, client: &str) -> Result<RefreshStatus> {
+        let status = RefreshStatus::of(state, unix_now_ms(), self.settings.refresh_reuse_grace);
+        if status == RefreshStatus::Reused {
+            self.store.revoke_family(&state.family_id, unix_now()).await?;
+            metrics::counter!("tokensmith_refresh_reuse_detected_total").increment(1);
+            tracing::warn!(user_id = state.user_id, family = %state.family_id, "refresh token reuse: session revoked");
+            let event = AuditEvent::new(AuditKind::RefreshReuseDetected)
+                .user_id(state.user_id)
+                .client(client)
+                .detail("session revoked");
+            self.audit(event).await?;
+        }
+        Ok(status)
+    }
+
     /// `POST /api/token/verify/`: signature and expiry; for a refresh token, also its record.
-    pub async fn verify(&self, token: &str) -> Result<()> {
+    pub async fn verify(&self, token: &str, client: &str) -> Result<()> {
         let verified = self.tokens.verify(token, None).await?;
         if verified.token_type == TokenType::Refresh {
             let state = self.store.refresh_token_state(&verified.jti).await?.ok_or(TokenError::Invalid)?;
-            if RefreshStatus::of(&state, unix_now_ms(), Duration::ZERO) != RefreshStatus::Live {
+            if self.check_reuse(&state, client).await? != RefreshStatus::Live {
                 return Err(TokenError::Blacklisted.into());
             }
         }
@@ -296,9 +309,8 @@ impl Sessions {
     pub async fn blacklist(&self, token: &str, client: &str) -> Result<()> {
         let verified = self.tokens.verify(token, Some(TokenType::Refresh)).await?;
         let state = self.store.refresh_token_state(&verified.jti).await?.ok_or(TokenError::Invalid)?;
-        let now = unix_now();
-        if RefreshStatus::of(&state, unix_now_ms(), Duration::ZERO) != RefreshStatus::Live
-            || !self.store.blacklist_refresh_token(&state.jti, &state.family_id, now).await?
+        if self.check_reuse(&state, client).await? != RefreshStatus::Live
+            || !self.store.blacklist_refresh_token(&state.jti, &state.family_id, unix_now()).await?
         {
             return Err(TokenError::Blacklisted.into());
         }

@@ -22,10 +22,12 @@ db_test!(
     a_burst_of_guesses_reaches_argon2_at_most_the_limit,
     a_burst_of_sprays_passes_at_most_the_address_limit,
     wrong_current_passwords_are_throttled_like_logins,
+    overlong_usernames_are_refused_before_any_database_work,
 );
 pg_test!(the_limit_holds_across_replicas, a_burst_split_across_replicas_passes_at_most_the_limit);
 
 const BODY_PREFIX: &str = "Request was throttled. Expected available in ";
+const NO_ACCOUNT: &str = "No active account found with the given credentials";
 
 /// A login attempt, optionally claiming a client address in `X-Forwarded-For`.
 async fn attempt(app: &Http, username: &str, password: &str, forwarded_for: Option<&str>) -> Reply {
@@ -218,4 +220,25 @@ async fn wrong_current_passwords_are_throttled_like_logins(backend: Backend) {
     // A stolen access token is no password oracle: the right password is refused now too.
     assert_throttled(&change("correct horse").await, 900);
     assert_throttled(&attempt(&app, "alice", "correct horse", None).await, 900);
+}
+
+/// 60 KB usernames used to cost an audit row (and a throttle row) each: no username is longer
+/// than 150 characters (Django's limit), so such a login is refused before the database.
+async fn overlong_usernames_are_refused_before_any_database_work(backend: Backend) {
+    let app = spawn_app_with(backend, &[("LOGIN_FAILURE_LIMIT", "1")]).await;
+    let huge = "x".repeat(60 * 1024);
+    for _ in 0..20 {
+        let reply = attempt(&app, &huge, "guess", None).await;
+        assert_eq!((reply.status, reply.json()), (401, json!({"detail": NO_ACCOUNT})));
+    }
+    // Never throttled either: they reserve nothing.
+    assert_eq!(attempt(&app, &"y".repeat(151), "guess", None).await.status, 401);
+    let audit = String::from_utf8(app.cli(&["audit", "tail", "-n", "50"]).stdout).unwrap();
+    assert!(audit.trim().is_empty(), "refused before the database, yet audited: {} bytes", audit.len());
+    // 150 characters is a username like any other: a failure, audited and counted.
+    let longest = "z".repeat(150);
+    assert_eq!(attempt(&app, &longest, "guess", None).await.status, 401);
+    assert_throttled(&attempt(&app, &longest, "guess", None).await, 900);
+    let audit = String::from_utf8(app.cli(&["audit", "tail", "-n", "50"]).stdout).unwrap();
+    assert!(audit.contains("login_failed") && audit.contains(&longest), "{audit}");
 }

@@ -378,6 +378,7 @@ async fn django_argon2_hashes_still_log_in(backend: Backend) {
 }
 
 crate::db_test!(
+    a_rotated_away_token_at_blacklist_or_verify_is_reuse,
     django_argon2_hashes_still_log_in,
     obtain_pair_with_json_and_form,
     obtain_refuses_wrong_unknown_and_inactive,
@@ -395,3 +396,22 @@ crate::db_test!(
     session_max_lifetime_caps_the_chain,
     passwords_are_argon2id_and_never_stored_raw,
 );
+
+/// A thief rotated T1 into T2; the victim then logs out with T1, or a client verifies T1. Either
+/// is reuse of a rotated-away token: the whole session, T2 included, is revoked.
+async fn a_rotated_away_token_at_blacklist_or_verify_is_reuse(backend: Backend) {
+    let app = spawn_app_with(backend, &[("REFRESH_REUSE_GRACE", "0s")]).await;
+    app.create_user("alice", "correct horse");
+    for endpoint in ["/api/token/blacklist/", "/api/token/verify/"] {
+        let (_, t1) = app.login("alice", "correct horse").await;
+        let stolen = app.post_json("/api/token/refresh/", json!({"refresh": t1})).await;
+        let t2 = stolen.field("refresh");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let field = if endpoint.ends_with("verify/") { "token" } else { "refresh" };
+        assert_401(&app.post_json(endpoint, json!({ field: t1 })).await, TOKEN_BLACKLISTED);
+        let thief = app.post_json("/api/token/refresh/", json!({"refresh": t2})).await;
+        assert_401(&thief, TOKEN_BLACKLISTED);
+    }
+    let audit = String::from_utf8(app.cli(&["audit", "tail", "-n", "30"]).stdout).unwrap();
+    assert_eq!(audit.matches("refresh_reuse_detected").count(), 2, "{audit}");
+}
