@@ -65,18 +65,39 @@ pub(super) async fn audit_tail(store: &Store, n: i64, json: bool) -> Result<(), 
         if json {
             println!("{}", serde_json::to_string(&event)?);
         } else {
-            let who = event.username.as_deref().map(str::to_owned).or(event.user_id.map(|id| id.to_string()));
+            // Usernames (a failed login's is whatever the client sent) and details are
+            // untrusted: escaped, so they can neither forge a line nor drive the terminal.
+            let who = event.username.as_deref().map(escaped).or(event.user_id.map(|id| id.to_string()));
             println!(
                 "{}\t{}\tuser={}\taddr={}\t{}",
                 rfc3339(event.occurred_at),
-                event.event,
+                escaped(&event.event),
                 who.unwrap_or_default(),
-                event.client_addr.unwrap_or_default(),
-                event.detail
+                escaped(event.client_addr.as_deref().unwrap_or_default()),
+                escaped(&event.detail)
             );
         }
     }
     Ok(())
+}
+
+/// `text` with control characters (tabs and newlines among them: the line's own separators),
+/// the characters that reorder text on screen, and backslashes written as Rust escapes
+/// (`\n`, `\u{1b}`, `\\`), so one event is one line and prints as the bytes it holds.
+fn escaped(text: &str) -> String {
+    let reorders = |c: char| matches!(c, '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() || reorders(c) => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Pages through Clerk's users and applies each as a `user.updated` webhook would.
@@ -106,4 +127,21 @@ pub(super) async fn clerk_sync_users(config: &Config, store: &Store) -> Result<(
         "synced {seen} Clerk users: {created} created, {updated} updated, {deactivated} deactivated, {unchanged} unchanged"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escaped;
+
+    #[test]
+    fn control_and_reordering_characters_are_escaped() {
+        assert_eq!(escaped("alice"), "alice");
+        assert_eq!(escaped("élodie 名前"), "élodie 名前");
+        assert_eq!(escaped("a\nb\tc\r"), "a\\nb\\tc\\r");
+        assert_eq!(escaped("\u{1b}[31mred"), "\\u{1b}[31mred");
+        assert_eq!(escaped("\u{7f}\u{9b}\u{0}"), "\\u{7f}\\u{9b}\\u{0}");
+        assert_eq!(escaped("a\u{202e}b\u{2028}"), "a\\u{202e}b\\u{2028}");
+        // A backslash is escaped too, so a client's literal `\n` cannot pass for an escaped newline.
+        assert_eq!(escaped("a\\nb"), "a\\\\nb");
+    }
 }

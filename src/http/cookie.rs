@@ -1,15 +1,16 @@
 //! The refresh cookie (`REFRESH_TOKEN_COOKIE=true`), for single-page apps: the refresh token
 //! travels only in an HttpOnly, Secure, SameSite=Strict cookie scoped to `/api/token/`, so
-//! JavaScript never sees it. Requests that use it must come from an allowed `Origin`
-//! (a CSRF defence on top of SameSite).
+//! JavaScript never sees it. Requests that use or set it (login, refresh, blacklist, the
+//! exchanges) must come from an allowed `Origin`: a CSRF defence on top of SameSite, which does
+//! not stop a foreign page's form from setting the cookie (login CSRF).
 
 use axum::{
     http::{HeaderMap, HeaderValue, header},
     response::{IntoResponse, Response},
 };
 
-use super::error::AppError;
-use crate::clock::unix_now;
+use super::{HttpSettings, error::AppError};
+use crate::{clock::unix_now, tokens::TokenError};
 
 pub const NAME: &str = "refresh_token";
 const PATH: &str = "/api/token/";
@@ -27,29 +28,35 @@ pub fn clear() -> HeaderValue {
         .expect("a static cookie is a valid header value")
 }
 
-/// The refresh token in the request's cookie, if any.
-pub fn read(headers: &HeaderMap) -> Option<String> {
-    headers
+/// The refresh token in the request's cookie, if any. More than one `refresh_token` cookie
+/// (one planted for a parent domain or another path, next to ours) is refused as an invalid
+/// token: which one the browser lists first is not ours to decide.
+pub fn read(headers: &HeaderMap) -> Result<Option<String>, AppError> {
+    let mut values = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, value)| *name == NAME && !value.is_empty())
-        .map(|(_, value)| value.to_owned())
+        .filter(|(name, _)| *name == NAME)
+        .map(|(_, value)| value);
+    match (values.next(), values.next()) {
+        (Some(value), None) => Ok(Some(value.to_owned()).filter(|v| !v.is_empty())),
+        (None, _) => Ok(None),
+        (Some(_), Some(_)) => Err(AppError::Token(TokenError::Invalid)),
+    }
 }
 
-/// A request that relies on the cookie must carry an `Origin` listed in `CORS_ALLOWED_ORIGINS`
-/// (`allowed`), or the service's own (same host and port): 403 otherwise, worded as DRF words
-/// CSRF failures.
+/// With `REFRESH_TOKEN_COOKIE=true`, a request to an endpoint that uses or sets the cookie must
+/// carry an `Origin` listed in `CORS_ALLOWED_ORIGINS` (`allowed`), or the service's own: 403
+/// otherwise, worded as DRF words CSRF failures. Checked on login and exchanges too, so a
+/// foreign page cannot plant its own session in the browser (login CSRF).
 pub fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), AppError> {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return Err(AppError::Forbidden("CSRF Failed: Origin header missing.".to_owned()));
     };
-    // The service's own origin: the Origin names the host (and port) the request was sent to.
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let own = host.is_some_and(|host| origin.split_once("://").is_some_and(|(_, authority)| authority == host));
-    if own || allowed.iter().any(|allowed| allowed == origin) {
+    if host.is_some_and(|host| is_own_origin(origin, host)) || allowed.iter().any(|allowed| allowed == origin) {
         Ok(())
     } else {
         // The origin is the client's own words; quote it only in the sanitized form.
@@ -58,6 +65,22 @@ pub fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), AppEr
             "CSRF Failed: Origin checking failed - {shown} does not match any trusted origins."
         )))
     }
+}
+
+/// `check_origin` when `REFRESH_TOKEN_COOKIE=true`: every endpoint whose answer sets or clears
+/// the cookie calls it before doing anything else.
+pub fn check_origin_in_cookie_mode(headers: &HeaderMap, settings: &HttpSettings) -> Result<(), AppError> {
+    if settings.refresh_token_cookie { check_origin(headers, &settings.cors_allowed_origins) } else { Ok(()) }
+}
+
+/// The service's own origin: `http` or `https`, and exactly the host and port the request was
+/// sent to (`Host`). Any other scheme (`evil://host:port`, `file://`, an extension's) is another
+/// origin, even when it names this host.
+fn is_own_origin(origin: &str, host: &str) -> bool {
+    let Some((scheme, authority)) = origin.split_once("://") else { return false };
+    (scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https"))
+        && !host.is_empty()
+        && authority.eq_ignore_ascii_case(host)
 }
 
 /// `response` with `Set-Cookie: value` added.
@@ -100,5 +123,38 @@ mod tests {
         let hostile = headers(&[(header::ORIGIN, "https://evil.example\t<x>")]);
         let message = detail(check_origin(&hostile, &["https://app.example.com".to_owned()]));
         assert!(message.contains("https://evil.example<x> does not match"), "{message}");
+    }
+
+    #[test]
+    fn only_http_and_https_name_the_services_own_origin() {
+        for origin in ["evil://auth.local:8000", "file://auth.local:8000", "chrome-extension://auth.local:8000", "null"]
+        {
+            let foreign = headers(&[(header::ORIGIN, origin), (header::HOST, "auth.local:8000")]);
+            assert!(detail(check_origin(&foreign, &[])).contains("does not match"), "{origin}");
+        }
+        for origin in ["https://auth.local:8000", "http://AUTH.local:8000"] {
+            let own = headers(&[(header::ORIGIN, origin), (header::HOST, "auth.local:8000")]);
+            assert!(check_origin(&own, &[]).is_ok(), "{origin}");
+        }
+        // A path, or a port the request was not sent to, is not the service's origin.
+        for origin in ["http://auth.local:8000/", "http://auth.local", "http://auth.local:8000@evil.example"] {
+            let foreign = headers(&[(header::ORIGIN, origin), (header::HOST, "auth.local:8000")]);
+            assert!(check_origin(&foreign, &[]).is_err(), "{origin}");
+        }
+    }
+
+    #[test]
+    fn two_refresh_cookies_are_refused_and_one_is_read() {
+        let cookie = |value: &str| headers(&[(header::COOKIE, value)]);
+        assert_eq!(read(&cookie("a=1; refresh_token=abc")).unwrap().as_deref(), Some("abc"));
+        assert_eq!(read(&cookie("refresh_token=")).unwrap(), None);
+        assert_eq!(read(&HeaderMap::new()).unwrap(), None);
+        for value in ["refresh_token=planted; refresh_token=abc", "refresh_token=abc; refresh_token="] {
+            assert!(matches!(read(&cookie(value)), Err(AppError::Token(TokenError::Invalid))), "{value}");
+        }
+        // Also across two Cookie headers (HTTP/2 sends one per cookie).
+        let mut two = cookie("refresh_token=planted");
+        two.append(header::COOKIE, HeaderValue::from_static("refresh_token=abc"));
+        assert!(read(&two).is_err());
     }
 }

@@ -406,6 +406,34 @@ async fn audit_tail_shows_logins(backend: Backend) {
     assert!(line.contains("-n"), "{line}");
 }
 
+async fn audit_tail_escapes_what_clients_typed(backend: Backend) {
+    // A failed login records the username as sent: here one that forges a second audit line
+    // and turns the operator's terminal red.
+    let app = spawn_app(backend).await;
+    app.create_user("alice", "correct horse");
+    let forged = "mallory\n2026-01-01T00:00:00Z\tlogin_ok\tuser=admin\taddr=10.0.0.1\t\u{1b}[31mred\u{1b}[0m";
+    assert_401(&login_status(&app, forged, "guess").await, NO_ACTIVE_ACCOUNT);
+    app.login("alice", "correct horse").await;
+
+    let out = app.cli(&["audit", "tail", "-n", "5"]);
+    let text = ok(&out);
+    let events = ok(&app.cli(&["audit", "tail", "-n", "5", "--json"])).lines().count();
+    assert_eq!(text.lines().count(), events, "one line per event: {text}");
+    assert!(
+        out.stdout.iter().all(|&b| b == b'\n' || b == b'\t' || (b >= 0x20 && b != 0x7f)),
+        "raw control bytes reach the terminal: {text:?}"
+    );
+    for line in text.lines() {
+        assert_eq!(line.matches('\t').count(), 4, "a forged field: {line:?}");
+    }
+    let failed = text.lines().find(|l| l.contains("\tlogin_failed\t")).unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        failed.contains(r"user=mallory\n2026-01-01T00:00:00Z\tlogin_ok\tuser=admin\taddr=10.0.0.1\t\u{1b}[31mred"),
+        "the username, escaped: {failed}"
+    );
+    assert_eq!(text.matches("login_ok").count(), 2, "the real login and the escaped forgery: {text}");
+}
+
 async fn migrate_is_idempotent(backend: Backend) {
     let db = TestDb::new(backend).await;
     let env = HashMap::from([("DATABASE_URL".to_owned(), db.url.clone())]);
@@ -434,6 +462,7 @@ crate::db_test!(
     keys_list_and_rotate,
     keys_rotate_refuses_hs256,
     audit_tail_shows_logins,
+    audit_tail_escapes_what_clients_typed,
     migrate_is_idempotent,
     serve_stops_cleanly_on_sigterm,
 );

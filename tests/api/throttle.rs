@@ -1,7 +1,7 @@
 //! Login throttling: per username from one address, per address across usernames, across
 //! replicas, behind a trusted proxy and an untrusted one.
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
 use serde_json::json;
 
@@ -23,6 +23,8 @@ db_test!(
     a_burst_of_sprays_passes_at_most_the_address_limit,
     wrong_current_passwords_are_throttled_like_logins,
     overlong_usernames_are_refused_before_any_database_work,
+    a_port_on_the_proxys_entry_does_not_make_the_forged_one_believed,
+    a_dual_stack_listener_trusts_its_ipv4_proxy,
 );
 pg_test!(the_limit_holds_across_replicas, a_burst_split_across_replicas_passes_at_most_the_limit);
 
@@ -241,4 +243,47 @@ async fn overlong_usernames_are_refused_before_any_database_work(backend: Backen
     assert_throttled(&attempt(&app, &longest, "guess", None).await, 900);
     let audit = String::from_utf8(app.cli(&["audit", "tail", "-n", "50"]).stdout).unwrap();
     assert!(audit.contains("login_failed") && audit.contains(&longest), "{audit}");
+}
+
+async fn a_port_on_the_proxys_entry_does_not_make_the_forged_one_believed(backend: Backend) {
+    // The proxy writes the address it saw with a port; the client rotates a forged entry left of it.
+    let app = spawn_app_with(backend, &[("LOGIN_FAILURE_LIMIT", "2"), ("TRUSTED_PROXIES", "127.0.0.1")]).await;
+    app.create_user("alice", "correct horse");
+    for (user, real) in [("alice", "203.0.113.7:51234"), ("nobody", "[2001:db8::1]:443")] {
+        for forged in ["192.0.2.1", "192.0.2.2"] {
+            let reply = attempt(&app, user, "guess", Some(&format!("{forged}, {real}"))).await;
+            assert_eq!(reply.status, 401, "{}", reply.text);
+        }
+        let reply = attempt(&app, user, "guess", Some(&format!("192.0.2.3, {real}"))).await;
+        assert_throttled(&reply, 900);
+    }
+    // An entry that cannot be read ends the walk: the forged address left of it is not believed either.
+    let reply = attempt(&app, "alice", "guess", Some("192.0.2.4, unknown, 203.0.113.7:51234")).await;
+    assert_throttled(&reply, 900);
+    let audit = String::from_utf8(app.cli(&["audit", "tail", "-n", "20"]).stdout).unwrap();
+    assert!(audit.contains("addr=203.0.113.7\t") && audit.contains("addr=2001:db8::1\t"), "{audit}");
+    assert!(!audit.contains("192.0.2."), "a forged address was believed: {audit}");
+}
+
+async fn a_dual_stack_listener_trusts_its_ipv4_proxy(backend: Backend) {
+    // An IPv6 socket sees IPv4 peers as ::ffff:a.b.c.d; TRUSTED_PROXIES=127.0.0.1 must still match.
+    let app = spawn_app_with(
+        backend,
+        &[("LISTEN_ADDR", "[::ffff:127.0.0.1]:0"), ("LOGIN_FAILURE_LIMIT", "2"), ("TRUSTED_PROXIES", "127.0.0.1")],
+    )
+    .await;
+    let proxy = Http::new(SocketAddr::from(([127, 0, 0, 1], app.addr.port())));
+    app.create_user("alice", "correct horse");
+    let attacker = Some("203.0.113.7");
+    for _ in 0..2 {
+        assert_eq!(attempt(&proxy, "alice", "guess", attacker).await.status, 401);
+    }
+    assert_throttled(&attempt(&proxy, "alice", "correct horse", attacker).await, 900);
+    // Other clients behind the same proxy are not throttled with the attacker.
+    assert_eq!(attempt(&proxy, "alice", "correct horse", Some("198.51.100.20")).await.status, 200);
+    // With no header the client is the proxy, recorded (and throttled) as the IPv4 address.
+    assert_eq!(attempt(&proxy, "bob", "guess", None).await.status, 401);
+    let audit = String::from_utf8(app.cli(&["audit", "tail", "-n", "20"]).stdout).unwrap();
+    assert!(audit.contains("addr=203.0.113.7\t") && audit.contains("addr=198.51.100.20\t"), "{audit}");
+    assert!(audit.contains("user=bob\taddr=127.0.0.1\t") && !audit.contains("::ffff:"), "{audit}");
 }
