@@ -98,5 +98,10 @@ impl ClerkWebhooks {
 /// Clerk's current view of one user (a webhook, or `clerk sync-users`). A banned or locked
 /// user is deactivated and every local session of it ends.
 pub async fn apply_clerk_user(accounts: &Accounts, user: &ClerkUser) -> Result<Applied, AccountError> {
+    // No local record can carry such an id, so it is linked to nobody (`clerk sync-users`; a
+    // webhook's event is already ignored when parsed).
+    if !user.has_usable_id() {
+        return Ok(Applied::Ignored);
+    }
     accounts.apply_provider_view(clerk::PROVIDER, &user.id, &user.profile(), user.may_sign_in()).await
 }

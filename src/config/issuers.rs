@@ -36,6 +36,8 @@ struct IssuerEntry {
     #[serde(default = "default_email_claim")]
     email_claim: String,
     #[serde(default)]
+    email_verified_default: bool,
+    #[serde(default)]
     first_name_claim: Option<String>,
     #[serde(default)]
     last_name_claim: Option<String>,
@@ -88,6 +90,9 @@ pub struct IssuerConfig {
     pub authorized_parties: Vec<String>,
     pub subject_claim: String,
     pub email_claim: String,
+    /// Whether a token with no `email_verified` claim vouches for its address (false unless the
+    /// entry says so: an address nobody verified proves nothing).
+    pub email_verified_default: bool,
     pub first_name_claim: Option<String>,
     pub last_name_claim: Option<String>,
     pub roles_claim: Option<String>,
@@ -161,6 +166,7 @@ fn parse_entry(entry: IssuerEntry) -> Result<IssuerConfig, (&'static str, String
         authorized_parties: entry.authorized_parties,
         subject_claim: entry.subject_claim,
         email_claim: entry.email_claim,
+        email_verified_default: entry.email_verified_default,
         first_name_claim: entry.first_name_claim,
         last_name_claim: entry.last_name_claim,
         roles_claim: entry.roles_claim,

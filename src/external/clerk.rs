@@ -60,7 +60,7 @@ impl ClerkVerifier {
                 cache.key(kid).await?
             }
         };
-        let claims = signed_claims(token, &key, &[Algorithm::RS256])?;
+        let claims = signed_claims(token, &key, header.alg, &[Algorithm::RS256])?;
         // OAuth access tokens are typed `at+jwt`; session tokens are plain JWTs.
         if header.typ.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("JWT")) {
             return Err(Rejection::NotASessionToken.into());

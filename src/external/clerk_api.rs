@@ -53,15 +53,22 @@ impl ClerkUser {
             .iter()
             .find(|e| Some(&e.id) == self.primary_email_address_id.as_ref())
             .filter(|e| e.verification.as_ref().and_then(|v| v.status.as_deref()) == Some("verified"))
-            .map(|e| e.email_address.clone())
+            .map(|e| without_nul(&e.email_address))
             .unwrap_or_default();
+        let text = |field: &Option<String>| field.as_deref().map(without_nul).unwrap_or_default();
         ExternalProfile {
-            username: self.username.clone().filter(|u| !u.is_empty()),
+            username: Some(text(&self.username)).filter(|u| !u.is_empty()),
             email,
-            first_name: self.first_name.clone().unwrap_or_default(),
-            last_name: self.last_name.clone().unwrap_or_default(),
+            first_name: text(&self.first_name),
+            last_name: text(&self.last_name),
             updated_at_ms: self.updated_at,
         }
+    }
+
+    /// Whether tokensmith can link this user at all: PostgreSQL cannot store an id holding a
+    /// NUL character, and no Clerk id holds one, so no local user can be linked to it.
+    pub fn has_usable_id(&self) -> bool {
+        usable_id(&self.id)
     }
 
     /// Banned or locked Clerk users may not sign in locally either.
@@ -156,6 +163,16 @@ impl ClerkApi {
     }
 }
 
+/// Profile text as PostgreSQL can store it. Stripped, not refused: a webhook refused is retried
+/// by Svix for days, and the rest of the profile is worth keeping.
+fn without_nul(text: &str) -> String {
+    text.replace('\0', "")
+}
+
+fn usable_id(id: &str) -> bool {
+    !id.contains('\0')
+}
+
 /// Clerk ids are `user_` and base62, but the id comes from a token: never let it change the path.
 fn url_segment(id: &str) -> String {
     id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect()
@@ -211,13 +228,22 @@ impl ClerkEvent {
         let id = |data: serde_json::Value| -> Result<String, String> {
             serde_json::from_value::<Id>(data).map(|d| d.id).map_err(|e| format!("{}: {e}", envelope.kind))
         };
-        Ok(match envelope.kind.as_str() {
+        let event = match envelope.kind.as_str() {
             "user.created" | "user.updated" => {
                 Self::UserChanged(serde_json::from_value(envelope.data).map_err(|e| format!("{}: {e}", envelope.kind))?)
             }
             "user.deleted" => Self::UserDeleted { id: id(envelope.data)? },
             "session.ended" | "session.removed" | "session.revoked" => Self::SessionEnded { id: id(envelope.data)? },
-            _ => Self::Ignored(envelope.kind),
-        })
+            // The type reaches the audit trail: as storable text.
+            _ => Self::Ignored(without_nul(&envelope.kind)),
+        };
+        // An id no local record can carry names nothing here (and would not fit in the audit
+        // trail): acknowledged, not acted on, as an error would be a delivery Svix retries for days.
+        let usable = match &event {
+            Self::UserChanged(user) => user.has_usable_id(),
+            Self::UserDeleted { id } | Self::SessionEnded { id } => usable_id(id),
+            Self::Ignored(_) => true,
+        };
+        Ok(if usable { event } else { Self::Ignored(format!("{} with an unusable id", envelope.kind)) })
     }
 }

@@ -26,11 +26,21 @@ enum Keys {
     },
 }
 
+/// The configured names of the claims taken into the local user, leaked once at start like the
+/// issuer's name: a refusal names the claim at fault.
+struct ClaimNames {
+    subject: &'static str,
+    email: &'static str,
+    first_name: Option<&'static str>,
+    last_name: Option<&'static str>,
+}
+
 /// Verifies the tokens of one configured issuer.
 pub struct IssuerVerifier {
     /// Leaked once at start: names label metrics and audit events for the life of the process.
     pub name: &'static str,
     config: IssuerConfig,
+    claim_names: ClaimNames,
     algorithms: Vec<Algorithm>,
     keys: Keys,
     client: reqwest::Client,
@@ -38,7 +48,14 @@ pub struct IssuerVerifier {
 
 impl IssuerVerifier {
     pub fn new(config: IssuerConfig) -> Self {
-        let name: &'static str = Box::leak(config.name.clone().into_boxed_str());
+        let leak = |s: &String| -> &'static str { Box::leak(s.clone().into_boxed_str()) };
+        let name = leak(&config.name);
+        let claim_names = ClaimNames {
+            subject: leak(&config.subject_claim),
+            email: leak(&config.email_claim),
+            first_name: config.first_name_claim.as_ref().map(leak),
+            last_name: config.last_name_claim.as_ref().map(leak),
+        };
         let algorithms = config.algorithms.clone();
         let keys = match &config.keys {
             IssuerKeys::Pem(keys) => Keys::Pem(keys.iter().map(|(alg, key)| (*alg, key.0.clone())).collect()),
@@ -52,7 +69,7 @@ impl IssuerVerifier {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("a client with a timeout builds");
-        Self { name, config, algorithms, keys, client }
+        Self { name, config, claim_names, algorithms, keys, client }
     }
 
     pub fn issuer(&self) -> &str {
@@ -119,24 +136,29 @@ impl IssuerVerifier {
             return Err(Rejection::Algorithm.into());
         }
         let key = self.key(header.alg, header.kid.as_deref()).await?;
-        let claims = signed_claims(token, &key, &self.algorithms)?;
+        let claims = signed_claims(token, &key, header.alg, &self.algorithms)?;
         self.check_claims(&claims, unix_now()).map_err(ExternalError::from)
     }
 
     fn check_claims(&self, claims: &Map<String, Value>, now: i64) -> Result<ExternalIdentity, Rejection> {
         let config = &self.config;
         check_registered_claims(claims, &config.issuer, &config.audience, &config.authorized_parties, false, now)?;
-        let subject = claims
-            .get(&self.config.subject_claim)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .ok_or(Rejection::MissingClaim("subject"))?;
-        let text = |name: Option<&String>| {
-            name.and_then(|n| lookup(claims, n)).and_then(Value::as_str).unwrap_or_default().to_owned()
+        let names = &self.claim_names;
+        let subject = text_claim(claims, names.subject)?;
+        if subject.is_empty() {
+            return Err(Rejection::MissingClaim(names.subject));
+        }
+        let text = |name: Option<&'static str>| name.map_or(Ok(String::new()), |n| text_claim(claims, n));
+        // An address the provider says is unverified proves nothing; one it says nothing about
+        // proves nothing either, unless the issuer's entry vouches for its addresses.
+        let email_verified = match claims.get("email_verified") {
+            None | Some(Value::Null) => config.email_verified_default,
+            Some(Value::Bool(verified)) => *verified,
+            Some(Value::String(verified)) => verified == "true",
+            Some(_) => false,
         };
-        // An address the provider says is unverified proves nothing.
-        let email_verified = claims.get("email_verified").and_then(Value::as_bool) != Some(false);
-        let email = if email_verified { text(Some(&config.email_claim)) } else { String::new() };
+        let email = text(Some(names.email))?;
+        let email = if email_verified { email } else { String::new() };
         let roles = self.config.roles_claim.as_ref().map(|path| {
             let held: Vec<&str> = match lookup(claims, path) {
                 Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
@@ -148,22 +170,30 @@ impl IssuerVerifier {
         });
         Ok(ExternalIdentity {
             provider: self.name,
-            subject: subject.to_owned(),
+            subject,
             session_id: string(claims, "sid")?.unwrap_or_default().to_owned(),
             organization: None,
             profile: ExternalProfile {
-                username: string(claims, "preferred_username")
-                    .ok()
-                    .flatten()
-                    .or(string(claims, "username").ok().flatten())
-                    .map(str::to_owned),
+                username: Some(text_claim(claims, "preferred_username")?)
+                    .filter(|u| !u.is_empty())
+                    .or(Some(text_claim(claims, "username")?).filter(|u| !u.is_empty())),
                 email,
-                first_name: text(config.first_name_claim.as_ref()),
-                last_name: text(config.last_name_claim.as_ref()),
+                first_name: text(names.first_name)?,
+                last_name: text(names.last_name)?,
                 updated_at_ms: 0,
             },
             roles,
         })
+    }
+}
+
+/// The text of a claim (by name or dotted path) taken into the local user: empty when absent or
+/// not a string, refused when it holds a NUL character (PostgreSQL cannot store one in text).
+fn text_claim(claims: &Map<String, Value>, path: &'static str) -> Result<String, Rejection> {
+    match lookup(claims, path) {
+        Some(Value::String(text)) if text.contains('\0') => Err(Rejection::MissingClaim(path)),
+        Some(Value::String(text)) => Ok(text.clone()),
+        _ => Ok(String::new()),
     }
 }
 

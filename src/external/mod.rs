@@ -80,17 +80,24 @@ pub struct ExternalIdentity {
     pub roles: Option<(bool, bool)>,
 }
 
-/// The claims of `token` once its signature checks out with `key` under one of `algorithms`;
-/// no claim is checked here (callers check each after, with its own reason), so a forged token
-/// learns nothing about which claims would have passed.
+/// The claims of `token` once its signature checks out with `key` under `algorithm`, the
+/// header's `alg`, which must be one of `allowed`. Verifying with the one algorithm the token
+/// names (not the whole list) lets an issuer allow several key types: jsonwebtoken refuses a
+/// list whose algorithms are not all of the key's family. A key of another family than
+/// `algorithm` is refused as the wrong algorithm. No claim is checked here (callers check each
+/// after, with its own reason), so a forged token learns nothing about which claims would have
+/// passed.
 pub(crate) fn signed_claims(
     token: &str,
     key: &jsonwebtoken::DecodingKey,
-    algorithms: &[jsonwebtoken::Algorithm],
+    algorithm: jsonwebtoken::Algorithm,
+    allowed: &[jsonwebtoken::Algorithm],
 ) -> Result<Map<String, Value>, Rejection> {
     use jsonwebtoken::errors::ErrorKind;
-    let mut validation = jsonwebtoken::Validation::new(algorithms[0]);
-    validation.algorithms = algorithms.to_vec();
+    if !allowed.contains(&algorithm) || key.family() != algorithm.family() {
+        return Err(Rejection::Algorithm);
+    }
+    let mut validation = jsonwebtoken::Validation::new(algorithm);
     validation.required_spec_claims.clear();
     validation.validate_exp = false;
     validation.validate_nbf = false;
@@ -165,11 +172,12 @@ pub(crate) fn number(claims: &Map<String, Value>, name: &'static str) -> Result<
     }
 }
 
-/// A claim that, when present, must be a string.
+/// A claim that, when present, must be a string, and one free of NUL characters: claims end up
+/// in the database, and PostgreSQL cannot store NUL in text.
 pub(crate) fn string<'a>(claims: &'a Map<String, Value>, name: &'static str) -> Result<Option<&'a str>, Rejection> {
     match claims.get(name) {
         None | Some(Value::Null) => Ok(None),
-        Some(value) => value.as_str().map(Some).ok_or(Rejection::MissingClaim(name)),
+        Some(value) => value.as_str().filter(|s| !s.contains('\0')).map(Some).ok_or(Rejection::MissingClaim(name)),
     }
 }
 

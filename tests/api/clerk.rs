@@ -27,6 +27,9 @@ db_test!(
     concurrent_first_exchanges_make_one_user,
     rfc8693_exchange_and_its_errors,
     clerk_endpoints_are_404_when_not_configured,
+    nul_in_any_claim_is_a_401_naming_it,
+    a_stale_key_set_is_refetched_and_dropped_keys_stop_working,
+    a_stale_key_set_keeps_working_while_clerk_is_down,
 );
 
 async fn exchange(app: &TestApp, token: &str) -> crate::helpers::Reply {
@@ -456,4 +459,102 @@ async fn clerk_endpoints_are_404_when_not_configured(backend: Backend) {
     assert_eq!(reply.status, 404);
     let _ = spawn_app_with;
     let _ = APP_ORIGIN;
+}
+
+async fn nul_in_any_claim_is_a_401_naming_it(backend: Backend) {
+    let clerk = FakeClerk::start().await;
+    let app = spawn_with_clerk(backend, &clerk, &[("CLERK_SECRET_KEY", "sk_test_wrong")]).await;
+    // Each of these is stored locally, and PostgreSQL cannot store a NUL: refused before.
+    let cases = [
+        ("sub", json!({"sub": "user_\u{0}"})),
+        ("sid", json!({"sid": "sess_\u{0}"})),
+        ("given_name", json!({"given_name": "Ada\u{0}"})),
+        ("first_name", json!({"first_name": "\u{0}"})),
+        ("family_name", json!({"family_name": "L\u{0}"})),
+        ("email", json!({"email": "ada\u{0}@example.com"})),
+        ("username", json!({"username": "ada\u{0}"})),
+        ("org_id", json!({"org_id": "org_\u{0}"})),
+        ("org_slug", json!({"org_id": "org_1", "org_slug": "acme\u{0}"})),
+        ("rol", json!({"v": 2, "o": {"id": "org_1", "rol": "ad\u{0}min"}})),
+    ];
+    for (claim, extra) in cases {
+        let mut c = clerk.claims("user_nul");
+        c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        assert_refused(&exchange(&app, &clerk.key.sign(&c)).await, &format!("Token has no valid {claim} claim"));
+    }
+    let reply = exchange(&app, &clerk.session_token("user_nul")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+
+    // The Backend API's profile of a first exchange: NULs stripped, the rest kept.
+    let mut user =
+        crate::fake_clerk::clerk_user("user_bapi", Some("gr\u{0}ace"), "grace@example.com", true, now() * 1000);
+    user["first_name"] = json!("Gr\u{0}ace");
+    user["last_name"] = json!("\u{0}");
+    clerk.add_users([user]);
+    let app = spawn_with_clerk(backend, &clerk, &[]).await;
+    let reply = exchange(&app, &clerk.session_token("user_bapi")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let me = app.get_bearer("/api/me/", &reply.field("access")).await.json();
+    assert_eq!(
+        (&me["username"], &me["first_name"], &me["last_name"], &me["email"]),
+        (&json!("grace"), &json!("Grace"), &json!(""), &json!("grace@example.com"))
+    );
+}
+
+/// Polls until `exchange` of `token` is no longer 200, within `within`.
+async fn until_refused(app: &TestApp, token: &str, within: Duration) -> crate::helpers::Reply {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let reply = exchange(app, token).await;
+        if reply.status != 200 {
+            return reply;
+        }
+        assert!(std::time::Instant::now() < deadline, "still accepted after {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn a_stale_key_set_is_refetched_and_dropped_keys_stop_working(backend: Backend) {
+    use tokensmith::external::jwks::MIN_MAX_AGE;
+    let clerk = FakeClerk::start().await;
+    clerk.set_jwks_cache_control("public, max-age=1"); // below the floor: fresh for MIN_MAX_AGE
+    let app = spawn_with_clerk(backend, &clerk, &[]).await;
+    let old_token = clerk.session_token("user_1");
+    assert_eq!(exchange(&app, &old_token).await.status, 200);
+    // Clerk rotates and stops publishing the old key.
+    let rotated = SigningKey::generate("ins_key_2");
+    clerk.publish(&rotated);
+    clerk.unpublish(&clerk.key.kid);
+    assert_eq!(exchange(&app, &old_token).await.status, 200, "fresh for max-age: the cached set answers");
+    assert_eq!(clerk.jwks_fetches(), 1);
+
+    tokio::time::sleep(MIN_MAX_AGE + Duration::from_millis(300)).await;
+    // The set is stale: the next request starts a refresh, after which the dropped key is unknown.
+    let refused = until_refused(&app, &old_token, Duration::from_secs(5)).await;
+    assert_refused(&refused, "Token is signed by an unknown key");
+    assert_eq!(clerk.jwks_fetches(), 2, "one refresh, however many requests saw the stale set");
+    let reply = exchange(&app, &rotated.sign(&clerk.claims("user_1"))).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+}
+
+async fn a_stale_key_set_keeps_working_while_clerk_is_down(backend: Backend) {
+    use tokensmith::external::jwks::MIN_MAX_AGE;
+    let clerk = FakeClerk::start().await;
+    clerk.set_jwks_cache_control("max-age=0");
+    let app = spawn_with_clerk(backend, &clerk, &[]).await;
+    assert_eq!(exchange(&app, &clerk.session_token("user_1")).await.status, 200);
+    clerk.set_jwks_down(true);
+    tokio::time::sleep(MIN_MAX_AGE + Duration::from_millis(300)).await;
+    // Stale, and the refresh it starts fails: the cached keys keep answering, before and after.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while clerk.jwks_fetches() < 2 {
+        let reply = exchange(&app, &clerk.session_token("user_1")).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        assert!(std::time::Instant::now() < deadline, "no refresh was attempted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for _ in 0..3 {
+        let reply = exchange(&app, &clerk.session_token("user_1")).await;
+        assert_eq!(reply.status, 200, "the failed refresh kept the cached keys: {}", reply.text);
+    }
 }

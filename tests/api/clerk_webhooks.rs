@@ -20,6 +20,7 @@ db_test!(
     bad_signatures_apply_nothing,
     deleted_banned_and_ended_sessions_end_local_sessions,
     a_failure_to_apply_is_a_5xx_and_the_retry_applies,
+    nul_in_a_clerk_user_is_stripped_not_a_5xx,
 );
 
 const SECRET_KEY_BYTES: &[u8] = b"a webhook secret of thirty-two b";
@@ -264,4 +265,34 @@ async fn a_failure_to_apply_is_a_5xx_and_the_retry_applies(backend: Backend) {
     )
     .await;
     assert_eq!(server.get_bearer("/api/me/", &me.field("access")).await.json()["username"], "hal");
+}
+
+async fn nul_in_a_clerk_user_is_stripped_not_a_5xx(backend: Backend) {
+    let clerk = FakeClerk::start().await;
+    let app = app_with_webhooks(backend, &clerk).await;
+    let mut user = clerk_user("user_nul", Some("ada\u{0}"), "ada\u{0}@example.com", true, now() * 1000);
+    user["first_name"] = json!("A\u{0}da");
+    user["last_name"] = json!("\u{0}");
+    // A failed delivery would be retried by Svix for days: it is applied, without the NULs.
+    let created = deliver(&app, "msg_nul_1", json!({"type": "user.created", "data": user})).await;
+    assert_eq!((created.status, created.text.as_str()), (200, "{}"));
+    let all = users(&app);
+    let ada = user_named(&all, "ada").expect("the webhook created the user");
+    assert_eq!(
+        (&ada["email"], &ada["first_name"], &ada["last_name"]),
+        (&json!("ada@example.com"), &json!("Ada"), &json!(""))
+    );
+    // Ids no local record can carry name nothing here: acknowledged, nothing changes.
+    let before = users(&app).len();
+    let odd_user = clerk_user("user_\u{0}", Some("odd"), "odd@example.com", true, now() * 1000);
+    for (id, event) in [
+        ("msg_nul_2", json!({"type": "user.updated", "data": odd_user})),
+        ("msg_nul_3", json!({"type": "user.deleted", "data": {"id": "user_\u{0}", "deleted": true}})),
+        ("msg_nul_4", json!({"type": "session.ended", "data": {"id": "sess_\u{0}"}})),
+        ("msg_nul_5", json!({"type": "organization.\u{0}created", "data": {"id": "org_1"}})),
+    ] {
+        let reply = deliver(&app, id, event).await;
+        assert_eq!((reply.status, reply.text.as_str()), (200, "{}"), "{id}");
+    }
+    assert_eq!(users(&app).len(), before);
 }

@@ -22,23 +22,40 @@ use tokensmith::{config::JwtAlgorithm, key_material::generate_pem};
 
 use crate::helpers::now;
 
-/// An RSA key Clerk signs with.
+/// A key Clerk (RSA) or another provider signs with.
 pub struct SigningKey {
     pub kid: String,
+    pub algorithm: Algorithm,
     pub private_pem: String,
     pub encoding: EncodingKey,
 }
 
 impl SigningKey {
     pub fn generate(kid: &str) -> Self {
-        let private_pem = generate_pem(JwtAlgorithm::Rs256).expect("an RSA key");
-        let encoding = EncodingKey::from_rsa_pem(private_pem.as_bytes()).unwrap();
-        Self { kid: kid.to_owned(), private_pem, encoding }
+        Self::generate_for(kid, Algorithm::RS256)
+    }
+
+    /// A key for RS256, ES256 or EdDSA.
+    pub fn generate_for(kid: &str, algorithm: Algorithm) -> Self {
+        let kind = match algorithm {
+            Algorithm::RS256 => JwtAlgorithm::Rs256,
+            Algorithm::ES256 => JwtAlgorithm::Es256,
+            Algorithm::EdDSA => JwtAlgorithm::EdDsa,
+            other => panic!("no test keys for {other:?}"),
+        };
+        let private_pem = generate_pem(kind).expect("a key");
+        let encoding = match algorithm {
+            Algorithm::RS256 => EncodingKey::from_rsa_pem(private_pem.as_bytes()),
+            Algorithm::ES256 => EncodingKey::from_ec_pem(private_pem.as_bytes()),
+            _ => EncodingKey::from_ed_pem(private_pem.as_bytes()),
+        }
+        .unwrap();
+        Self { kid: kid.to_owned(), algorithm, private_pem, encoding }
     }
 
     /// The public half, as Clerk's JWKS lists it.
     pub fn jwk(&self) -> Value {
-        let mut jwk = serde_json::to_value(Jwk::from_encoding_key(&self.encoding, Algorithm::RS256).unwrap()).unwrap();
+        let mut jwk = serde_json::to_value(Jwk::from_encoding_key(&self.encoding, self.algorithm).unwrap()).unwrap();
         jwk["kid"] = json!(self.kid);
         jwk["use"] = json!("sig");
         jwk
@@ -52,9 +69,10 @@ impl SigningKey {
         pem::encode(&pem::Pem::new("RSA PUBLIC KEY", pair.public_key().as_ref().to_vec()))
     }
 
-    /// Signs `claims` as Clerk would (RS256, typ JWT, this kid), with `edit` applied to the header.
+    /// Signs `claims` as Clerk would (RS256, typ JWT, this kid; other keys with their own
+    /// algorithm), with `edit` applied to the header.
     pub fn sign_with(&self, claims: &Value, edit: impl FnOnce(&mut Header)) -> String {
-        let mut header = Header::new(Algorithm::RS256);
+        let mut header = Header::new(self.algorithm);
         header.typ = Some("JWT".to_owned());
         header.kid = Some(self.kid.clone());
         edit(&mut header);
@@ -70,6 +88,8 @@ impl SigningKey {
 struct FakeState {
     jwks: Mutex<Vec<Value>>,
     jwks_down: AtomicBool,
+    /// The `Cache-Control` header of the JWKS, when set.
+    jwks_cache_control: Mutex<Option<String>>,
     jwks_fetches: AtomicUsize,
     users: Mutex<Vec<Value>>,
     user_pages: AtomicUsize,
@@ -134,6 +154,16 @@ impl FakeClerk {
         self.state.jwks.lock().unwrap().push(key.jwk());
     }
 
+    /// Stops publishing the key with this kid.
+    pub fn unpublish(&self, kid: &str) {
+        self.state.jwks.lock().unwrap().retain(|jwk| jwk["kid"] != kid);
+    }
+
+    /// Serves the JWKS with this `Cache-Control` header.
+    pub fn set_jwks_cache_control(&self, value: &str) {
+        *self.state.jwks_cache_control.lock().unwrap() = Some(value.to_owned());
+    }
+
     pub fn set_jwks_down(&self, down: bool) {
         self.state.jwks_down.store(down, Ordering::SeqCst);
     }
@@ -164,7 +194,11 @@ async fn jwks(State(state): State<Arc<FakeState>>) -> Response {
     if state.jwks_down.load(Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
     }
-    Json(json!({ "keys": *state.jwks.lock().unwrap() })).into_response()
+    let mut response = Json(json!({ "keys": *state.jwks.lock().unwrap() })).into_response();
+    if let Some(value) = state.jwks_cache_control.lock().unwrap().as_deref() {
+        response.headers_mut().insert("cache-control", value.parse().unwrap());
+    }
+    response
 }
 
 #[derive(serde::Deserialize)]

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use crate::{
     db_test,
     fake_clerk::FakeClerk,
+    fake_clerk::SigningKey,
     helpers::{Backend, Reply, TestApp, claims, now, read, spawn_app_with},
 };
 
@@ -15,6 +16,9 @@ db_test!(
     keys_of_one_issuer_never_verify_anothers_tokens,
     rfc8693_picks_the_issuer_by_iss,
     required_audience_and_unknown_providers,
+    nul_in_any_claim_is_a_401_naming_it,
+    an_issuer_may_allow_rs256_and_es256_at_once,
+    absent_email_verified_is_unverified_unless_the_entry_says_otherwise,
 );
 
 const DESCOPE_ISS: &str = "https://api.descope.com/P2test";
@@ -205,4 +209,105 @@ async fn required_audience_and_unknown_providers(backend: Backend) {
     assert_eq!((reply.status, reply.text.as_str()), (404, r#"{"detail":"Not found."}"#));
     // Discovery happened once, and the keys were fetched from where it pointed.
     assert!(p.auth0.jwks_fetches() >= 1);
+}
+
+/// A tokensmith trusting one issuer, `idp`, whose keys `provider` serves, with `extra` TOML
+/// lines in its entry.
+async fn one_issuer_app(backend: Backend, provider: &FakeClerk, extra: &str) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("issuers.toml");
+    let issuer = provider.issuer();
+    let entry = format!(
+        "[[issuer]]\nname = \"idp\"\nissuer = \"{issuer}\"\njwks_url = \"{issuer}/.well-known/jwks.json\"\n{extra}\n"
+    );
+    std::fs::write(&file, entry).unwrap();
+    let app = spawn_app_with(backend, &[("EXTERNAL_ISSUERS_FILE", &file.display().to_string())]).await;
+    std::mem::forget(dir);
+    app
+}
+
+fn idp_claims(provider: &FakeClerk, sub: &str) -> Value {
+    let t = now();
+    json!({"iss": provider.issuer(), "sub": sub, "exp": t + 600, "iat": t, "email": format!("{sub}@idp.test")})
+}
+
+fn assert_refused(reply: &Reply, detail: &str) {
+    assert_eq!(
+        (reply.status, reply.json()),
+        (401, json!({"detail": detail, "code": "external_token_not_valid"})),
+        "expected {detail:?}"
+    );
+}
+
+async fn nul_in_any_claim_is_a_401_naming_it(backend: Backend) {
+    let idp = FakeClerk::start().await;
+    let app =
+        one_issuer_app(backend, &idp, "first_name_claim = \"given_name\"\nlast_name_claim = \"name.family\"").await;
+    // Each of these is stored locally, and PostgreSQL cannot store a NUL: refused before.
+    let cases = [
+        ("sub", json!({"sub": "u\u{0}1"})),
+        ("email", json!({"email": "a\u{0}@idp.test"})),
+        ("given_name", json!({"given_name": "Ada\u{0}"})),
+        ("name.family", json!({"name": {"family": "\u{0}"}})),
+        ("sid", json!({"sid": "s\u{0}"})),
+        ("preferred_username", json!({"preferred_username": "ada\u{0}"})),
+        ("username", json!({"username": "ada\u{0}"})),
+    ];
+    for (claim, extra) in cases {
+        let mut c = idp_claims(&idp, "u1");
+        c["email_verified"] = json!(true);
+        c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        assert_refused(&exchange(&app, "idp", &idp.key.sign(&c)).await, &format!("Token has no valid {claim} claim"));
+    }
+    // The same user, without the NULs, signs in; nothing half-made is in the way.
+    let mut clean = idp_claims(&idp, "u1");
+    clean["given_name"] = json!("Ada");
+    clean["email_verified"] = json!(true);
+    let reply = exchange(&app, "idp", &idp.key.sign(&clean)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let me = app.get_bearer("/api/me/", &reply.field("access")).await.json();
+    assert_eq!((&me["first_name"], &me["email"]), (&json!("Ada"), &json!("u1@idp.test")));
+}
+
+async fn an_issuer_may_allow_rs256_and_es256_at_once(backend: Backend) {
+    let idp = FakeClerk::start().await;
+    let ec = SigningKey::generate_for("ec-1", jsonwebtoken::Algorithm::ES256);
+    let ed = SigningKey::generate_for("ed-1", jsonwebtoken::Algorithm::EdDSA);
+    idp.publish(&ec);
+    idp.publish(&ed);
+    let app = one_issuer_app(backend, &idp, "algorithms = [\"RS256\", \"ES256\"]").await;
+    let rs256 = exchange(&app, "idp", &idp.key.sign(&idp_claims(&idp, "rs"))).await;
+    assert_eq!(rs256.status, 200, "RS256: {}", rs256.text);
+    let es256 = exchange(&app, "idp", &ec.sign(&idp_claims(&idp, "es"))).await;
+    assert_eq!(es256.status, 200, "ES256: {}", es256.text);
+    // An algorithm not listed stays refused, its key published or not.
+    assert_refused(&exchange(&app, "idp", &ed.sign(&idp_claims(&idp, "ed"))).await, "Token algorithm is not allowed");
+    // An allowed algorithm names a key of another family: refused too.
+    let mismatched = ec.sign_with(&idp_claims(&idp, "es"), |h| h.kid = Some(idp.key.kid.clone()));
+    assert_refused(&exchange(&app, "idp", &mismatched).await, "Token algorithm is not allowed");
+}
+
+async fn absent_email_verified_is_unverified_unless_the_entry_says_otherwise(backend: Backend) {
+    let idp = FakeClerk::start().await;
+    async fn email_of(app: &TestApp, idp: &FakeClerk, claims: Value) -> Value {
+        let reply = exchange(app, "idp", &idp.key.sign(&claims)).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        app.get_bearer("/api/me/", &reply.field("access")).await.json()["email"].clone()
+    }
+    let with_verified = |sub: &str, verified: Value| {
+        let mut c = idp_claims(&idp, sub);
+        c["email_verified"] = verified;
+        c
+    };
+    let strict = one_issuer_app(backend, &idp, "").await;
+    assert_eq!(email_of(&strict, &idp, idp_claims(&idp, "silent")).await, "", "nobody said the address was verified");
+    assert_eq!(email_of(&strict, &idp, with_verified("said", json!(true))).await, "said@idp.test");
+
+    let trusting = one_issuer_app(backend, &idp, "email_verified_default = true").await;
+    assert_eq!(email_of(&trusting, &idp, idp_claims(&idp, "silent")).await, "silent@idp.test");
+    assert_eq!(
+        email_of(&trusting, &idp, with_verified("denied", json!(false))).await,
+        "",
+        "an explicit false still counts"
+    );
 }
