@@ -152,7 +152,11 @@ impl Exchange {
             .username(&user.username)
             .client(client);
         let session_id = Some(identity.session_id.as_str()).filter(|sid| !sid.is_empty());
-        let origin = SessionOrigin { external_session_id: session_id, organization: identity.organization.as_ref() };
+        let origin = SessionOrigin {
+            external_session_id: session_id,
+            organization: identity.organization.as_ref(),
+            password_hash: None,
+        };
         Ok(self.sessions.start_session(&user, origin, &event).await?)
     }
 

@@ -35,7 +35,7 @@ impl Accounts {
         now: i64,
     ) -> Result<User> {
         for username in username_candidates(profile, subject) {
-            if self.store.user_by_username(&username).await?.is_some() {
+            if self.store.username_taken(&username, None).await? {
                 continue;
             }
             let inserted =
@@ -79,11 +79,9 @@ impl Accounts {
             }
             return Ok(Applied::Created);
         };
-        let username = match &profile.username {
-            Some(wanted) if *wanted != user.username && self.store.user_by_username(wanted).await?.is_none() => wanted,
-            _ => &user.username,
-        };
-        let updated = self.store.update_linked_user(provider, subject, user.id, username, profile, may_sign_in).await?;
+        let username = self.new_username(&user, profile).await?;
+        let updated =
+            self.store.update_linked_user(provider, subject, user.id, &username, profile, may_sign_in).await?;
         match updated {
             None => Ok(Applied::Ignored),
             Some(user) if !user.is_active => {
@@ -91,6 +89,18 @@ impl Accounts {
                 Ok(Applied::Deactivated)
             }
             Some(_) => Ok(Applied::Updated),
+        }
+    }
+
+    /// The username the provider's view gives `user`: the one it asks for, made to satisfy the
+    /// username rule as at creation, when no other user has it in any case; else the current one.
+    async fn new_username(&self, user: &User, profile: &ExternalProfile) -> Result<String> {
+        let wanted = profile.username.as_deref().map(Username::sanitize).filter(|w| !w.is_empty());
+        match wanted {
+            Some(wanted) if wanted != user.username && !self.store.username_taken(&wanted, Some(user.id)).await? => {
+                Ok(wanted)
+            }
+            _ => Ok(user.username.clone()),
         }
     }
 

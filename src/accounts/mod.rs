@@ -64,6 +64,10 @@ pub struct NewAccount<'a> {
     pub is_superuser: bool,
 }
 
+fn no_such(user: &User) -> AccountError {
+    AccountError::NoSuchUser(user.username.clone())
+}
+
 /// The username and email of a new user, checked: a valid username, and an email (when
 /// given) that is at least shaped like one.
 pub fn check_profile(username: &str, email: &str) -> Result<Username> {
@@ -154,16 +158,21 @@ impl Accounts {
     }
 
     /// No login and no refresh from now on: every session of the user ends. Returns how many.
+    /// An operator's deactivation stands until an operator undoes it: no identity provider's
+    /// event or sync reactivates the user.
     pub async fn deactivate(&self, user: &User, actor: &str) -> Result<u64> {
-        self.store.set_user_active(user.id, false).await?;
+        self.store.set_disabled_locally(user.id, true).await?.ok_or_else(|| no_such(user))?;
         let ended = self.end_sessions(user.id, None).await?;
         self.audit(AuditKind::UserDeactivated, user, actor).await?;
         Ok(ended)
     }
 
-    pub async fn activate(&self, user: &User, actor: &str) -> Result<()> {
-        self.store.set_user_active(user.id, true).await?;
-        self.audit(AuditKind::UserActivated, user, actor).await
+    /// Undoes the operator's deactivation. Returns whether the user is active now: not while
+    /// its identity provider refuses it (banned, locked or deleted there).
+    pub async fn activate(&self, user: &User, actor: &str) -> Result<bool> {
+        let active = self.store.set_disabled_locally(user.id, false).await?.ok_or_else(|| no_such(user))?;
+        self.audit(AuditKind::UserActivated, user, actor).await?;
+        Ok(active)
     }
 
     /// Ends every session of the user but `keep` (a session id). Returns how many ended.

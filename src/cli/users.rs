@@ -48,8 +48,11 @@ pub(super) async fn run(command: UserCommand, config: &Config, store: &Store) ->
         }
         UserCommand::Activate { username } => {
             let user = accounts.by_username(&username).await.map_err(refusal)?;
-            accounts.activate(&user, ACTOR).await.map_err(refusal)?;
-            println!("activated {username}");
+            if accounts.activate(&user, ACTOR).await.map_err(refusal)? {
+                println!("activated {username}");
+            } else {
+                println!("activated {username}; still inactive: its identity provider refuses it");
+            }
         }
         UserCommand::List { json } => list(&accounts, json).await?,
     }

@@ -243,6 +243,7 @@ impl From<IssueError> for AppError {
     fn from(e: IssueError) -> Self {
         match e {
             IssueError::Signing(e) => Self::internal(format!("signing failed: {e}")),
+            IssueError::PasswordChanged => Self::InvalidCredentials,
             IssueError::Store(e) => e.into(),
         }
     }

@@ -198,7 +198,7 @@ fn oauth_error(error: ExchangeError) -> AppError {
             | AccountError::Throttled { .. }
             | AccountError::Passwords(_)),
         ) => AppError::internal(e),
-        ExchangeError::Issue(e @ IssueError::Signing(_)) => AppError::from(e),
+        ExchangeError::Issue(e @ (IssueError::Signing(_) | IssueError::PasswordChanged)) => AppError::from(e),
     }
 }
 

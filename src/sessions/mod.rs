@@ -68,6 +68,9 @@ pub enum BearerRefusal {
 /// Why a new session could not be issued.
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {
+    /// The password was changed while the login was checking the old one.
+    #[error("the password changed during the login")]
+    PasswordChanged,
     #[error("signing failed: {0}")]
     Signing(#[from] jsonwebtoken::errors::Error),
     #[error(transparent)]
@@ -184,7 +187,14 @@ impl Sessions {
         };
         self.throttle.succeeded(attempt, username, client).await?;
         let event = AuditEvent::new(AuditKind::LoginOk).user_id(user.id).username(username).client(client);
-        let pair = self.start_session(&user, SessionOrigin::default(), &event).await?;
+        let origin = SessionOrigin { password_hash: user.password_hash.as_deref(), ..SessionOrigin::default() };
+        let pair = match self.start_session(&user, origin, &event).await {
+            Err(IssueError::PasswordChanged) => {
+                metrics::counter!("tokensmith_logins_total", "result" => "failed").increment(1);
+                return Err(AuthError::InvalidCredentials);
+            }
+            other => other?,
+        };
         metrics::counter!("tokensmith_logins_total", "result" => "ok").increment(1);
         Ok(pair)
     }
@@ -211,7 +221,9 @@ impl Sessions {
             expires_at: (now + secs(self.settings.refresh_token_lifetime)).min(family_expires_at),
         };
         let refresh = self.mint_refresh(&record)?;
-        self.store.start_session(family_expires_at, origin, &record, audit).await?;
+        if !self.store.start_session(family_expires_at, origin, &record, audit).await? {
+            return Err(IssueError::PasswordChanged);
+        }
         Ok(TokenPair { access, refresh, refresh_expires_at: record.expires_at })
     }
 

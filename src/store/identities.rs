@@ -36,8 +36,9 @@ impl Store {
         now: i64,
     ) -> Result<LinkedUserInsert> {
         let insert_user = format!(
-            "INSERT INTO users (username, email, first_name, last_name, password_hash, is_active, is_staff, \
-             is_superuser, created_at) VALUES ($1, $2, $3, $4, NULL, $5, FALSE, FALSE, $6) RETURNING {USER_COLUMNS}"
+            "INSERT INTO users (username, email, first_name, last_name, password_hash, is_active, provider_allows, \
+             is_staff, is_superuser, created_at) VALUES ($1, $2, $3, $4, NULL, $5, $5, FALSE, FALSE, $6) \
+             RETURNING {USER_COLUMNS}"
         );
         let inserted: sqlx::Result<User> = on_writer!(self, pool => async {
             let mut tx = pool.begin().await?;
@@ -63,7 +64,8 @@ impl Store {
 
     /// Writes the provider's view of linked user `user_id` unless the stored view is newer
     /// (`None`): the guard and the write are one transaction, so of two deliveries racing, the
-    /// older loses.
+    /// older loses. `active` is whether the provider allows the user: it never undoes the
+    /// operator's deactivation.
     pub async fn update_linked_user(
         &self,
         provider: &str,
@@ -74,8 +76,8 @@ impl Store {
         active: bool,
     ) -> Result<Option<User>> {
         let update_user = format!(
-            "UPDATE users SET username = $1, email = $2, first_name = $3, last_name = $4, is_active = $5 \
-             WHERE id = $6 RETURNING {USER_COLUMNS}"
+            "UPDATE users SET username = $1, email = $2, first_name = $3, last_name = $4, provider_allows = $5, \
+             is_active = (NOT disabled_locally) AND $5 WHERE id = $6 RETURNING {USER_COLUMNS}"
         );
         on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -110,7 +112,8 @@ impl Store {
             .bind(i64::MAX).bind(provider).bind(subject)
             .fetch_optional(&mut *tx).await?;
             if let Some(id) = user_id {
-                sqlx::query("UPDATE users SET is_active = FALSE WHERE id = $1").bind(id).execute(&mut *tx).await?;
+                sqlx::query("UPDATE users SET is_active = FALSE, provider_allows = FALSE WHERE id = $1")
+                    .bind(id).execute(&mut *tx).await?;
             }
             tx.commit().await?;
             Ok(user_id)

@@ -16,6 +16,7 @@ mod error;
 mod identities;
 mod keys;
 mod sessions;
+mod sqlite_file;
 mod throttle;
 mod users;
 
@@ -88,6 +89,7 @@ impl Store {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
+            sqlite_file::prepare(url, options.get_filename());
             // A connection to a local file does not go stale: no ping before every use (each
             // ping is a round trip to the connection's thread, as costly as a small query).
             let writer = SqlitePoolOptions::new()

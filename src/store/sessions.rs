@@ -9,6 +9,8 @@ use crate::domain::{AuditEvent, Organization};
 pub struct SessionOrigin<'a> {
     pub external_session_id: Option<&'a str>,
     pub organization: Option<&'a Organization>,
+    /// The password hash a login checked: the session starts only while it is still current.
+    pub password_hash: Option<&'a str>,
 }
 
 /// A refresh token about to be issued.
@@ -66,16 +68,28 @@ macro_rules! insert_token {
 
 impl Store {
     /// A login: the family, its first refresh token, the user's `last_login` and the audit
-    /// event, in one transaction (one commit per login).
+    /// event, in one transaction (one commit per login). `false`, and nothing written, when the
+    /// password hash the login checked is no longer the user's.
     pub async fn start_session(
         &self,
         family_expires_at: i64,
         origin: SessionOrigin<'_>,
         token: &NewRefreshToken<'_>,
         audit: &AuditEvent<'_>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
+            // First, so that a password change waits for this session (and then ends it) or
+            // this session sees the change and does not start.
+            let current = sqlx::query(
+                "UPDATE users SET last_login = $1 WHERE id = $2 AND ($3 IS NULL OR password_hash = $3)",
+            )
+            .bind(token.issued_at).bind(token.user_id).bind(origin.password_hash)
+            .execute(&mut *tx).await?.rows_affected() == 1;
+            if !current {
+                tx.rollback().await?;
+                return Ok(false);
+            }
             sqlx::query(
                 "INSERT INTO refresh_families (id, user_id, created_at, expires_at, external_session_id, \
                  org_id, org_role, org_slug) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -87,10 +101,9 @@ impl Store {
             .bind(origin.organization.and_then(|o| o.slug.as_deref()))
             .execute(&mut *tx).await?;
             insert_token!(token, &mut *tx)?;
-            sqlx::query("UPDATE users SET last_login = $1 WHERE id = $2")
-                .bind(token.issued_at).bind(token.user_id).execute(&mut *tx).await?;
             insert_audit!(audit, token.issued_at, &mut *tx)?;
-            Ok(tx.commit().await?)
+            tx.commit().await?;
+            Ok(true)
         })
     }
 

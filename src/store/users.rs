@@ -70,10 +70,23 @@ impl Store {
         Ok(())
     }
 
-    /// Returns whether the user exists.
-    pub async fn set_user_active(&self, user_id: i64, active: bool) -> Result<bool> {
-        let done = on_writer!(self, pool => sqlx::query("UPDATE users SET is_active = $1 WHERE id = $2")
-            .bind(active).bind(user_id).execute(pool).await.map(|r| r.rows_affected()))?;
-        Ok(done == 1)
+    /// The operator's decision on a user: `is_active` follows it unless the identity provider
+    /// refuses the user. Returns whether the user is active now (`None`: no such user).
+    pub async fn set_disabled_locally(&self, user_id: i64, disabled: bool) -> Result<Option<bool>> {
+        Ok(on_writer!(self, pool => sqlx::query_scalar::<_, bool>(
+            "UPDATE users SET disabled_locally = $1, is_active = (NOT $1) AND provider_allows WHERE id = $2 \
+             RETURNING is_active",
+        )
+        .bind(disabled).bind(user_id).fetch_optional(pool).await)?)
+    }
+
+    /// Whether `username` is taken, ignoring case (`ALICE` beside `alice` would be confusable),
+    /// by a user other than `except`.
+    pub async fn username_taken(&self, username: &str, except: Option<i64>) -> Result<bool> {
+        let taken = on_pool!(self, pool => sqlx::query_scalar::<_, i64>(
+            "SELECT id FROM users WHERE lower(username) = lower($1) AND id <> $2 LIMIT 1",
+        )
+        .bind(username).bind(except.unwrap_or(0)).fetch_optional(pool).await)?;
+        Ok(taken.is_some())
     }
 }

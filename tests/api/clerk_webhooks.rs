@@ -21,6 +21,8 @@ db_test!(
     deleted_banned_and_ended_sessions_end_local_sessions,
     a_failure_to_apply_is_a_5xx_and_the_retry_applies,
     nul_in_a_clerk_user_is_stripped_not_a_5xx,
+    a_provider_never_undoes_the_operators_deactivation,
+    webhook_usernames_follow_the_username_rule,
 );
 
 const SECRET_KEY_BYTES: &[u8] = b"a webhook secret of thirty-two b";
@@ -295,4 +297,64 @@ async fn nul_in_a_clerk_user_is_stripped_not_a_5xx(backend: Backend) {
         assert_eq!((reply.status, reply.text.as_str()), (200, "{}"), "{id}");
     }
     assert_eq!(users(&app).len(), before);
+}
+
+/// `tokensmith user deactivate`, then Clerk says the user changed their name: the user stays
+/// deactivated (webhooks and sync alike) until the operator activates them again; and the
+/// operator cannot activate a user Clerk has banned.
+async fn a_provider_never_undoes_the_operators_deactivation(backend: Backend) {
+    let clerk = FakeClerk::start().await;
+    let app = app_with_webhooks(backend, &clerk).await;
+    let t = now() * 1000;
+    let created =
+        json!({"type": "user.created", "data": clerk_user("user_x", Some("xavier"), "x@example.com", true, t)});
+    assert_eq!(deliver(&app, "msg_x1", created).await.status, 200);
+    assert_eq!(exchange(&app, &clerk, "user_x").await.status, 200);
+    assert!(app.cli(&["user", "deactivate", "xavier"]).status.success());
+
+    let mut renamed = clerk_user("user_x", Some("xavier"), "x@example.com", true, t + 1);
+    renamed["first_name"] = json!("Xavi");
+    assert_eq!(deliver(&app, "msg_x2", json!({"type": "user.updated", "data": renamed})).await.status, 200);
+    assert_eq!(exchange(&app, &clerk, "user_x").await.status, 401, "a webhook undid the operator's deactivation");
+    clerk.add_users([clerk_user("user_x", Some("xavier"), "x@example.com", true, t + 2)]);
+    assert!(app.cli(&["clerk", "sync-users"]).status.success());
+    assert_eq!(exchange(&app, &clerk, "user_x").await.status, 401, "sync undid the operator's deactivation");
+    let listed = users(&app);
+    assert_eq!(user_named(&listed, "xavier").unwrap()["is_active"], false);
+
+    let activated = app.cli(&["user", "activate", "xavier"]);
+    assert_eq!(String::from_utf8_lossy(&activated.stdout).trim(), "activated xavier");
+    assert_eq!(exchange(&app, &clerk, "user_x").await.status, 200);
+
+    // Banned in Clerk: the operator's activation does not override the provider.
+    let mut banned = clerk_user("user_x", Some("xavier"), "x@example.com", true, t + 3);
+    banned["banned"] = json!(true);
+    assert_eq!(deliver(&app, "msg_x3", json!({"type": "user.updated", "data": banned})).await.status, 200);
+    let activated = app.cli(&["user", "activate", "xavier"]);
+    assert!(String::from_utf8_lossy(&activated.stdout).contains("still inactive"), "{activated:?}");
+    assert_eq!(exchange(&app, &clerk, "user_x").await.status, 401);
+}
+
+/// A username a webhook brings is made to satisfy the same rule as at creation, and may not
+/// differ from another user's only by case.
+async fn webhook_usernames_follow_the_username_rule(backend: Backend) {
+    let clerk = FakeClerk::start().await;
+    let app = app_with_webhooks(backend, &clerk).await;
+    let t = now() * 1000;
+    for (id, sub, name) in [("msg_a", "user_a", "alice"), ("msg_m", "user_m", "mallory")] {
+        let event = json!({"type": "user.created", "data": clerk_user(sub, Some(name), "", true, t)});
+        assert_eq!(deliver(&app, id, event).await.status, 200);
+    }
+    let renames = [("ALICE", "mallory"), ("bad name\n<script>", "badnamescript")];
+    for (i, (wanted, stored)) in renames.into_iter().enumerate() {
+        let user = clerk_user("user_m", Some(wanted), "", true, t + 1 + i as i64);
+        let reply = deliver(&app, &format!("msg_r{i}"), json!({"type": "user.updated", "data": user})).await;
+        assert_eq!(reply.status, 200);
+        let listed = users(&app);
+        assert!(user_named(&listed, stored).is_some(), "{wanted:?} should be stored as {stored:?}: {listed:?}");
+    }
+    let long = clerk_user("user_m", Some(&"x".repeat(300)), "", true, t + 10);
+    assert_eq!(deliver(&app, "msg_long", json!({"type": "user.updated", "data": long})).await.status, 200);
+    assert!(user_named(&users(&app), &"x".repeat(150)).is_some(), "cut to Django's 150 characters");
+    assert!(user_named(&users(&app), "alice").is_some());
 }

@@ -421,3 +421,33 @@ async fn key_file_signs_tokens_that_verify_with_the_jwks(backend: Backend) {
 }
 
 crate::db_test!(key_file_signs_tokens_that_verify_with_the_jwks);
+
+/// The SQLite file holds private signing keys and password hashes: created owner-only (0600)
+/// with its `-wal` and `-shm` files, by the server and by the CLI alike; an existing file that
+/// others can read is reported at start.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlite_files_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+
+    let app = crate::helpers::spawn_app(crate::helpers::Backend::Sqlite).await;
+    app.alice().await;
+    for name in ["tokensmith.db", "tokensmith.db-wal", "tokensmith.db-shm"] {
+        let path = app.db.dir().join(name);
+        assert_eq!(mode(&path), 0o600, "{name} is {:o}", mode(&path));
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_binary(dir.path(), &[], &["user", "create", "ops"], Duration::from_secs(20));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for name in database_files(dir.path()) {
+        assert_eq!(mode(&dir.path().join(&name)), 0o600, "{name} made by the CLI");
+    }
+
+    std::fs::set_permissions(dir.path().join("tokensmith.db"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run_binary(dir.path(), &[], &["migrate"], Duration::from_secs(20));
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("readable by others") && stderr.contains("644"), "{stderr}");
+}

@@ -379,6 +379,7 @@ async fn django_argon2_hashes_still_log_in(backend: Backend) {
 
 crate::db_test!(
     a_rotated_away_token_at_blacklist_or_verify_is_reuse,
+    logins_in_flight_during_a_password_change_do_not_survive_it,
     django_argon2_hashes_still_log_in,
     obtain_pair_with_json_and_form,
     obtain_refuses_wrong_unknown_and_inactive,
@@ -414,4 +415,25 @@ async fn a_rotated_away_token_at_blacklist_or_verify_is_reuse(backend: Backend) 
     }
     let audit = String::from_utf8(app.cli(&["audit", "tail", "-n", "30"]).stdout).unwrap();
     assert_eq!(audit.matches("refresh_reuse_detected").count(), 2, "{audit}");
+}
+
+/// Logins with the old password that are still in flight when the password changes: none of
+/// their sessions outlives the change (each either ends with it or never starts).
+async fn logins_in_flight_during_a_password_change_do_not_survive_it(backend: Backend) {
+    let app =
+        spawn_app_with(backend, &[("LOGIN_FAILURE_LIMIT", "1000"), ("LOGIN_ADDRESS_FAILURE_LIMIT", "1000")]).await;
+    app.create_user("alice", "password 0");
+    for round in 0..6 {
+        let (old, new) = (format!("password {round}"), format!("password {}", round + 1));
+        let (access, _) = app.login("alice", &old).await;
+        let logins = (0..32).map(|_| app.post_json("/api/token/", json!({"username": "alice", "password": old})));
+        let change =
+            app.post_bearer("/api/password/change/", &access, json!({"current_password": old, "new_password": new}));
+        let (replies, changed) = tokio::join!(futures::future::join_all(logins), change);
+        assert_eq!(changed.status, 200, "{}", changed.text);
+        for reply in replies.iter().filter(|r| r.status == 200) {
+            let refreshed = app.post_json("/api/token/refresh/", json!({"refresh": reply.field("refresh")})).await;
+            assert_401(&refreshed, TOKEN_BLACKLISTED);
+        }
+    }
 }
