@@ -152,6 +152,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     }
     if let Command::Serve = command {
         let app = Application::build(config).await?;
+        if let Some(addr) = app.metrics_addr() {
+            tracing::info!(addr = %addr, "metrics listening (METRICS_LISTEN_ADDR)");
+        }
         tracing::info!(addr = %app.local_addr(), "tokensmith listening");
         app.run_until(http::shutdown_signal()).await?;
         return Ok(());

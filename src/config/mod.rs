@@ -122,6 +122,10 @@ impl std::fmt::Debug for WebhookSecret {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen_addr: SocketAddr,
+    /// `METRICS_LISTEN_ADDR`: when set, `/metrics` is served there and not on `listen_addr`.
+    pub metrics_listen_addr: Option<SocketAddr>,
+    /// `MAX_CONNECTIONS`: connections served at once on `listen_addr`; more wait to be accepted.
+    pub max_connections: u32,
     pub database: DatabaseSettings,
     pub access_token_lifetime: Duration,
     pub refresh_token_lifetime: Duration,
@@ -139,7 +143,9 @@ pub struct Config {
     pub login_address_failure_limit: u32,
     /// Audit events older than this are deleted by `tokens flush-expired`.
     pub audit_retention: Duration,
-    /// A request not answered by then gets 408 and its connection is closed.
+    /// A request not answered by then gets 408 and its connection is closed. It also bounds the
+    /// wait for a request's complete headers, from the connection's start or the previous
+    /// response: a connection that sends nothing, or drips its headers, is closed after it.
     pub request_timeout: Duration,
     pub trusted_proxies: Vec<IpNet>,
     pub cors_allowed_origins: Vec<String>,
@@ -190,8 +196,11 @@ impl Config {
         let cors_allowed_origins = Self::cors_allowed_origins(&vars)?;
 
         let default_concurrency = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).to_string();
+        let listen_addr = vars.parsed("LISTEN_ADDR", "127.0.0.1:8000", parse_listen_addr)?;
         Ok(Self {
-            listen_addr: vars.parsed("LISTEN_ADDR", "127.0.0.1:8000", parse_listen_addr)?,
+            listen_addr,
+            metrics_listen_addr: Self::metrics_listen_addr(&vars, listen_addr)?,
+            max_connections: vars.parsed("MAX_CONNECTIONS", "1024", parse_max_connections)?,
             database: DatabaseSettings {
                 url: database_url,
                 kind: database_kind,
@@ -231,6 +240,18 @@ impl Config {
             })?,
             log_format: vars.parsed("LOG_FORMAT", "text", parse_log_format)?,
         })
+    }
+
+    fn metrics_listen_addr(vars: &Vars<'_>, listen_addr: SocketAddr) -> Result<Option<SocketAddr>, ConfigError> {
+        let Some(raw) = vars.raw("METRICS_LISTEN_ADDR") else { return Ok(None) };
+        let addr = parse_listen_addr(raw.trim()).map_err(|m| ConfigError::new("METRICS_LISTEN_ADDR", m))?;
+        if addr == listen_addr && addr.port() != 0 {
+            return Err(ConfigError::new(
+                "METRICS_LISTEN_ADDR",
+                format!("{addr} is LISTEN_ADDR; give it another port"),
+            ));
+        }
+        Ok(Some(addr))
     }
 
     fn key_source(vars: &Vars<'_>, algorithm: JwtAlgorithm) -> Result<KeySource, ConfigError> {
@@ -343,6 +364,17 @@ impl Config {
 fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
     s.parse().map_err(|_| format!("expected host:port such as 127.0.0.1:8000, got {s:?}"))
 }
+
+fn parse_max_connections(s: &str) -> Result<u32, String> {
+    match positive_number(s)? {
+        n if n > MAX_CONNECTIONS_CEILING => Err(format!("at most {MAX_CONNECTIONS_CEILING}, got {s:?}")),
+        n => Ok(n),
+    }
+}
+
+/// Linux's default ceiling on open files per process (`fs.nr_open`): more connections than
+/// this could never be open at once.
+const MAX_CONNECTIONS_CEILING: u32 = 1_048_576;
 
 fn parse_log_format(s: &str) -> Result<LogFormat, String> {
     match s {

@@ -56,6 +56,8 @@ pub struct HttpSettings {
     /// `REFRESH_TOKEN_COOKIE`: refresh tokens travel in an HttpOnly cookie.
     pub refresh_token_cookie: bool,
     pub request_timeout: Duration,
+    /// `/metrics` is served on the API listener (`METRICS_LISTEN_ADDR` is unset).
+    pub metrics_on_api: bool,
 }
 
 impl HttpSettings {
@@ -65,6 +67,7 @@ impl HttpSettings {
             cors_allowed_origins: config.cors_allowed_origins.clone(),
             refresh_token_cookie: config.refresh_token_cookie,
             request_timeout: config.request_timeout,
+            metrics_on_api: config.metrics_listen_addr.is_none(),
         }
     }
 }
@@ -100,7 +103,7 @@ fn metrics_handle() -> PrometheusHandle {
 }
 
 /// Registers `path` and the same path without (or with) its trailing slash.
-fn route_both(router: Router<AppState>, path: &str, handler: MethodRouter<AppState>) -> Router<AppState> {
+fn route_both<S: Clone + Send + Sync + 'static>(router: Router<S>, path: &str, handler: MethodRouter<S>) -> Router<S> {
     let other = match path.strip_suffix('/') {
         Some(bare) => bare.to_owned(),
         None => format!("{path}/"),
@@ -108,8 +111,9 @@ fn route_both(router: Router<AppState>, path: &str, handler: MethodRouter<AppSta
     router.route(path, handler.clone()).route(&other, handler)
 }
 
-/// Every API route, each with and without its trailing slash.
-fn api_routes() -> Router<AppState> {
+/// Every API route, each with and without its trailing slash; `/metrics` only when it is
+/// not served on a listener of its own.
+fn api_routes(metrics_on_api: bool) -> Router<AppState> {
     let routes: [(&str, MethodRouter<AppState>); 16] = [
         ("/api/token/", post(tokens::obtain)),
         ("/api/token/refresh/", post(tokens::refresh)),
@@ -128,13 +132,16 @@ fn api_routes() -> Router<AppState> {
         ("/metrics", get(ops::metrics)),
         ("/openapi.json", get(docs::openapi_json)),
     ];
-    routes.into_iter().fold(Router::new(), |r, (path, handler)| route_both(r, path, handler))
+    routes
+        .into_iter()
+        .filter(|(path, _)| metrics_on_api || *path != "/metrics")
+        .fold(Router::new(), |r, (path, handler)| route_both(r, path, handler))
 }
 
 pub fn router(state: AppState) -> Router {
     // A request still running after this is cut off (slow-drip bodies, stuck dependencies).
     let request_timeout = state.settings.request_timeout;
-    let api = api_routes();
+    let api = api_routes(state.settings.metrics_on_api);
     let request_id = HeaderName::from_static("x-request-id");
 
     let routes = api
@@ -176,6 +183,20 @@ pub fn router(state: AppState) -> Router {
         None => routes,
     };
     routes.with_state(state)
+}
+
+/// `/metrics` alone, for the `METRICS_LISTEN_ADDR` listener: anything else is a JSON 404.
+pub fn metrics_router(metrics: PrometheusHandle, request_timeout: Duration) -> Router {
+    route_both(Router::new(), "/metrics", get(ops::metrics))
+        .fallback(|| async { AppError::NotFound })
+        .method_not_allowed_fallback(|method: Method| async move { AppError::MethodNotAllowed(method.to_string()) })
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
+        .layer(middleware::from_fn(json_error_bodies))
+        .with_state(metrics)
 }
 
 /// Browsers may call the API from `CORS_ALLOWED_ORIGINS` only, with credentials (the refresh

@@ -182,6 +182,19 @@ fn malformed_listen_addr_is_refused() {
 }
 
 #[test]
+fn connection_settings_are_checked() {
+    serve_refuses(&[("MAX_CONNECTIONS", "0")], "MAX_CONNECTIONS");
+    serve_refuses(&[("MAX_CONNECTIONS", "many")], "MAX_CONNECTIONS");
+    assert_eq!(config_from(&[("MAX_CONNECTIONS", "2000000")]).unwrap_err().var, "MAX_CONNECTIONS");
+    serve_refuses(&[("METRICS_LISTEN_ADDR", "9090")], "METRICS_LISTEN_ADDR");
+    let same = config_from(&[("LISTEN_ADDR", "0.0.0.0:8000"), ("METRICS_LISTEN_ADDR", "0.0.0.0:8000")]).unwrap_err();
+    assert_eq!(same.var, "METRICS_LISTEN_ADDR", "{same}");
+    let config = config_from(&[("MAX_CONNECTIONS", "5000"), ("METRICS_LISTEN_ADDR", "0.0.0.0:9090")]).unwrap();
+    assert_eq!(config.max_connections, 5000);
+    assert_eq!(config.metrics_listen_addr, Some("0.0.0.0:9090".parse().unwrap()));
+}
+
+#[test]
 fn zero_database_connections_is_refused() {
     serve_refuses(&[("DATABASE_MAX_CONNECTIONS", "0")], "DATABASE_MAX_CONNECTIONS");
     serve_refuses(&[("DATABASE_MAX_CONNECTIONS", "ten")], "DATABASE_MAX_CONNECTIONS");
@@ -336,6 +349,9 @@ fn defaults_match_the_contract() {
     assert_eq!(config.jwt_leeway, Duration::ZERO);
     assert_eq!(config.session_max_lifetime, Duration::from_secs(30 * 86_400));
     assert_eq!(config.listen_addr.to_string(), "127.0.0.1:8000");
+    assert_eq!(config.metrics_listen_addr, None, "/metrics stays on the API listener unless asked");
+    assert_eq!(config.max_connections, 1024);
+    assert_eq!(config.request_timeout, Duration::from_secs(30));
     assert_eq!(config.database.url, "sqlite://tokensmith.db?mode=rwc");
     assert!(matches!(config.key_source, KeySource::Database));
     assert_eq!(config.login_failure_limit, 10);

@@ -148,6 +148,8 @@ impl Http {
 /// A server running inside the test process (`Deref`s to its `Http` client).
 pub struct TestApp {
     pub http: Http,
+    /// Where `/metrics` is served when the test set `METRICS_LISTEN_ADDR`.
+    pub metrics_addr: Option<SocketAddr>,
     pub store: Store,
     pub config: Config,
     /// The settings the server runs with, for CLI calls against the same database.
@@ -183,12 +185,13 @@ pub async fn spawn_app_on(db: TestDb, settings: &[(&str, &str)]) -> TestApp {
     let config = Config::from_lookup(&|name| env.get(name).cloned()).expect("test config is valid");
     let app = Application::build(config.clone()).await.expect("the app builds");
     let addr = app.local_addr();
+    let metrics_addr = app.metrics_addr();
     let store = app.store();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(app.run_until(async move {
         let _ = rx.await;
     }));
-    TestApp { http: Http::new(addr), store, config, env, shutdown: Some(tx), db }
+    TestApp { http: Http::new(addr), metrics_addr, store, config, env, shutdown: Some(tx), db }
 }
 
 impl std::ops::Deref for TestApp {

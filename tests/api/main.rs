@@ -12,6 +12,7 @@ mod clerk_sync;
 mod clerk_webhooks;
 mod cli;
 mod config;
+mod connections;
 mod cookie;
 mod hostile;
 mod issuers;
