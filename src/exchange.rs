@@ -153,6 +153,7 @@ impl Exchange {
             .client(client);
         let session_id = Some(identity.session_id.as_str()).filter(|sid| !sid.is_empty());
         let origin = SessionOrigin {
+            exchanged: true,
             external_session_id: session_id,
             organization: identity.organization.as_ref(),
             password_hash: None,

@@ -119,6 +119,14 @@ impl Accounts {
     pub async fn provider_ended_session(&self, external_session_id: &str) -> Result<Applied> {
         Ok(Applied::SessionsEnded(self.store.revoke_external_session(external_session_id, unix_now()).await?))
     }
+
+    /// The user's membership of an organization changed (another role) or ended: the local
+    /// sessions exchanged in that organization carry what it was, so they end; the next
+    /// exchange carries what it is now.
+    pub async fn provider_changed_membership(&self, provider: &str, subject: &str, org_id: &str) -> Result<Applied> {
+        let ended = self.store.revoke_organization_sessions(provider, subject, org_id, unix_now()).await?;
+        Ok(Applied::SessionsEnded(ended))
+    }
 }
 
 /// Candidate usernames for a new linked user: the provider's username, else the email, else

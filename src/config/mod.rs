@@ -137,6 +137,8 @@ pub struct Config {
     pub jwt_audience: Option<String>,
     pub jwt_leeway: Duration,
     pub session_max_lifetime: Duration,
+    /// Sessions born from a Clerk/IdP exchange end after this; the app exchanges again.
+    pub exchange_session_max_lifetime: Duration,
     pub login_failure_limit: u32,
     pub login_failure_window: Duration,
     /// Failed logins from one client address, any usernames, before 429 (password spraying).
@@ -220,6 +222,7 @@ impl Config {
             jwt_audience: vars.raw("JWT_AUDIENCE"),
             jwt_leeway: vars.parsed("JWT_LEEWAY", "0s", parse_duration)?,
             session_max_lifetime: vars.parsed("SESSION_MAX_LIFETIME", "30d", positive_duration)?,
+            exchange_session_max_lifetime: vars.parsed("EXCHANGE_SESSION_MAX_LIFETIME", "1h", positive_duration)?,
             login_failure_limit: vars.parsed("LOGIN_FAILURE_LIMIT", "10", positive_number)?,
             login_failure_window: vars.parsed("LOGIN_FAILURE_WINDOW", "15m", positive_duration)?,
             login_address_failure_limit: vars.parsed("LOGIN_ADDRESS_FAILURE_LIMIT", "100", positive_number)?,

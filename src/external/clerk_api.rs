@@ -197,6 +197,9 @@ pub enum ClerkEvent {
     UserDeleted { id: String },
     /// `session.ended`, `session.removed`, `session.revoked`.
     SessionEnded { id: String },
+    /// `organizationMembership.updated`, `organizationMembership.deleted`: the user's role in
+    /// the organization changed, or the user left it.
+    MembershipChanged { user_id: String, org_id: String },
     /// Any other type: acknowledged, ignored.
     Ignored(String),
 }
@@ -208,6 +211,7 @@ impl ClerkEvent {
             Self::UserChanged(user) => format!("user {} changed", user.id),
             Self::UserDeleted { id } => format!("user {id} deleted"),
             Self::SessionEnded { id } => format!("session {id} ended"),
+            Self::MembershipChanged { user_id, org_id } => format!("membership of user {user_id} in {org_id} changed"),
             Self::Ignored(kind) => format!("{kind} (not acted on)"),
         }
     }
@@ -224,6 +228,16 @@ impl ClerkEvent {
         struct Id {
             id: String,
         }
+        /// Clerk's OrganizationMembership object, as far as it names who and where.
+        #[derive(Deserialize)]
+        struct Membership {
+            organization: Id,
+            public_user_data: PublicUserData,
+        }
+        #[derive(Deserialize)]
+        struct PublicUserData {
+            user_id: String,
+        }
         let envelope: Envelope = serde_json::from_slice(body).map_err(|e| format!("not a Clerk event: {e}"))?;
         let id = |data: serde_json::Value| -> Result<String, String> {
             serde_json::from_value::<Id>(data).map(|d| d.id).map_err(|e| format!("{}: {e}", envelope.kind))
@@ -234,6 +248,14 @@ impl ClerkEvent {
             }
             "user.deleted" => Self::UserDeleted { id: id(envelope.data)? },
             "session.ended" | "session.removed" | "session.revoked" => Self::SessionEnded { id: id(envelope.data)? },
+            "organizationMembership.updated" | "organizationMembership.deleted" => {
+                let membership = serde_json::from_value::<Membership>(envelope.data)
+                    .map_err(|e| format!("{}: {e}", envelope.kind))?;
+                Self::MembershipChanged {
+                    user_id: membership.public_user_data.user_id,
+                    org_id: membership.organization.id,
+                }
+            }
             // The type reaches the audit trail: as storable text.
             _ => Self::Ignored(without_nul(&envelope.kind)),
         };
@@ -242,6 +264,7 @@ impl ClerkEvent {
         let usable = match &event {
             Self::UserChanged(user) => user.has_usable_id(),
             Self::UserDeleted { id } | Self::SessionEnded { id } => usable_id(id),
+            Self::MembershipChanged { user_id, org_id } => usable_id(user_id) && usable_id(org_id),
             Self::Ignored(_) => true,
         };
         Ok(if usable { event } else { Self::Ignored(format!("{} with an unusable id", envelope.kind)) })

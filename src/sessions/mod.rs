@@ -97,6 +97,7 @@ struct Settings {
     access_token_lifetime: Duration,
     refresh_token_lifetime: Duration,
     session_max_lifetime: Duration,
+    exchange_session_max_lifetime: Duration,
     rotate_refresh_tokens: bool,
     refresh_reuse_grace: Duration,
 }
@@ -116,6 +117,7 @@ impl Sessions {
             access_token_lifetime: config.access_token_lifetime,
             refresh_token_lifetime: config.refresh_token_lifetime,
             session_max_lifetime: config.session_max_lifetime,
+            exchange_session_max_lifetime: config.exchange_session_max_lifetime,
             rotate_refresh_tokens: config.rotate_refresh_tokens,
             refresh_reuse_grace: config.refresh_reuse_grace,
         };
@@ -199,7 +201,9 @@ impl Sessions {
         Ok(pair)
     }
 
-    /// A new refresh family for `user` and its first pair; `audit` is recorded with it.
+    /// A new refresh family for `user` and its first pair; `audit` is recorded with it. A session
+    /// exchanged from a provider's token ends after `EXCHANGE_SESSION_MAX_LIFETIME`, so what the
+    /// provider said (roles, organization) is asked again that often.
     pub async fn start_session(
         &self,
         user: &User,
@@ -207,7 +211,11 @@ impl Sessions {
         audit: &AuditEvent<'_>,
     ) -> Result<TokenPair, IssueError> {
         let now = unix_now();
-        let family_expires_at = now + secs(self.settings.session_max_lifetime);
+        let mut lifetime = self.settings.session_max_lifetime;
+        if origin.exchanged {
+            lifetime = lifetime.min(self.settings.exchange_session_max_lifetime);
+        }
+        let family_expires_at = now + secs(lifetime);
         let (access, access_jti) = self.mint_access(user.id, now, origin.organization)?;
         let family_id = new_jti();
         let jti = new_jti();

@@ -130,6 +130,24 @@ impl Store {
         Ok(done)
     }
 
+    /// Ends the sessions of the user linked to (provider, subject) that carry organization
+    /// `org_id` (only exchanged sessions carry one). Returns how many ended.
+    pub async fn revoke_organization_sessions(
+        &self,
+        provider: &str,
+        subject: &str,
+        org_id: &str,
+        now: i64,
+    ) -> Result<u64> {
+        let done = on_writer!(self, pool => sqlx::query(
+            "UPDATE refresh_families SET revoked_at = $1 WHERE org_id = $2 AND revoked_at IS NULL \
+             AND user_id IN (SELECT user_id FROM external_identities WHERE provider = $3 AND subject = $4)",
+        )
+        .bind(now).bind(org_id).bind(provider).bind(subject)
+        .execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(done)
+    }
+
     pub async fn webhook_delivery_seen(&self, delivery_id: &str) -> Result<bool> {
         let seen = on_pool!(self, pool => sqlx::query_scalar::<_, i64>(
             "SELECT received_at FROM webhook_deliveries WHERE id = $1",

@@ -3,10 +3,12 @@
 use super::{Result, Store, audit::insert_audit, on_pool, on_writer};
 use crate::domain::{AuditEvent, Organization};
 
-/// Where a session came from besides the user: the external session it was exchanged from, and
-/// the organization active there, which every access token of the session carries.
+/// Where a session came from besides the user: whether it was exchanged from a provider's token
+/// (such a session ends sooner), the external session it was exchanged from, and the
+/// organization active there, which every access token of the session carries.
 #[derive(Default, Clone, Copy)]
 pub struct SessionOrigin<'a> {
+    pub exchanged: bool,
     pub external_session_id: Option<&'a str>,
     pub organization: Option<&'a Organization>,
     /// The password hash a login checked: the session starts only while it is still current.

@@ -103,7 +103,9 @@ pub struct TokenService {
     leeway: i64,
     /// One per algorithm, built once: verification allocates no validator per request.
     validations: Vec<Validation>,
-    reload: Mutex<std::time::Instant>,
+    /// When an unknown kid last reloaded the ring (`None`: never yet). Held while it reloads,
+    /// so requests meeting the same new kid wait for that reload instead of being refused.
+    reload: Mutex<Option<std::time::Instant>>,
 }
 
 /// What every local token must satisfy, for keys of `algorithm`.
@@ -146,7 +148,7 @@ impl TokenService {
                 .into_iter()
                 .map(|algorithm| validation(algorithm, &config))
                 .collect(),
-            reload: Mutex::new(std::time::Instant::now()),
+            reload: Mutex::new(None),
             config,
             store,
         }
@@ -183,49 +185,58 @@ impl TokenService {
     /// Checks signature, algorithm, time claims, issuer/audience and token type.
     /// A token signed by a key this server has not loaded yet triggers one reload.
     pub async fn verify(&self, token: &str, expected: Option<TokenType>) -> Result<VerifiedToken, TokenError> {
-        match self.check(token, expected) {
+        let ring = self.keys.load_full();
+        match self.check(&ring, token, expected) {
             Checked::Valid(t) => Ok(t),
             Checked::Refused(e) => Err(e),
-            Checked::UnknownKid => {
-                if self.reload_for_unknown_kid().await
-                    && let Checked::Valid(t) = self.check(token, expected)
-                {
-                    return Ok(t);
-                }
-                Err(TokenError::Invalid)
-            }
+            Checked::UnknownKid => match self.reload_for_unknown_kid(&ring).await {
+                Some(ring) => match self.check(&ring, token, expected) {
+                    Checked::Valid(t) => Ok(t),
+                    Checked::Refused(e) => Err(e),
+                    Checked::UnknownKid => Err(TokenError::Invalid),
+                },
+                None => Err(TokenError::Invalid),
+            },
         }
     }
 
-    async fn reload_for_unknown_kid(&self) -> bool {
-        let Ok(mut last) = self.reload.try_lock() else { return false };
-        if last.elapsed() < UNKNOWN_KID_RELOAD_INTERVAL {
-            return false;
+    /// A ring newer than `seen` (the one that did not know the kid), or `None`. A reload in
+    /// progress is waited for; a ring replaced meanwhile is checked without another reload.
+    /// Otherwise the ring is reloaded, at most once per `UNKNOWN_KID_RELOAD_INTERVAL`, so forged
+    /// kids cannot flood the database; the first reload after start is allowed at once.
+    async fn reload_for_unknown_kid(&self, seen: &Arc<KeyRing>) -> Option<Arc<KeyRing>> {
+        let mut last = self.reload.lock().await;
+        let current = self.keys.load_full();
+        if !Arc::ptr_eq(&current, seen) {
+            return Some(current);
         }
-        *last = std::time::Instant::now();
+        if last.is_some_and(|at| at.elapsed() < UNKNOWN_KID_RELOAD_INTERVAL) {
+            return None;
+        }
+        *last = Some(std::time::Instant::now());
         match KeyRing::load(&self.config, &self.store).await {
             Ok(ring) => {
-                self.replace_key_ring(ring);
-                true
+                let ring = Arc::new(ring);
+                self.keys.store(ring.clone());
+                Some(ring)
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not reload signing keys");
-                false
+                None
             }
         }
     }
 
-    /// Reloads the ring from its source (the periodic task).
+    /// Reloads the ring from its source (the periodic task). It does not count against the
+    /// unknown-kid limit: only attacker-triggered reloads are limited.
     pub async fn reload(&self) -> Result<(), KeyError> {
         let ring = KeyRing::load(&self.config, &self.store).await?;
         self.replace_key_ring(ring);
-        *self.reload.lock().await = std::time::Instant::now();
         Ok(())
     }
 
-    fn check(&self, token: &str, expected: Option<TokenType>) -> Checked {
+    fn check(&self, keys: &KeyRing, token: &str, expected: Option<TokenType>) -> Checked {
         let Ok(header) = jsonwebtoken::decode_header(token) else { return Checked::Refused(TokenError::Invalid) };
-        let keys = self.keys.load();
         let Some(key) = keys.verifying_key(header.kid.as_deref()) else {
             return match header.kid {
                 Some(kid) if !keys.knows(&kid) => Checked::UnknownKid,

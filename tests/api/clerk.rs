@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::{
     db_test,
     fake_clerk::{APP_ORIGIN, FakeClerk, SigningKey, spawn_with_clerk},
-    helpers::{Backend, TestApp, claims, now, spawn_app, spawn_app_with},
+    helpers::{Backend, TOKEN_EXPIRED, TestApp, assert_401, claims, now, spawn_app, spawn_app_with},
 };
 
 db_test!(
@@ -30,6 +30,7 @@ db_test!(
     nul_in_any_claim_is_a_401_naming_it,
     a_stale_key_set_is_refetched_and_dropped_keys_stop_working,
     a_stale_key_set_keeps_working_while_clerk_is_down,
+    exchanged_sessions_end_after_exchange_session_max_lifetime,
 );
 
 async fn exchange(app: &TestApp, token: &str) -> crate::helpers::Reply {
@@ -557,4 +558,40 @@ async fn a_stale_key_set_keeps_working_while_clerk_is_down(backend: Backend) {
         let reply = exchange(&app, &clerk.session_token("user_1")).await;
         assert_eq!(reply.status, 200, "the failed refresh kept the cached keys: {}", reply.text);
     }
+}
+
+/// The organization and role of an exchange are only as fresh as the session: a session born
+/// from an exchange ends after `EXCHANGE_SESSION_MAX_LIFETIME`, and the app exchanges again.
+async fn exchanged_sessions_end_after_exchange_session_max_lifetime(backend: Backend) {
+    let clerk = FakeClerk::start().await;
+    let app = spawn_with_clerk(backend, &clerk, &[("EXCHANGE_SESSION_MAX_LIFETIME", "2s")]).await;
+    let mut c = clerk.claims("user_org");
+    c["org_id"] = json!("org_1y");
+    c["org_role"] = json!("org:admin");
+    let reply = exchange(&app, &clerk.key.sign(&c)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let refresh = reply.field("refresh");
+    let issued = claims(&refresh);
+    assert!(issued["exp"].as_i64().unwrap() <= issued["iat"].as_i64().unwrap() + 2, "exp is capped: {issued}");
+    let (_, password_refresh) = app.alice().await;
+    let password = claims(&password_refresh);
+    assert!(password["exp"].as_i64().unwrap() >= password["iat"].as_i64().unwrap() + 3600, "{password}");
+
+    // Within the lifetime it refreshes, and its successor is capped too.
+    let refreshed = app.post_json("/api/token/refresh/", json!({"refresh": refresh})).await;
+    assert_eq!(refreshed.status, 200, "{}", refreshed.text);
+    assert_eq!(claims(&refreshed.field("access"))["org_role"], "org:admin");
+    let successor = refreshed.field("refresh");
+    assert!(claims(&successor)["exp"].as_i64().unwrap() <= issued["iat"].as_i64().unwrap() + 2);
+
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    assert_401(&app.post_json("/api/token/refresh/", json!({"refresh": successor})).await, TOKEN_EXPIRED);
+    let password = app.post_json("/api/token/refresh/", json!({"refresh": password_refresh})).await;
+    assert_eq!(password.status, 200, "a password session lives on: {}", password.text);
+    // The app exchanges again, and gets what Clerk says now.
+    c["org_role"] = json!("org:member");
+    c["iat"] = json!(now());
+    let again = exchange(&app, &clerk.key.sign(&c)).await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(claims(&again.field("access"))["org_role"], "org:member");
 }

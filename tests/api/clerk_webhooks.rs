@@ -23,6 +23,7 @@ db_test!(
     nul_in_a_clerk_user_is_stripped_not_a_5xx,
     a_provider_never_undoes_the_operators_deactivation,
     webhook_usernames_follow_the_username_rule,
+    membership_changes_end_the_sessions_in_that_organization,
 );
 
 const SECRET_KEY_BYTES: &[u8] = b"a webhook secret of thirty-two b";
@@ -156,7 +157,11 @@ async fn delivery_records_expire_with_flush_expired(backend: Backend) {
     app.db.execute(&format!("UPDATE webhook_deliveries SET received_at = {}", now() - 8 * 24 * 3600)).await;
     assert!(app.cli(&["tokens", "flush-expired"]).status.success());
     assert_eq!(post_webhook(&app, &headers, &body).await.status, 200);
-    assert_eq!(user_named(&users(&app), "ivy").unwrap()["email"], "ivy@example.com", "the record outlived its retention");
+    assert_eq!(
+        user_named(&users(&app), "ivy").unwrap()["email"],
+        "ivy@example.com",
+        "the record outlived its retention"
+    );
 }
 
 async fn bad_signatures_apply_nothing(backend: Backend) {
@@ -360,4 +365,67 @@ async fn webhook_usernames_follow_the_username_rule(backend: Backend) {
     assert_eq!(deliver(&app, "msg_long", json!({"type": "user.updated", "data": long})).await.status, 200);
     assert!(user_named(&users(&app), &"x".repeat(150)).is_some(), "cut to Django's 150 characters");
     assert!(user_named(&users(&app), "alice").is_some());
+}
+
+/// Clerk's OrganizationMembership event for `user` in `org`, as Clerk sends it.
+fn membership_event(kind: &str, user: &str, org: &str, role: &str) -> Value {
+    json!({"object": "event", "type": kind, "data": {
+        "id": format!("orgmem_{user}_{org}"), "object": "organization_membership", "role": role,
+        "created_at": 1_700_000_000_000_i64, "updated_at": now() * 1000,
+        "organization": {"id": org, "object": "organization", "name": "Acme", "slug": "acme"},
+        "public_user_data": {"user_id": user, "identifier": format!("{user}@example.com"), "first_name": null},
+    }})
+}
+
+/// A session exchanged for `user` with `org` active (none when `None`): its refresh token.
+async fn exchange_in(app: &TestApp, clerk: &FakeClerk, user: &str, org: Option<&str>) -> String {
+    let mut c = clerk.claims(user);
+    if let Some(org) = org {
+        c["org_id"] = json!(org);
+        c["org_role"] = json!("org:admin");
+        c["sid"] = json!(format!("sess_{user}_{org}"));
+    }
+    let reply =
+        read(app.client.post(app.url("/api/token/clerk/")).bearer_auth(clerk.key.sign(&c)).send().await.unwrap()).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply.field("refresh")
+}
+
+async fn membership_changes_end_the_sessions_in_that_organization(backend: Backend) {
+    let clerk = FakeClerk::start().await;
+    let app = app_with_webhooks(backend, &clerk).await;
+    let refresh = |token: &str| app.post_json("/api/token/refresh/", json!({"refresh": token}));
+    let ivy_acme = exchange_in(&app, &clerk, "user_ivy", Some("org_acme")).await;
+    let ivy_beta = exchange_in(&app, &clerk, "user_ivy", Some("org_beta")).await;
+    let ivy_none = exchange_in(&app, &clerk, "user_ivy", None).await;
+    let joe_acme = exchange_in(&app, &clerk, "user_joe", Some("org_acme")).await;
+
+    // Ivy's role in Acme changed: her Acme session ends, nothing else does.
+    let updated = membership_event("organizationMembership.updated", "user_ivy", "org_acme", "org:member");
+    let reply = deliver(&app, "msg_m1", updated).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    crate::helpers::assert_401(&refresh(&ivy_acme).await, crate::helpers::TOKEN_BLACKLISTED);
+    let mut live = Vec::new();
+    for token in [&ivy_beta, &ivy_none, &joe_acme] {
+        let reply = refresh(token).await;
+        assert_eq!(reply.status, 200, "another organization's or user's session lives on: {}", reply.text);
+        live.push(reply.field("refresh"));
+    }
+    // The app exchanges again and carries what Clerk says now.
+    let ivy_acme_again = exchange_in(&app, &clerk, "user_ivy", Some("org_acme")).await;
+
+    // Joe left Acme: his Acme session ends; Ivy's sessions, the new Acme one included, live on.
+    let deleted = membership_event("organizationMembership.deleted", "user_joe", "org_acme", "org:admin");
+    assert_eq!(deliver(&app, "msg_m2", deleted).await.status, 200);
+    crate::helpers::assert_401(&refresh(&live[2]).await, crate::helpers::TOKEN_BLACKLISTED);
+    for token in [&live[0], &live[1], &ivy_acme_again] {
+        let reply = refresh(token).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+    }
+
+    // A membership event naming nobody linked here is acknowledged, and ends nothing.
+    let stranger = membership_event("organizationMembership.deleted", "user_nobody", "org_beta", "org:admin");
+    assert_eq!(deliver(&app, "msg_m3", stranger).await.status, 200);
+    let audit = String::from_utf8_lossy(&app.cli(&["audit", "tail", "-n", "10"]).stdout).into_owned();
+    assert!(audit.contains("membership of user user_joe in org_acme changed"), "{audit}");
 }

@@ -124,6 +124,8 @@ fn malformed_durations_are_refused() {
     serve_refuses(&[("REFRESH_TOKEN_LIFETIME", "0s")], "REFRESH_TOKEN_LIFETIME");
     serve_refuses(&[("SESSION_MAX_LIFETIME", "forever")], "SESSION_MAX_LIFETIME");
     serve_refuses(&[("JWT_LEEWAY", "-5s")], "JWT_LEEWAY");
+    serve_refuses(&[("EXCHANGE_SESSION_MAX_LIFETIME", "0s")], "EXCHANGE_SESSION_MAX_LIFETIME");
+    serve_refuses(&[("EXCHANGE_SESSION_MAX_LIFETIME", "soon")], "EXCHANGE_SESSION_MAX_LIFETIME");
 }
 
 #[test]
@@ -336,6 +338,8 @@ fn durations_parse_as_documented() {
     assert_eq!(config.session_max_lifetime, Duration::from_secs(604_800));
     assert_eq!(config.jwt_leeway, Duration::from_secs(90));
     assert_eq!(config.refresh_reuse_grace, Duration::from_secs(300));
+    let config = config_from(&[("EXCHANGE_SESSION_MAX_LIFETIME", "15m")]).unwrap();
+    assert_eq!(config.exchange_session_max_lifetime, Duration::from_secs(900));
 }
 
 #[test]
@@ -348,6 +352,7 @@ fn defaults_match_the_contract() {
     assert_eq!(config.jwt_algorithm, JwtAlgorithm::Es256);
     assert_eq!(config.jwt_leeway, Duration::ZERO);
     assert_eq!(config.session_max_lifetime, Duration::from_secs(30 * 86_400));
+    assert_eq!(config.exchange_session_max_lifetime, Duration::from_secs(3600));
     assert_eq!(config.listen_addr.to_string(), "127.0.0.1:8000");
     assert_eq!(config.metrics_listen_addr, None, "/metrics stays on the API listener unless asked");
     assert_eq!(config.max_connections, 1024);

@@ -19,6 +19,7 @@ db_test!(
     nul_in_any_claim_is_a_401_naming_it,
     an_issuer_may_allow_rs256_and_es256_at_once,
     absent_email_verified_is_unverified_unless_the_entry_says_otherwise,
+    an_issuers_session_ends_after_exchange_session_max_lifetime,
 );
 
 const DESCOPE_ISS: &str = "https://api.descope.com/P2test";
@@ -214,6 +215,16 @@ async fn required_audience_and_unknown_providers(backend: Backend) {
 /// A tokensmith trusting one issuer, `idp`, whose keys `provider` serves, with `extra` TOML
 /// lines in its entry.
 async fn one_issuer_app(backend: Backend, provider: &FakeClerk, extra: &str) -> TestApp {
+    one_issuer_app_with(backend, provider, extra, &[]).await
+}
+
+/// `one_issuer_app`, with `settings` too.
+async fn one_issuer_app_with(
+    backend: Backend,
+    provider: &FakeClerk,
+    extra: &str,
+    settings: &[(&str, &str)],
+) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("issuers.toml");
     let issuer = provider.issuer();
@@ -221,7 +232,10 @@ async fn one_issuer_app(backend: Backend, provider: &FakeClerk, extra: &str) -> 
         "[[issuer]]\nname = \"idp\"\nissuer = \"{issuer}\"\njwks_url = \"{issuer}/.well-known/jwks.json\"\n{extra}\n"
     );
     std::fs::write(&file, entry).unwrap();
-    let app = spawn_app_with(backend, &[("EXTERNAL_ISSUERS_FILE", &file.display().to_string())]).await;
+    let path = file.display().to_string();
+    let mut settings = settings.to_vec();
+    settings.push(("EXTERNAL_ISSUERS_FILE", &path));
+    let app = spawn_app_with(backend, &settings).await;
     std::mem::forget(dir);
     app
 }
@@ -309,5 +323,26 @@ async fn absent_email_verified_is_unverified_unless_the_entry_says_otherwise(bac
         email_of(&trusting, &idp, with_verified("denied", json!(false))).await,
         "",
         "an explicit false still counts"
+    );
+}
+
+/// The roles an issuer's token gave stay only as long as the session: it ends after
+/// `EXCHANGE_SESSION_MAX_LIFETIME`, so the next exchange applies the provider's roles again.
+async fn an_issuers_session_ends_after_exchange_session_max_lifetime(backend: Backend) {
+    let provider = FakeClerk::start().await;
+    let roles = "roles_claim = \"roles\"\nstaff_roles = [\"admin\"]";
+    let app = one_issuer_app_with(backend, &provider, roles, &[("EXCHANGE_SESSION_MAX_LIFETIME", "2s")]).await;
+    let mut c = idp_claims(&provider, "staffer");
+    c["roles"] = json!(["admin"]);
+    let reply = exchange(&app, "idp", &provider.key.sign(&c)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let refresh = claims(&reply.field("refresh"));
+    assert!(refresh["exp"].as_i64().unwrap() <= refresh["iat"].as_i64().unwrap() + 2, "exp is capped: {refresh}");
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    let refreshed = app.post_json("/api/token/refresh/", json!({"refresh": reply.field("refresh")})).await;
+    assert_eq!(
+        (refreshed.status, refreshed.json()),
+        (401, json!({"detail": "Token is expired", "code": "token_not_valid"})),
+        "an exchanged session ends after EXCHANGE_SESSION_MAX_LIFETIME"
     );
 }

@@ -580,6 +580,90 @@ async fn replicas_share_keys_and_sessions(backend: Backend) {
     assert_eq!(header(&refreshed.field("access"))["kid"], header(&access)["kid"]);
 }
 
+/// `tokensmith keys rotate`, as an operator runs it.
+fn rotate(app: &TestApp) {
+    let out = app.cli(&["keys", "rotate"]);
+    assert!(out.status.success(), "keys rotate failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Logs alice in on the server at `addr` (a replica that loaded the current keys).
+async fn login_on(app: &TestApp, addr: SocketAddr) -> (String, String) {
+    let body = json!({"username": "alice", "password": "correct horse"});
+    let reply = read(app.client.post(format!("http://{addr}/api/token/")).json(&body).send().await.unwrap()).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    (reply.field("access"), reply.field("refresh"))
+}
+
+async fn verify_on(app: &TestApp, addr: SocketAddr, token: &str) -> Reply {
+    let body = json!({"token": token});
+    read(app.client.post(format!("http://{addr}/api/token/verify/")).json(&body).send().await.unwrap()).await
+}
+
+/// The periodic reload is an hour away: only a token with an unknown kid makes B reload.
+const NO_PERIODIC_RELOAD: (&str, &str) = ("KEYS_RELOAD_INTERVAL", "1h");
+
+async fn a_replica_meeting_a_new_key_serves_every_parallel_request(backend: Backend) {
+    let app = spawn_app_with(backend, &[NO_PERIODIC_RELOAD]).await;
+    app.create_user("alice", "correct horse");
+    let (b, _stop_b) = second_server(&app).await;
+    // B has been up longer than the unknown-kid limit: its first reload is due anyway.
+    tokio::time::sleep(Duration::from_millis(5200)).await;
+
+    rotate(&app);
+    let (c, _stop_c) = second_server(&app).await;
+    let (access, refresh) = login_on(&app, c).await;
+
+    // Twenty requests meet the new kid on B at once: one reloads, the others wait for it.
+    let requests = (0..20).map(|i| {
+        let client = app.client.clone();
+        let (access, refresh) = (access.clone(), refresh.clone());
+        async move {
+            let request = if i % 2 == 0 {
+                client.get(format!("http://{b}/api/me/")).bearer_auth(access)
+            } else {
+                client.post(format!("http://{b}/api/token/verify/")).json(&json!({"token": refresh}))
+            };
+            read(request.send().await.unwrap()).await
+        }
+    });
+    let replies = futures::future::join_all(requests).await;
+    let refused: Vec<_> = replies.iter().filter(|r| r.status != 200).map(|r| (r.status, &r.text)).collect();
+    assert!(refused.is_empty(), "{} of 20 refused on the replica: {refused:?}", refused.len());
+}
+
+async fn a_server_just_started_accepts_a_newly_rotated_key(backend: Backend) {
+    let app = spawn_app_with(backend, &[NO_PERIODIC_RELOAD]).await;
+    app.create_user("alice", "correct horse");
+    let started = std::time::Instant::now();
+    let (b, _stop_b) = second_server(&app).await;
+    rotate(&app);
+    let (c, _stop_c) = second_server(&app).await;
+    let (access, _) = login_on(&app, c).await;
+    assert!(started.elapsed() < Duration::from_secs(5), "too slow to test a server's first seconds");
+    let reply = verify_on(&app, b, &access).await;
+    assert_eq!(
+        reply.status,
+        200,
+        "a token of the new key, on a server started {:?} ago: {}",
+        started.elapsed(),
+        reply.text
+    );
+
+    // Unknown kids still reload at most once per 5 s (forged kids must not flood the database):
+    // a second rotation right away is seen by B only once that time has passed.
+    let reloaded = std::time::Instant::now();
+    rotate(&app);
+    let (d, _stop_d) = second_server(&app).await;
+    let (newer, _) = login_on(&app, d).await;
+    assert_ne!(header(&newer)["kid"], header(&access)["kid"]);
+    if reloaded.elapsed() < Duration::from_secs(4) {
+        assert_401(&verify_on(&app, b, &newer).await, TOKEN_INVALID);
+    }
+    tokio::time::sleep(Duration::from_secs(5).saturating_sub(reloaded.elapsed()) + Duration::from_millis(200)).await;
+    let reply = verify_on(&app, b, &newer).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+}
+
 crate::db_test!(
     downstream_verifies_es256_by_default,
     downstream_verifies_rs256,
@@ -592,4 +676,6 @@ crate::db_test!(
     rotation_reaches_a_running_server,
     signing_key_file_is_used_and_stable,
     replicas_share_keys_and_sessions,
+    a_replica_meeting_a_new_key_serves_every_parallel_request,
+    a_server_just_started_accepts_a_newly_rotated_key,
 );
