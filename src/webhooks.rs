@@ -89,7 +89,7 @@ impl ClerkWebhooks {
         match event {
             ClerkEvent::UserChanged(user) => apply_clerk_user(&self.accounts, user).await,
             ClerkEvent::UserDeleted { id } => self.accounts.provider_deleted_user(clerk::PROVIDER, id).await,
-            ClerkEvent::SessionEnded { id } => self.accounts.provider_ended_session(id).await,
+            ClerkEvent::SessionEnded { id } => self.accounts.provider_ended_session(clerk::PROVIDER, id).await,
             ClerkEvent::MembershipChanged { user_id, org_id } => {
                 self.accounts.provider_changed_membership(clerk::PROVIDER, user_id, org_id).await
             }

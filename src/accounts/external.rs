@@ -115,9 +115,11 @@ impl Accounts {
         }
     }
 
-    /// The provider ended one of its sessions: the local sessions born from it end too.
-    pub async fn provider_ended_session(&self, external_session_id: &str) -> Result<Applied> {
-        Ok(Applied::SessionsEnded(self.store.revoke_external_session(external_session_id, unix_now()).await?))
+    /// The provider ended one of its sessions: the local sessions born from it end too (not
+    /// another provider's that happen to carry the same session id).
+    pub async fn provider_ended_session(&self, provider: &str, external_session_id: &str) -> Result<Applied> {
+        let ended = self.store.revoke_external_session(provider, external_session_id, unix_now()).await?;
+        Ok(Applied::SessionsEnded(ended))
     }
 
     /// The user's membership of an organization changed (another role) or ended: the local

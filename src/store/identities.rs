@@ -121,11 +121,14 @@ impl Store {
     }
 
     /// Ends the local sessions born from one external session. Returns how many ended.
-    pub async fn revoke_external_session(&self, external_session_id: &str, now: i64) -> Result<u64> {
+    /// Only sessions of users linked to `provider` count: another provider's session may carry
+    /// the same id.
+    pub async fn revoke_external_session(&self, provider: &str, external_session_id: &str, now: i64) -> Result<u64> {
         let done = on_writer!(self, pool => sqlx::query(
-            "UPDATE refresh_families SET revoked_at = $1 WHERE external_session_id = $2 AND revoked_at IS NULL",
+            "UPDATE refresh_families SET revoked_at = $1 WHERE external_session_id = $2 AND revoked_at IS NULL \
+             AND user_id IN (SELECT user_id FROM external_identities WHERE provider = $3)",
         )
-        .bind(now).bind(external_session_id)
+        .bind(now).bind(external_session_id).bind(provider)
         .execute(pool).await.map(|r| r.rows_affected()))?;
         Ok(done)
     }

@@ -24,6 +24,7 @@ db_test!(
     a_provider_never_undoes_the_operators_deactivation,
     webhook_usernames_follow_the_username_rule,
     membership_changes_end_the_sessions_in_that_organization,
+    clerk_session_ended_spares_another_providers_session_with_the_same_id,
 );
 
 const SECRET_KEY_BYTES: &[u8] = b"a webhook secret of thirty-two b";
@@ -428,4 +429,43 @@ async fn membership_changes_end_the_sessions_in_that_organization(backend: Backe
     assert_eq!(deliver(&app, "msg_m3", stranger).await.status, 200);
     let audit = String::from_utf8_lossy(&app.cli(&["audit", "tail", "-n", "10"]).stdout).into_owned();
     assert!(audit.contains("membership of user user_joe in org_acme changed"), "{audit}");
+}
+
+/// Session ids are the provider's own: Clerk's `session.ended` for `sess_user_dan` ends the
+/// session exchanged from that Clerk session, not another provider's that carries the same id.
+async fn clerk_session_ended_spares_another_providers_session_with_the_same_id(backend: Backend) {
+    let clerk = FakeClerk::start().await;
+    let other = FakeClerk::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("issuers.toml");
+    let entry = format!(
+        "[[issuer]]\nname = \"other\"\nissuer = \"{}\"\njwks_url = \"{}/.well-known/jwks.json\"\n",
+        other.issuer(),
+        other.issuer()
+    );
+    std::fs::write(&file, entry).unwrap();
+    let path = file.display().to_string();
+    let app = spawn_with_clerk(
+        backend,
+        &clerk,
+        &[("CLERK_WEBHOOK_SIGNING_SECRET", &secret()), ("EXTERNAL_ISSUERS_FILE", &path)],
+    )
+    .await;
+    let from_clerk = exchange(&app, &clerk, "user_dan").await;
+    assert_eq!(from_clerk.status, 200, "{}", from_clerk.text);
+    let t = now();
+    let claims =
+        json!({"iss": other.issuer(), "sub": "dan-elsewhere", "sid": "sess_user_dan", "exp": t + 600, "iat": t});
+    let token = other.key.sign(&claims);
+    let request = app.client.post(app.url("/api/token/other/")).bearer_auth(token);
+    let from_other = read(request.send().await.unwrap()).await;
+    assert_eq!(from_other.status, 200, "{}", from_other.text);
+
+    let ended =
+        json!({"type": "session.ended", "data": {"id": "sess_user_dan", "object": "session", "user_id": "user_dan"}});
+    assert_eq!(deliver(&app, "msg_end", ended).await.status, 200);
+    let refresh = |pair: &Reply| app.post_json("/api/token/refresh/", json!({"refresh": pair.field("refresh")}));
+    assert_eq!(refresh(&from_clerk).await.status, 401, "the Clerk session ended");
+    let spared = refresh(&from_other).await;
+    assert_eq!(spared.status, 200, "another provider's session ended with it: {}", spared.text);
 }
