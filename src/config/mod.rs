@@ -182,8 +182,7 @@ impl Config {
     /// Reads every setting through `lookup` (tests pass a map; unset variables are `None`).
     pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let vars = Vars(lookup);
-        let database_url = vars.raw("DATABASE_URL").unwrap_or_else(|| "sqlite://tokensmith.db?mode=rwc".to_owned());
-        let database_kind = Self::database_kind(&database_url)?;
+        let database = Self::database(&vars)?;
         let jwt_algorithm = vars.parsed("JWT_ALGORITHM", "ES256", |s| s.parse())?;
         let key_source = Self::key_source(&vars, jwt_algorithm)?;
 
@@ -203,15 +202,7 @@ impl Config {
             listen_addr,
             metrics_listen_addr: Self::metrics_listen_addr(&vars, listen_addr)?,
             max_connections: vars.parsed("MAX_CONNECTIONS", "1024", parse_max_connections)?,
-            database: DatabaseSettings {
-                url: database_url,
-                kind: database_kind,
-                max_connections: vars.parsed("DATABASE_MAX_CONNECTIONS", "10", |s| {
-                    parse_number::<u32>(s)
-                        .and_then(|n| if n == 0 { Err("must be at least 1".to_owned()) } else { Ok(n) })
-                })?,
-                acquire_timeout: vars.parsed("DATABASE_ACQUIRE_TIMEOUT", "5s", positive_duration)?,
-            },
+            database,
             access_token_lifetime: vars.parsed("ACCESS_TOKEN_LIFETIME", "5m", positive_duration)?,
             refresh_token_lifetime: vars.parsed("REFRESH_TOKEN_LIFETIME", "1d", positive_duration)?,
             rotate_refresh_tokens: vars.parsed("ROTATE_REFRESH_TOKENS", "true", parse_bool)?,
@@ -238,9 +229,7 @@ impl Config {
             external_issuers_file,
             external_issuers,
             keys_reload_interval: vars.parsed("KEYS_RELOAD_INTERVAL", "30s", positive_duration)?,
-            password_hash_concurrency: vars.parsed("PASSWORD_HASH_CONCURRENCY", &default_concurrency, |s| {
-                parse_number::<usize>(s).and_then(|n| if n == 0 { Err("must be at least 1".to_owned()) } else { Ok(n) })
-            })?,
+            password_hash_concurrency: vars.parsed("PASSWORD_HASH_CONCURRENCY", &default_concurrency, at_least_one)?,
             log_format: vars.parsed("LOG_FORMAT", "text", parse_log_format)?,
         })
     }
@@ -276,6 +265,18 @@ impl Config {
         let key = KeyMaterial::from_pem(&pem, algorithm)
             .map_err(|e| ConfigError::new("JWT_SIGNING_KEY_FILE", e.to_string()))?;
         Ok(KeySource::PemFile { path, key: Arc::new(key) })
+    }
+
+    fn database(vars: &Vars<'_>) -> Result<DatabaseSettings, ConfigError> {
+        let url = vars.raw("DATABASE_URL").unwrap_or_else(|| "sqlite://tokensmith.db?mode=rwc".to_owned());
+        // The scheme first: a bad URL is the error to report, whatever else is wrong.
+        let kind = Self::database_kind(&url)?;
+        Ok(DatabaseSettings {
+            url,
+            kind,
+            max_connections: vars.parsed("DATABASE_MAX_CONNECTIONS", "10", at_least_one)?,
+            acquire_timeout: vars.parsed("DATABASE_ACQUIRE_TIMEOUT", "5s", positive_duration)?,
+        })
     }
 
     fn database_kind(url: &str) -> Result<DatabaseKind, ConfigError> {
@@ -385,4 +386,9 @@ fn parse_log_format(s: &str) -> Result<LogFormat, String> {
         "json" => Ok(LogFormat::Json),
         _ => Err(format!("expected text or json, got {s:?}")),
     }
+}
+
+/// A count that must be at least 1 (pool sizes, threads).
+fn at_least_one<T: std::str::FromStr + PartialEq + From<u8>>(s: &str) -> Result<T, String> {
+    parse_number::<T>(s).and_then(|n| if n == T::from(0) { Err("must be at least 1".to_owned()) } else { Ok(n) })
 }

@@ -2,6 +2,7 @@
 //! handlers (thin: they call the services) and the OpenAPI document; `server` runs it all.
 
 pub mod account;
+mod client_addr;
 pub mod cookie;
 pub mod docs;
 pub mod error;
