@@ -4,7 +4,12 @@
 //! its password is hashed, so a burst sent at once is counted whole: at most the limit's number
 //! of attempts ever reach argon2 in a window, on any number of replicas.
 
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use crate::{
     clock::{secs, unix_now},
@@ -26,6 +31,8 @@ pub enum ThrottleError {
 #[must_use]
 pub struct Attempt {
     id: i64,
+    /// The address it was counted under.
+    key: String,
 }
 
 #[derive(Clone)]
@@ -34,6 +41,7 @@ pub struct LoginThrottle {
     user_limit: u32,
     address_limit: u32,
     window: Duration,
+    audited: Arc<RecentlyAudited>,
 }
 
 impl LoginThrottle {
@@ -43,6 +51,7 @@ impl LoginThrottle {
             user_limit: config.login_failure_limit,
             address_limit: config.login_address_failure_limit,
             window: config.login_failure_window,
+            audited: Arc::new(RecentlyAudited::default()),
         }
     }
 
@@ -51,25 +60,32 @@ impl LoginThrottle {
     /// `LOGIN_ADDRESS_FAILURE_LIMIT` times, within the window (attempts in flight included).
     pub async fn reserve(&self, username: &str, client: &str) -> Result<Attempt, ThrottleError> {
         let now = unix_now();
-        let window = secs(self.window);
-        let since = now - window;
+        let since = now - secs(self.window);
         let limits = (i64::from(self.user_limit), i64::from(self.address_limit));
-        if let Some(id) = self.store.reserve_login_attempt(username, client, now, since, limits).await? {
-            return Ok(Attempt { id });
+        let key = throttle_key(client);
+        // A plain read first: once throttled, a flood from one address costs no write and no
+        // lock, so it cannot starve the database for everyone else.
+        let counts = self.store.login_failures(username, &key, since).await?;
+        if counts.0 < limits.0 && counts.1 < limits.1 {
+            if let Some(id) = self.store.reserve_login_attempt(username, &key, now, since, limits).await? {
+                return Ok(Attempt { id, key });
+            }
         }
-        let counts = self.store.login_failures(username, client, since).await?;
-        let retry_after = self.retry_after(username, client, counts, now).await?;
+        let counts = self.store.login_failures(username, &key, since).await?;
+        let retry_after = self.retry_after(username, &key, counts, now).await?;
         metrics::counter!("tokensmith_logins_total", "result" => "throttled").increment(1);
-        let detail = if counts.0 >= limits.0 { "username from this address" } else { "this address" };
-        let event = AuditEvent::new(AuditKind::LoginThrottled).username(username).client(client).detail(detail);
-        self.store.record_audit_event(&event, now).await?;
+        if self.audited.first_in_a_while(username, &key, now) {
+            let detail = if counts.0 >= limits.0 { "username from this address" } else { "this address" };
+            let event = AuditEvent::new(AuditKind::LoginThrottled).username(username).client(client).detail(detail);
+            self.store.record_audit_event(&event, now).await?;
+        }
         Err(ThrottleError::Throttled { retry_after })
     }
 
     /// The right password: the attempt, and the username's earlier failures from this address,
     /// are forgotten.
-    pub async fn succeeded(&self, attempt: Attempt, username: &str, client: &str) -> Result<(), StoreError> {
-        self.store.release_login_attempt(attempt.id, username, client).await
+    pub async fn succeeded(&self, attempt: Attempt, username: &str) -> Result<(), StoreError> {
+        self.store.release_login_attempt(attempt.id, username, &attempt.key).await
     }
 
     /// Seconds until enough of the counted failures leave the window for the next guess.
@@ -94,5 +110,67 @@ impl LoginThrottle {
             }
         }
         Ok(wait.max(1) as u64)
+    }
+}
+
+/// The address a client's guesses are counted under: itself, or for IPv6 its /64, which one
+/// client typically owns whole (counting each address would give it 2^64 budgets).
+fn throttle_key(client: &str) -> String {
+    match client.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let [a, b, c, d, ..] = v6.segments();
+            format!("{a:x}:{b:x}:{c:x}:{d:x}::/64")
+        }
+        _ => client.to_owned(),
+    }
+}
+
+/// A throttled flood is audited once a minute per (username, address) in each process, not
+/// once a request: the trail records that it happened, not every repetition.
+#[derive(Default)]
+struct RecentlyAudited(Mutex<HashMap<(String, String), i64>>);
+
+/// How long a throttled (username, address) stays quiet in the audit trail.
+const THROTTLED_AUDIT_EVERY_SECS: i64 = 60;
+/// Entries kept before the oldest are forgotten: memory stays bounded under any flood.
+const THROTTLED_AUDIT_MEMORY: usize = 10_000;
+
+impl RecentlyAudited {
+    fn first_in_a_while(&self, username: &str, key: &str, now: i64) -> bool {
+        let Ok(mut seen) = self.0.lock() else { return true };
+        if seen.len() >= THROTTLED_AUDIT_MEMORY {
+            seen.retain(|_, at| now - *at < THROTTLED_AUDIT_EVERY_SECS);
+            if seen.len() >= THROTTLED_AUDIT_MEMORY {
+                seen.clear();
+            }
+        }
+        let last = seen.entry((username.to_owned(), key.to_owned())).or_insert(i64::MIN);
+        if now.saturating_sub(*last) < THROTTLED_AUDIT_EVERY_SECS {
+            return false;
+        }
+        *last = now;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        assert_eq!(throttle_key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(throttle_key("2001:db8:1:2:ffff:0:0:9"), throttle_key("2001:db8:1:2::1"));
+        assert_eq!(throttle_key("203.0.113.7"), "203.0.113.7");
+        assert_eq!(throttle_key("unknown"), "unknown");
+    }
+
+    #[test]
+    fn a_throttled_flood_is_audited_once_a_minute() {
+        let audited = RecentlyAudited::default();
+        assert!(audited.first_in_a_while("alice", "203.0.113.7", 1000));
+        assert!(!audited.first_in_a_while("alice", "203.0.113.7", 1059));
+        assert!(audited.first_in_a_while("bob", "203.0.113.7", 1059));
+        assert!(audited.first_in_a_while("alice", "203.0.113.7", 1060));
     }
 }

@@ -149,9 +149,13 @@ impl Accounts {
         if !self.passwords.verify(current, user.password_hash.as_deref()).await? {
             return Err(AccountError::WrongPassword);
         }
-        self.throttle.succeeded(attempt, &user.username, client).await?;
+        self.throttle.succeeded(attempt, &user.username).await?;
         let hash = self.passwords.hash(new).await?;
-        self.store.set_password_hash(user.id, &hash).await?;
+        // Only over the hash just checked: of two changes racing (a thief with the old password
+        // and the owner), the second finds the password changed and is refused.
+        if !self.store.replace_password_hash(user.id, user.password_hash.as_deref(), &hash).await? {
+            return Err(AccountError::WrongPassword);
+        }
         let keep = self.store.family_of_access_token(access_jti).await?;
         self.end_sessions(user.id, keep.as_deref()).await?;
         self.audit(AuditKind::PasswordChanged, user, client).await

@@ -187,7 +187,7 @@ impl Sessions {
                 return Err(AuthError::InvalidCredentials);
             }
         };
-        self.throttle.succeeded(attempt, username, client).await?;
+        self.throttle.succeeded(attempt, username).await?;
         let event = AuditEvent::new(AuditKind::LoginOk).user_id(user.id).username(username).client(client);
         let origin = SessionOrigin { password_hash: user.password_hash.as_deref(), ..SessionOrigin::default() };
         let pair = match self.start_session(&user, origin, &event).await {

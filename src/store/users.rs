@@ -64,6 +64,17 @@ impl Store {
         Ok(done == 1)
     }
 
+    /// Sets the hash only if it is still `current` (the one a password check used). Returns
+    /// whether it was set.
+    pub async fn replace_password_hash(&self, user_id: i64, current: Option<&str>, hash: &str) -> Result<bool> {
+        let done = on_writer!(self, pool => sqlx::query(
+            "UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3",
+        )
+        .bind(hash).bind(user_id).bind(current)
+        .execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(done == 1)
+    }
+
     pub async fn set_user_roles(&self, user_id: i64, is_staff: bool, is_superuser: bool) -> Result<()> {
         on_writer!(self, pool => sqlx::query("UPDATE users SET is_staff = $1, is_superuser = $2 WHERE id = $3")
             .bind(is_staff).bind(is_superuser).bind(user_id).execute(pool).await.map(|r| r.rows_affected()))?;

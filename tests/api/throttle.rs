@@ -23,10 +23,17 @@ db_test!(
     a_burst_of_sprays_passes_at_most_the_address_limit,
     wrong_current_passwords_are_throttled_like_logins,
     overlong_usernames_are_refused_before_any_database_work,
+    an_ipv6_client_gets_one_budget_for_its_64,
+    a_throttled_flood_is_audited_once_not_per_request,
+    concurrent_password_changes_over_one_password_let_one_win,
     a_port_on_the_proxys_entry_does_not_make_the_forged_one_believed,
     a_dual_stack_listener_trusts_its_ipv4_proxy,
 );
-pg_test!(the_limit_holds_across_replicas, a_burst_split_across_replicas_passes_at_most_the_limit);
+pg_test!(
+    the_limit_holds_across_replicas,
+    a_burst_split_across_replicas_passes_at_most_the_limit,
+    the_limit_holds_under_a_repeatable_read_default,
+);
 
 const BODY_PREFIX: &str = "Request was throttled. Expected available in ";
 const NO_ACCOUNT: &str = "No active account found with the given credentials";
@@ -286,4 +293,61 @@ async fn a_dual_stack_listener_trusts_its_ipv4_proxy(backend: Backend) {
     let audit = String::from_utf8(app.cli(&["audit", "tail", "-n", "20"]).stdout).unwrap();
     assert!(audit.contains("addr=203.0.113.7\t") && audit.contains("addr=198.51.100.20\t"), "{audit}");
     assert!(audit.contains("user=bob\taddr=127.0.0.1\t") && !audit.contains("::ffff:"), "{audit}");
+}
+
+/// One client owns a whole IPv6 /64: rotating through it is one client, one budget.
+async fn an_ipv6_client_gets_one_budget_for_its_64(backend: Backend) {
+    let app = spawn_app_with(backend, &[("LOGIN_FAILURE_LIMIT", "3"), ("TRUSTED_PROXIES", "127.0.0.1/32")]).await;
+    app.create_user("alice", "correct horse");
+    for i in 1..=3 {
+        let reply = attempt(&app, "alice", "guess", Some(&format!("2001:db8:5:6::{i:x}"))).await;
+        assert_eq!(reply.status, 401, "{}", reply.text);
+    }
+    assert_throttled(&attempt(&app, "alice", "correct horse", Some("2001:db8:5:6:ffff::9")).await, 900);
+    // Another /64 is another client.
+    assert_eq!(attempt(&app, "alice", "correct horse", Some("2001:db8:5:7::1")).await.status, 200);
+}
+
+/// A throttled flood is one audit event, not one a request (each would be a database write).
+async fn a_throttled_flood_is_audited_once_not_per_request(backend: Backend) {
+    let app = spawn_app_with(backend, &[("LOGIN_FAILURE_LIMIT", "2")]).await;
+    for _ in 0..2 {
+        assert_eq!(attempt(&app, "alice", "guess", None).await.status, 401);
+    }
+    for _ in 0..30 {
+        assert_eq!(attempt(&app, "alice", "guess", None).await.status, 429);
+    }
+    let audit = String::from_utf8(app.cli(&["audit", "tail", "-n", "100"]).stdout).unwrap();
+    assert_eq!(audit.matches("login_throttled").count(), 1, "{audit}");
+}
+
+/// A thief with the old password and the owner change it at once: one change wins, the other
+/// finds the password changed (400), so the thief cannot overwrite the owner's new password.
+async fn concurrent_password_changes_over_one_password_let_one_win(backend: Backend) {
+    let app = spawn_app_with(backend, &[("LOGIN_FAILURE_LIMIT", "100")]).await;
+    let (access, _) = app.alice().await;
+    let changes = (0..8).map(|i| {
+        let body = json!({"current_password": "correct horse", "new_password": format!("new password {i}")});
+        app.post_bearer("/api/password/change/", &access, body)
+    });
+    let replies = futures::future::join_all(changes).await;
+    let won: Vec<usize> = (0..8).filter(|i| replies[*i].status == 200).collect();
+    assert_eq!(won.len(), 1, "{:?}", replies.iter().map(|r| r.status).collect::<Vec<_>>());
+    assert!(replies.iter().all(|r| r.status == 200 || r.status == 400));
+    app.login("alice", &format!("new password {}", won[0])).await;
+}
+
+/// A PostgreSQL server (or role) whose default isolation is REPEATABLE READ still holds the
+/// limit: the reservation runs READ COMMITTED behind its lock.
+async fn the_limit_holds_under_a_repeatable_read_default(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    db.execute(
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET default_transaction_isolation = ''repeatable read''', \
+         current_database()); END $$",
+    )
+    .await;
+    let server = Replica::start(&db, &[("LOGIN_FAILURE_LIMIT", "5")]).await;
+    let guesses: Vec<(String, &str)> = (0..40).map(|_| ("alice".to_owned(), "guess")).collect();
+    let (refused, throttled, others) = burst(&server, &guesses).await;
+    assert_eq!((refused, throttled, others), (5, 35, vec![]));
 }
