@@ -66,10 +66,11 @@ impl LoginThrottle {
         // A plain read first: once throttled, a flood from one address costs no write and no
         // lock, so it cannot starve the database for everyone else.
         let counts = self.store.login_failures(username, &key, since).await?;
-        if counts.0 < limits.0 && counts.1 < limits.1 {
-            if let Some(id) = self.store.reserve_login_attempt(username, &key, now, since, limits).await? {
-                return Ok(Attempt { id, key });
-            }
+        if counts.0 < limits.0
+            && counts.1 < limits.1
+            && let Some(id) = self.store.reserve_login_attempt(username, &key, now, since, limits).await?
+        {
+            return Ok(Attempt { id, key });
         }
         let counts = self.store.login_failures(username, &key, since).await?;
         let retry_after = self.retry_after(username, &key, counts, now).await?;
