@@ -48,15 +48,15 @@ fn client_address(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[IpNet]) 
     if !trusted(&client) {
         return client;
     }
-    // A value that is not text is one unreadable entry (`None`); empty list elements are
-    // ignored (RFC 9110 §5.6.1).
+    // Split on the bytes, so that a client's non-text entry is one unreadable entry (`None`),
+    // not a reason to disbelieve the entries proxies appended after it; empty list elements
+    // are ignored (RFC 9110 §5.6.1).
     let entries = headers
         .get_all("x-forwarded-for")
         .iter()
-        .flat_map(|v| match v.to_str() {
-            Ok(text) => text.split(',').map(str::trim).filter(|e| !e.is_empty()).map(Some).collect::<Vec<_>>(),
-            Err(_) => vec![None],
-        })
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(|entry| std::str::from_utf8(entry).ok().map(str::trim))
+        .filter(|entry| entry != &Some(""))
         .collect::<Vec<_>>();
     for entry in entries.into_iter().rev() {
         let Some(ip) = entry.and_then(forwarded_address) else { break };
@@ -167,6 +167,16 @@ mod tests {
         assert_eq!(client_address(ip("10.0.0.1"), &headers, &proxies), ip("10.0.0.3"));
         // Empty list elements are ignored.
         let headers = forwarded(&["203.0.113.7, , 10.0.0.3,"]);
+        assert_eq!(client_address(ip("10.0.0.1"), &headers, &proxies), ip("203.0.113.7"));
+    }
+
+    #[test]
+    fn a_clients_unreadable_bytes_do_not_hide_what_the_proxy_appended() {
+        let proxies: [IpNet; 1] = ["10.0.0.0/8".parse().unwrap()];
+        let mut headers = HeaderMap::new();
+        let mut value = b"\xff\xfe, ".to_vec();
+        value.extend_from_slice(b"203.0.113.7");
+        headers.append("x-forwarded-for", HeaderValue::from_bytes(&value).unwrap());
         assert_eq!(client_address(ip("10.0.0.1"), &headers, &proxies), ip("203.0.113.7"));
     }
 
