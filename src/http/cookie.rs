@@ -47,13 +47,11 @@ pub fn read(headers: &HeaderMap) -> Result<Option<String>, AppError> {
     }
 }
 
-/// With `REFRESH_TOKEN_COOKIE=true`, a request to an endpoint that uses or sets the cookie must
-/// carry an `Origin` listed in `CORS_ALLOWED_ORIGINS` (`allowed`), or the service's own: 403
-/// otherwise, worded as DRF words CSRF failures. Checked on login and exchanges too, so a
-/// foreign page cannot plant its own session in the browser (login CSRF).
+/// A request that *uses* the cookie must carry an `Origin` listed in `CORS_ALLOWED_ORIGINS`
+/// (`allowed`), or the service's own: 403 otherwise, worded as DRF words CSRF failures.
 pub fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), AppError> {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return Err(AppError::Forbidden("CSRF Failed: Origin header missing.".to_owned()));
+        return Err(missing_origin());
     };
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     if host.is_some_and(|host| is_own_origin(origin, host)) || allowed.iter().any(|allowed| allowed == origin) {
@@ -67,10 +65,24 @@ pub fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), AppEr
     }
 }
 
-/// `check_origin` when `REFRESH_TOKEN_COOKIE=true`: every endpoint whose answer sets or clears
-/// the cookie calls it before doing anything else.
-pub fn check_origin_in_cookie_mode(headers: &HeaderMap, settings: &HttpSettings) -> Result<(), AppError> {
-    if settings.refresh_token_cookie { check_origin(headers, &settings.cors_allowed_origins) } else { Ok(()) }
+/// With `REFRESH_TOKEN_COOKIE=true`, a request whose answer *sets* the cookie from what it
+/// carries (login, exchanges, a refresh or blacklist with the token in the body) is refused when
+/// a browser sent it from another origin: so a foreign page cannot plant its own session in the
+/// browser (login CSRF). Browsers name the origin of every cross-origin POST (`Origin`, and
+/// `Sec-Fetch-Site`); a client that is no browser sends neither and is served as simplejwt's.
+pub fn refuse_foreign_origin(headers: &HeaderMap, settings: &HttpSettings) -> Result<(), AppError> {
+    if !settings.refresh_token_cookie {
+        return Ok(());
+    }
+    if headers.contains_key(header::ORIGIN) {
+        return check_origin(headers, &settings.cors_allowed_origins);
+    }
+    let cross_site = headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
+    if cross_site { Err(missing_origin()) } else { Ok(()) }
+}
+
+fn missing_origin() -> AppError {
+    AppError::Forbidden("CSRF Failed: Origin header missing.".to_owned())
 }
 
 /// The service's own origin: `http` or `https`, and exactly the host and port the request was

@@ -50,8 +50,9 @@ impl DrfRequest for ClerkExchangeRequest {}
         (status = 400, description = "No token in the header or the body", body = BadRequest),
         (status = 401, description = "The Clerk token failed a check (code external_token_not_valid; detail names \
                                       the check), or the local user is inactive", body = ErrorDetail),
-        (status = 403, description = "With REFRESH_TOKEN_COOKIE=true: no Origin, or one neither listed in \
-                                      CORS_ALLOWED_ORIGINS nor the service's own (CSRF defence)", body = ErrorDetail),
+        (status = 403, description = "With REFRESH_TOKEN_COOKIE=true: a browser request from an origin neither \
+                                      listed in CORS_ALLOWED_ORIGINS nor the service's own, or a request using the \
+                                      cookie without an Origin (CSRF defence)", body = ErrorDetail),
         (status = 404, description = "The Clerk exchange is not configured", body = ErrorDetail),
         (status = 503, description = "Clerk's keys cannot be fetched and none are cached \
                                       (code external_keys_unavailable), or the database is unavailable", body = ErrorDetail),
@@ -64,7 +65,7 @@ pub async fn clerk_exchange(
     headers: HeaderMap,
     fields: Fields,
 ) -> Result<Response, AppError> {
-    cookie::check_origin_in_cookie_mode(&headers, &settings)?;
+    cookie::refuse_foreign_origin(&headers, &settings)?;
     let clerk = exchange.clerk()?;
     let token = presented_token(&headers, fields)?;
     let pair = exchange.exchange(clerk, &token, &client).await?;
@@ -86,8 +87,9 @@ pub async fn clerk_exchange(
         (status = 400, description = "No token in the header or the body", body = BadRequest),
         (status = 401, description = "The token failed a check (code external_token_not_valid; detail names the \
                                       check), or the local user is inactive", body = ErrorDetail),
-        (status = 403, description = "With REFRESH_TOKEN_COOKIE=true: no Origin, or one neither listed in \
-                                      CORS_ALLOWED_ORIGINS nor the service's own (CSRF defence)", body = ErrorDetail),
+        (status = 403, description = "With REFRESH_TOKEN_COOKIE=true: a browser request from an origin neither \
+                                      listed in CORS_ALLOWED_ORIGINS nor the service's own, or a request using the \
+                                      cookie without an Origin (CSRF defence)", body = ErrorDetail),
         (status = 404, description = "No provider of that name", body = ErrorDetail),
         (status = 503, description = "The provider's keys cannot be fetched and none are cached \
                                       (code external_keys_unavailable), or the database is unavailable", body = ErrorDetail),
@@ -101,7 +103,7 @@ pub async fn provider_exchange(
     headers: HeaderMap,
     fields: Fields,
 ) -> Result<Response, AppError> {
-    cookie::check_origin_in_cookie_mode(&headers, &settings)?;
+    cookie::refuse_foreign_origin(&headers, &settings)?;
     let provider = exchange.named(&name)?;
     let token = presented_token(&headers, fields)?;
     let pair = exchange.exchange(provider, &token, &client).await?;

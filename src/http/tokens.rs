@@ -72,17 +72,17 @@ pub fn pair_response(settings: &HttpSettings, pair: TokenPair) -> Response {
 }
 
 /// The refresh token of a refresh or blacklist request: the body's `refresh`, else, with
-/// `REFRESH_TOKEN_COOKIE=true`, the cookie. In cookie mode the answer sets or clears the cookie
-/// whichever was sent, so the request must come from an allowed origin either way: else a
-/// foreign page could post its own token and plant its session in the browser.
+/// `REFRESH_TOKEN_COOKIE=true`, the cookie, from an allowed origin. In cookie mode the answer
+/// sets or clears the cookie either way, so a body token from a foreign page is refused too.
 fn presented_refresh_token(fields: Fields, headers: &HeaderMap, settings: &HttpSettings) -> Result<String, AppError> {
-    cookie::check_origin_in_cookie_mode(headers, settings)?;
     if settings.refresh_token_cookie
         && !fields.contains("refresh")
         && let Some(token) = cookie::read(headers)?
     {
+        cookie::check_origin(headers, &settings.cors_allowed_origins)?;
         return Ok(token);
     }
+    cookie::refuse_foreign_origin(headers, settings)?;
     Ok(fields.parse::<TokenRefreshRequest>()?.refresh)
 }
 
@@ -105,8 +105,9 @@ pub struct TokenRefreshResponse {
         (status = 200, description = "A new session", body = TokenPairResponse),
         (status = 400, description = "A field is missing or blank, or the body is not valid JSON", body = BadRequest),
         (status = 401, description = "Wrong password, unknown or inactive user", body = ErrorDetail),
-        (status = 403, description = "With REFRESH_TOKEN_COOKIE=true: no Origin, or one neither listed in \
-                                      CORS_ALLOWED_ORIGINS nor the service's own (CSRF defence)", body = ErrorDetail),
+        (status = 403, description = "With REFRESH_TOKEN_COOKIE=true: a browser request from an origin neither \
+                                      listed in CORS_ALLOWED_ORIGINS nor the service's own, or a request using the \
+                                      cookie without an Origin (CSRF defence)", body = ErrorDetail),
         (status = 429, description = "Too many failed logins for this username from this address, or from this \
                                       address; Retry-After says when to try again", body = ErrorDetail,
          headers(("Retry-After" = u64, description = "Seconds until the next attempt is allowed"))),
@@ -122,7 +123,7 @@ pub async fn obtain(
     headers: HeaderMap,
     fields: Fields,
 ) -> Result<Response, AppError> {
-    cookie::check_origin_in_cookie_mode(&headers, &settings)?;
+    cookie::refuse_foreign_origin(&headers, &settings)?;
     let request = fields.parse::<TokenObtainRequest>()?;
     let password = SecretString::from(request.password);
     let pair = sessions.login(&request.username, password, &client).await?;
@@ -142,8 +143,9 @@ pub async fn obtain(
         (status = 200, description = "Refreshed", body = TokenRefreshResponse),
         (status = 400, description = "The field is missing or blank", body = BadRequest),
         (status = 401, description = "Invalid, expired, wrong type, or blacklisted", body = ErrorDetail),
-        (status = 403, description = "With REFRESH_TOKEN_COOKIE=true: no Origin, or one neither listed in \
-                                      CORS_ALLOWED_ORIGINS nor the service's own (CSRF defence)", body = ErrorDetail),
+        (status = 403, description = "With REFRESH_TOKEN_COOKIE=true: a browser request from an origin neither \
+                                      listed in CORS_ALLOWED_ORIGINS nor the service's own, or a request using the \
+                                      cookie without an Origin (CSRF defence)", body = ErrorDetail),
         (status = 413, description = "Body too large", body = ErrorDetail),
         (status = 415, description = "Neither JSON nor a form", body = ErrorDetail),
         (status = 503, description = "Database unavailable", body = ErrorDetail),
@@ -206,8 +208,9 @@ pub async fn verify(
         (status = 200, description = "Blacklisted", body = Empty),
         (status = 400, description = "The field is missing or blank", body = BadRequest),
         (status = 401, description = "Invalid, expired, wrong type, or already blacklisted", body = ErrorDetail),
-        (status = 403, description = "With REFRESH_TOKEN_COOKIE=true: no Origin, or one neither listed in \
-                                      CORS_ALLOWED_ORIGINS nor the service's own (CSRF defence)", body = ErrorDetail),
+        (status = 403, description = "With REFRESH_TOKEN_COOKIE=true: a browser request from an origin neither \
+                                      listed in CORS_ALLOWED_ORIGINS nor the service's own, or a request using the \
+                                      cookie without an Origin (CSRF defence)", body = ErrorDetail),
         (status = 413, description = "Body too large", body = ErrorDetail),
         (status = 415, description = "Neither JSON nor a form", body = ErrorDetail),
         (status = 503, description = "Database unavailable", body = ErrorDetail),
