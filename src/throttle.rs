@@ -65,14 +65,14 @@ impl LoginThrottle {
         let key = throttle_key(client);
         // A plain read first: once throttled, a flood from one address costs no write and no
         // lock, so it cannot starve the database for everyone else.
-        let counts = self.store.login_failures(username, &key, since).await?;
-        if counts.0 < limits.0
-            && counts.1 < limits.1
-            && let Some(id) = self.store.reserve_login_attempt(username, &key, now, since, limits).await?
-        {
-            return Ok(Attempt { id, key });
+        let mut counts = self.store.login_failures(username, &key, since).await?;
+        if counts.0 < limits.0 && counts.1 < limits.1 {
+            if let Some(id) = self.store.reserve_login_attempt(username, &key, now, since, limits).await? {
+                return Ok(Attempt { id, key });
+            }
+            // Attempts in flight took the last places meanwhile: count them.
+            counts = self.store.login_failures(username, &key, since).await?;
         }
-        let counts = self.store.login_failures(username, &key, since).await?;
         let retry_after = self.retry_after(username, &key, counts, now).await?;
         metrics::counter!("tokensmith_logins_total", "result" => "throttled").increment(1);
         if self.audited.first_in_a_while(username, &key, now) {

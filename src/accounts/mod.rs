@@ -28,9 +28,9 @@ pub enum AccountError {
     NoSuchUser(String),
     #[error("the current password is wrong")]
     WrongPassword,
-    /// Too many wrong passwords: the client may try again in this many seconds.
-    #[error("throttled for {retry_after} s")]
-    Throttled { retry_after: u64 },
+    /// Too many wrong passwords (they count as failed logins).
+    #[error(transparent)]
+    Throttle(#[from] ThrottleError),
     /// Every username made for a new linked user was taken (it ends with a random part, so
     /// this takes a collision after several inserts lost their races).
     #[error("no free username for the external user")]
@@ -39,15 +39,6 @@ pub enum AccountError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Passwords(#[from] PasswordError),
-}
-
-impl From<ThrottleError> for AccountError {
-    fn from(e: ThrottleError) -> Self {
-        match e {
-            ThrottleError::Throttled { retry_after } => Self::Throttled { retry_after },
-            ThrottleError::Store(e) => Self::Store(e),
-        }
-    }
 }
 
 type Result<T, E = AccountError> = std::result::Result<T, E>;

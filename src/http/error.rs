@@ -19,6 +19,7 @@ use crate::{
     passwords::PasswordError,
     sessions::{AuthError, BearerRefusal, IssueError},
     store::StoreError,
+    throttle::ThrottleError,
     tokens::TokenError,
     webhooks::WebhookError,
 };
@@ -224,6 +225,15 @@ impl From<ExternalError> for AppError {
     }
 }
 
+impl From<ThrottleError> for AppError {
+    fn from(e: ThrottleError) -> Self {
+        match e {
+            ThrottleError::Throttled { retry_after } => Self::Throttled(retry_after),
+            ThrottleError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         match e {
@@ -253,7 +263,7 @@ impl From<AuthError> for AppError {
     fn from(e: AuthError) -> Self {
         match e {
             AuthError::InvalidCredentials => Self::InvalidCredentials,
-            AuthError::Throttled { retry_after } => Self::Throttled(retry_after),
+            AuthError::Throttle(e) => e.into(),
             AuthError::Token(e) => Self::Token(e),
             AuthError::NoActiveAccountForToken => Self::NoActiveAccountForToken,
             AuthError::Bearer(refusal) => Self::Bearer(BearerError::Refused(refusal)),
@@ -274,7 +284,7 @@ impl From<AccountError> for AppError {
             AccountError::InvalidEmail(_) => Self::field("email", "Enter a valid email address."),
             AccountError::UsernameTaken(_) => Self::field("username", "A user with that username already exists."),
             AccountError::NoSuchUser(_) => Self::NotFound,
-            AccountError::Throttled { retry_after } => Self::Throttled(retry_after),
+            AccountError::Throttle(e) => e.into(),
             // Retrying makes new candidate usernames.
             AccountError::NoFreeUsername => Self::Unavailable(e.to_string()),
             AccountError::Store(e) => e.into(),

@@ -197,7 +197,7 @@ fn oauth_error(error: ExchangeError) -> AppError {
             | AccountError::UsernameTaken(_)
             | AccountError::NoSuchUser(_)
             | AccountError::WrongPassword
-            | AccountError::Throttled { .. }
+            | AccountError::Throttle(_)
             | AccountError::Passwords(_)),
         ) => AppError::internal(e),
         ExchangeError::Issue(e @ (IssueError::Signing(_) | IssueError::PasswordChanged)) => AppError::from(e),

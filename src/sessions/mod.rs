@@ -24,9 +24,8 @@ use crate::{
 pub enum AuthError {
     #[error("no active account found with the given credentials")]
     InvalidCredentials,
-    /// Too many failed logins: the client may try again in this many seconds.
-    #[error("throttled for {retry_after} s")]
-    Throttled { retry_after: u64 },
+    #[error(transparent)]
+    Throttle(#[from] ThrottleError),
     #[error("token refused: {0}")]
     Token(TokenError),
     /// A refresh token whose user is gone or deactivated.
@@ -45,15 +44,6 @@ pub enum AuthError {
 impl From<TokenError> for AuthError {
     fn from(e: TokenError) -> Self {
         Self::Token(e)
-    }
-}
-
-impl From<ThrottleError> for AuthError {
-    fn from(e: ThrottleError) -> Self {
-        match e {
-            ThrottleError::Throttled { retry_after } => Self::Throttled { retry_after },
-            ThrottleError::Store(e) => Self::Store(e),
-        }
     }
 }
 
