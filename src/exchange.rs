@@ -140,17 +140,13 @@ impl Exchange {
         metrics::counter!("tokensmith_exchanges_total", "provider" => provider, "result" => metric).increment(1);
         if !user.is_active {
             let event = AuditEvent::new(AuditKind::ExchangeFailed { provider })
-                .user_id(user.id)
-                .username(&user.username)
+                .user(&user)
                 .client(client)
                 .detail("user is inactive");
             self.store.record_audit_event(&event, now).await?;
             return Err(ExchangeError::Inactive);
         }
-        let event = AuditEvent::new(AuditKind::ExchangeOk { provider })
-            .user_id(user.id)
-            .username(&user.username)
-            .client(client);
+        let event = AuditEvent::new(AuditKind::ExchangeOk { provider }).user(&user).client(client);
         let session_id = Some(identity.session_id.as_str()).filter(|sid| !sid.is_empty());
         let origin = SessionOrigin {
             exchanged: true,

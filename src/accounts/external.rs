@@ -4,7 +4,7 @@
 use super::{AccountError, Accounts, Result};
 use crate::{
     clock::unix_now,
-    domain::{ExternalProfile, User, Username},
+    domain::{ExternalProfile, User, Username, username},
     store::LinkedUserInsert,
 };
 
@@ -131,6 +131,9 @@ impl Accounts {
     }
 }
 
+/// A base cut to this leaves room for `-` and an 8-character tail within the username rule.
+const SHORT_CHARS: usize = username::MAX_CHARS - 10;
+
 /// Candidate usernames for a new linked user: the provider's username, else the email, else
 /// the subject; then the same with a piece of the subject, then the subject with a random part.
 fn username_candidates(profile: &ExternalProfile, subject: &str) -> Vec<String> {
@@ -139,12 +142,12 @@ fn username_candidates(profile: &ExternalProfile, subject: &str) -> Vec<String> 
     let tail: String = subject_clean.chars().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect();
     let mut candidates = Vec::new();
     if let Some(base) = preferred.map(|p| Username::sanitize(&p)).filter(|b| !b.is_empty()) {
-        let short: String = base.chars().take(140).collect();
+        let short: String = base.chars().take(SHORT_CHARS).collect();
         candidates.push(base);
         candidates.push(format!("{short}-{tail}"));
     }
     candidates.push(subject_clean.clone());
-    let short: String = subject_clean.chars().take(140).collect();
+    let short: String = subject_clean.chars().take(SHORT_CHARS).collect();
     candidates.push(format!("{short}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
     candidates.retain(|c| !c.is_empty());
     candidates

@@ -176,7 +176,7 @@ impl Accounts {
     }
 
     async fn audit(&self, kind: AuditKind, user: &User, actor: &str) -> Result<()> {
-        let event = AuditEvent::new(kind).user_id(user.id).username(&user.username).client(actor);
+        let event = AuditEvent::new(kind).user(user).client(actor);
         Ok(self.store.record_audit_event(&event, unix_now()).await?)
     }
 }

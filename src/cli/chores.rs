@@ -4,14 +4,12 @@ use anyhow::anyhow;
 
 use super::{CliError, KeysCommand};
 use crate::{
-    accounts::{Accounts, Applied},
+    accounts::Applied,
     clock::{rfc3339, secs, unix_now},
     config::Config,
     domain::{AuditEvent, AuditKind},
     external::clerk_api::{ClerkApi, PAGE_SIZE},
-    passwords::PasswordHasherPool,
     store::Store,
-    throttle::LoginThrottle,
     tokens::{self, KeyRing},
     webhooks::{self, apply_clerk_user},
 };
@@ -105,8 +103,7 @@ pub(super) async fn clerk_sync_users(config: &Config, store: &Store) -> Result<(
     let secret =
         config.clerk_secret_key.clone().ok_or_else(|| anyhow!("CLERK_SECRET_KEY: required for clerk sync-users"))?;
     let api = ClerkApi::new(&config.clerk_api_url, secret);
-    // Applying a provider's view never hashes a password: one thread, idle.
-    let accounts = Accounts::new(store.clone(), PasswordHasherPool::new(1)?, LoginThrottle::new(config, store.clone()));
+    let accounts = super::accounts(config, store)?;
     let (mut seen, mut created, mut updated, mut deactivated, mut unchanged) = (0, 0, 0, 0, 0);
     loop {
         let page = api.users_page(seen).await?;

@@ -8,9 +8,12 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
+    accounts::Accounts,
     config::Config,
     http::{self, Application},
+    passwords::PasswordHasherPool,
     store::Store,
+    throttle::LoginThrottle,
 };
 
 #[derive(Parser)]
@@ -174,6 +177,12 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     };
     store.close().await;
     result
+}
+
+/// The accounts service for an operator's command: one hashing thread, for at most one password.
+fn accounts(config: &Config, store: &Store) -> anyhow::Result<Accounts> {
+    let passwords = PasswordHasherPool::new(1)?;
+    Ok(Accounts::new(store.clone(), passwords, LoginThrottle::new(config, store.clone())))
 }
 
 async fn open_store(config: &Config) -> anyhow::Result<Store> {

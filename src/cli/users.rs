@@ -9,17 +9,14 @@ use super::{CliError, UserCommand};
 use crate::{
     accounts::{AccountError, Accounts, NewAccount, check_profile},
     config::Config,
-    passwords::PasswordHasherPool,
     store::Store,
-    throttle::LoginThrottle,
 };
 
 /// What the audit trail names as the actor of an operator's command.
 const ACTOR: &str = "cli";
 
 pub(super) async fn run(command: UserCommand, config: &Config, store: &Store) -> Result<(), CliError> {
-    // One hashing thread: the CLI hashes at most one password.
-    let accounts = Accounts::new(store.clone(), PasswordHasherPool::new(1)?, LoginThrottle::new(config, store.clone()));
+    let accounts = super::accounts(config, store)?;
     match command {
         UserCommand::Create(args) => {
             check_profile(&args.username, &args.email).map_err(refusal)?;

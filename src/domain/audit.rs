@@ -70,6 +70,11 @@ impl<'a> AuditEvent<'a> {
         Self { kind, user_id: None, username: None, client_addr: None, detail: "" }
     }
 
+    /// The user it is about: id and username.
+    pub fn user(self, user: &'a super::User) -> Self {
+        self.user_id(user.id).username(&user.username)
+    }
+
     pub fn user_id(mut self, id: i64) -> Self {
         self.user_id = Some(id);
         self
@@ -93,7 +98,8 @@ impl<'a> AuditEvent<'a> {
 }
 
 /// Bounds on attacker-chosen text in an audit row: each costs disk until `AUDIT_RETENTION`.
-const MAX_USERNAME_CHARS: usize = 150;
+/// No username is longer than the username rule allows.
+const MAX_USERNAME_CHARS: usize = super::username::MAX_CHARS;
 const MAX_DETAIL_CHARS: usize = 500;
 
 /// The first `max` characters of `text`.

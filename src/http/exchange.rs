@@ -21,7 +21,7 @@ use super::{
 };
 use crate::{
     accounts::AccountError,
-    exchange::{Exchange, ExchangeError},
+    exchange::{Exchange, ExchangeError, Provider},
     external::ExternalError,
     sessions::{IssueError, Sessions},
     store::StoreError,
@@ -65,11 +65,7 @@ pub async fn clerk_exchange(
     headers: HeaderMap,
     fields: Fields,
 ) -> Result<Response, AppError> {
-    cookie::refuse_foreign_origin(&headers, &settings)?;
-    let clerk = exchange.clerk()?;
-    let token = presented_token(&headers, fields)?;
-    let pair = exchange.exchange(clerk, &token, &client).await?;
-    Ok(pair_response(&settings, pair))
+    sign_in(&exchange, Exchange::clerk, &settings, &client, &headers, fields).await
 }
 
 #[utoipa::path(
@@ -103,11 +99,23 @@ pub async fn provider_exchange(
     headers: HeaderMap,
     fields: Fields,
 ) -> Result<Response, AppError> {
-    cookie::refuse_foreign_origin(&headers, &settings)?;
-    let provider = exchange.named(&name)?;
-    let token = presented_token(&headers, fields)?;
-    let pair = exchange.exchange(provider, &token, &client).await?;
-    Ok(pair_response(&settings, pair))
+    sign_in(&exchange, |exchange| exchange.named(&name), &settings, &client, &headers, fields).await
+}
+
+/// A provider's token (chosen by `provider`) for a local pair, as both exchange endpoints do it.
+async fn sign_in<'a>(
+    exchange: &'a Exchange,
+    provider: impl FnOnce(&'a Exchange) -> Result<Provider<'a>, ExchangeError>,
+    settings: &HttpSettings,
+    client: &str,
+    headers: &HeaderMap,
+    fields: Fields,
+) -> Result<Response, AppError> {
+    cookie::refuse_foreign_origin(headers, settings)?;
+    let provider = provider(exchange)?;
+    let token = presented_token(headers, fields)?;
+    let pair = exchange.exchange(provider, &token, client).await?;
+    Ok(pair_response(settings, pair))
 }
 
 /// The provider's token: `Authorization: Bearer …`, else the `token` field.

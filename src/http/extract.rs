@@ -6,6 +6,12 @@
 //! required, comes from that struct's schema, so the document and the parsing cannot drift; the
 //! rules for each field are DRF's `CharField`'s, and every failing field is reported at once.
 
+use std::{
+    any::TypeId,
+    collections::HashMap,
+    sync::{OnceLock, RwLock},
+};
+
 use axum::{
     body::{Bytes, HttpBody},
     extract::{FromRef, FromRequest, FromRequestParts, Request},
@@ -38,7 +44,7 @@ pub enum BodyError {
 }
 
 /// A request body documented in the OpenAPI document and read as DRF reads it.
-pub trait DrfRequest: DeserializeOwned + ToSchema {
+pub trait DrfRequest: DeserializeOwned + ToSchema + 'static {
     /// Fields read with surrounding whitespace trimmed (DRF's `trim_whitespace`, which
     /// tokensmith turns off for passwords and tokens, as simplejwt does).
     const TRIMMED: &'static [&'static str] = &[];
@@ -57,7 +63,7 @@ impl Fields {
     pub fn parse<T: DrfRequest>(mut self) -> Result<T, BodyError> {
         let (properties, required) = schema_fields::<T>();
         let mut errors = FieldErrors::new();
-        for name in &properties {
+        for name in properties {
             if required.contains(name) {
                 match char_field(self.0.get(name), T::TRIMMED.contains(&name.as_str())) {
                     Ok(value) => {
@@ -80,8 +86,8 @@ impl Fields {
     /// The documented request for an OAuth endpoint, which reports missing parameters itself:
     /// every field is a non-empty string or absent (its `serde(default)`).
     pub fn parse_lenient<T: DrfRequest>(mut self) -> Result<T, BodyError> {
-        for name in schema_fields::<T>().0 {
-            self.keep_if_text(&name);
+        for name in &schema_fields::<T>().0 {
+            self.keep_if_text(name);
         }
         serde_json::from_value(Value::Object(self.0)).map_err(|_| BodyError::Malformed)
     }
@@ -93,12 +99,24 @@ impl Fields {
     }
 }
 
+/// A request type's properties, in order, and which of them are required.
+type SchemaFields = (Vec<String>, Vec<String>);
+
 /// The property names of `T`'s schema, in order, and which of them are required.
-fn schema_fields<T: ToSchema>() -> (Vec<String>, Vec<String>) {
-    match T::schema() {
+fn schema_fields<T: ToSchema + 'static>() -> &'static SchemaFields {
+    // Read once per request type (a handful, fixed at compile time): building the schema
+    // object on every login, refresh and verify would be work done again and again.
+    static READ: OnceLock<RwLock<HashMap<TypeId, &'static SchemaFields>>> = OnceLock::new();
+    let read = READ.get_or_init(Default::default);
+    if let Some(fields) = read.read().ok().and_then(|known| known.get(&TypeId::of::<T>()).copied()) {
+        return fields;
+    }
+    let fields = match T::schema() {
         RefOr::T(Schema::Object(object)) => (object.properties.keys().cloned().collect(), object.required),
         _ => (Vec::new(), Vec::new()),
-    }
+    };
+    let mut known = read.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+    known.entry(TypeId::of::<T>()).or_insert_with(|| Box::leak(Box::new(fields)))
 }
 
 /// A required field as DRF's `CharField` reads it, or the message DRF gives.

@@ -102,7 +102,13 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    pub fn new(config: &Config, store: Store, tokens: Arc<TokenService>, passwords: PasswordHasherPool) -> Self {
+    pub fn new(
+        config: &Config,
+        store: Store,
+        tokens: Arc<TokenService>,
+        passwords: PasswordHasherPool,
+        throttle: LoginThrottle,
+    ) -> Self {
         let settings = Settings {
             access_token_lifetime: config.access_token_lifetime,
             refresh_token_lifetime: config.refresh_token_lifetime,
@@ -111,7 +117,6 @@ impl Sessions {
             rotate_refresh_tokens: config.rotate_refresh_tokens,
             refresh_reuse_grace: config.refresh_reuse_grace,
         };
-        let throttle = LoginThrottle::new(config, store.clone());
         Self { store, tokens, passwords, throttle, settings: Arc::new(settings) }
     }
 
@@ -346,11 +351,7 @@ impl Sessions {
     pub async fn revoke_all(&self, user: &User, client: &str) -> Result<()> {
         let ended = self.store.revoke_user_sessions(user.id, None, unix_now()).await?;
         let detail = format!("{ended} sessions ended");
-        let event = AuditEvent::new(AuditKind::RevokeAll)
-            .user_id(user.id)
-            .username(&user.username)
-            .client(client)
-            .detail(&detail);
+        let event = AuditEvent::new(AuditKind::RevokeAll).user(user).client(client).detail(&detail);
         self.audit(event).await
     }
 }

@@ -42,10 +42,10 @@ impl Store {
             // Concurrent transactions would each count before any inserts: the attempts from
             // one address take turns on an advisory lock, which every replica shares.
             Db::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                // Under REPEATABLE READ (a server or role default) the snapshot would predate
-                // the previous lock holder's insert, and each waiter would count without it.
-                sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED").execute(&mut *tx).await?;
+                // READ COMMITTED whatever the server's or role's default: under REPEATABLE READ
+                // the snapshot would predate the previous lock holder's insert, and each waiter
+                // would count without it.
+                let mut tx = pool.begin_with("BEGIN ISOLATION LEVEL READ COMMITTED").await?;
                 sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7210))")
                     .bind(client_addr)
                     .execute(&mut *tx)
