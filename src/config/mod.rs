@@ -3,7 +3,9 @@
 //! starts is what runs, and nothing is parsed twice. An error names the variable at fault, so a
 //! bad deployment fails in one readable line. Data only: no service is built here.
 
+mod clerk;
 mod issuers;
+mod tokens;
 mod vars;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
@@ -13,7 +15,9 @@ use ipnet::IpNet;
 use jsonwebtoken::DecodingKey;
 use secrecy::{ExposeSecret, SecretString};
 
+pub use self::clerk::ClerkConfig;
 pub use self::issuers::{IssuerConfig, IssuerKeys};
+pub use self::tokens::{RESERVED_CLAIMS, TokenCustomisation, UserClaim, UsernameField};
 use self::vars::{Vars, parse_bool, parse_number, positive_duration, positive_number};
 pub use self::vars::{check_issuer_url, parse_duration};
 pub use crate::key_material::JwtAlgorithm;
@@ -136,6 +140,8 @@ pub struct Config {
     pub jwt_issuer: Option<String>,
     pub jwt_audience: Option<String>,
     pub jwt_leeway: Duration,
+    /// The simplejwt settings that shape tokens and logins.
+    pub tokens: TokenCustomisation,
     pub session_max_lifetime: Duration,
     /// Sessions born from a Clerk/IdP exchange end after this; the app exchanges again.
     pub exchange_session_max_lifetime: Duration,
@@ -164,15 +170,6 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
-#[derive(Debug, Clone)]
-pub struct ClerkConfig {
-    pub issuer: String,
-    pub jwks_url: String,
-    /// `CLERK_JWT_KEY`: verify with this key, no network.
-    pub jwt_key: Option<PublicKey>,
-    pub authorized_parties: Vec<String>,
-}
-
 impl Config {
     /// Reads every setting from the environment (after `.env`, which `main` loads).
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -186,8 +183,8 @@ impl Config {
         let jwt_algorithm = vars.parsed("JWT_ALGORITHM", "ES256", |s| s.parse())?;
         let key_source = Self::key_source(&vars, jwt_algorithm)?;
 
-        let clerk = Self::clerk(&vars)?;
-        let clerk_webhook_signing_secret = Self::webhook_secret(&vars)?;
+        let clerk = ClerkConfig::read(&vars)?;
+        let clerk_webhook_signing_secret = clerk::webhook_secret(&vars)?;
         let clerk_api_url = vars.raw("CLERK_API_URL").unwrap_or_else(|| "https://api.clerk.com".to_owned());
         check_issuer_url(&clerk_api_url).map_err(|m| ConfigError::new("CLERK_API_URL", m))?;
 
@@ -212,6 +209,7 @@ impl Config {
             jwt_issuer: vars.raw("JWT_ISSUER"),
             jwt_audience: vars.raw("JWT_AUDIENCE"),
             jwt_leeway: vars.parsed("JWT_LEEWAY", "0s", parse_duration)?,
+            tokens: TokenCustomisation::read(&vars)?,
             session_max_lifetime: vars.parsed("SESSION_MAX_LIFETIME", "30d", positive_duration)?,
             exchange_session_max_lifetime: vars.parsed("EXCHANGE_SESSION_MAX_LIFETIME", "1h", positive_duration)?,
             login_failure_limit: vars.parsed("LOGIN_FAILURE_LIMIT", "10", positive_number)?,
@@ -325,30 +323,6 @@ impl Config {
             }
         }
         Ok(origins)
-    }
-
-    fn clerk(vars: &Vars<'_>) -> Result<Option<ClerkConfig>, ConfigError> {
-        let Some(issuer) = vars.raw("CLERK_ISSUER") else { return Ok(None) };
-        let issuer = issuer.trim().trim_end_matches('/').to_owned();
-        check_issuer_url(&issuer).map_err(|m| ConfigError::new("CLERK_ISSUER", m))?;
-        let jwks_url = vars.raw("CLERK_JWKS_URL").unwrap_or_else(|| format!("{issuer}/.well-known/jwks.json"));
-        check_issuer_url(&jwks_url).map_err(|m| ConfigError::new("CLERK_JWKS_URL", m))?;
-        let jwt_key = match vars.raw("CLERK_JWT_KEY") {
-            None => None,
-            Some(pem) => Some(PublicKey(Arc::new(
-                DecodingKey::from_rsa_pem(pem.as_bytes())
-                    .map_err(|_| ConfigError::new("CLERK_JWT_KEY", "not a PEM RSA public key"))?,
-            ))),
-        };
-        Ok(Some(ClerkConfig { issuer, jwks_url, jwt_key, authorized_parties: vars.list("CLERK_AUTHORIZED_PARTIES") }))
-    }
-
-    fn webhook_secret(vars: &Vars<'_>) -> Result<Option<WebhookSecret>, ConfigError> {
-        let Some(raw) = vars.raw("CLERK_WEBHOOK_SIGNING_SECRET") else { return Ok(None) };
-        // The value is a secret: the message never repeats it.
-        WebhookSecret::parse(&SecretString::from(raw)).map(Some).ok_or_else(|| {
-            ConfigError::new("CLERK_WEBHOOK_SIGNING_SECRET", "must be whsec_ followed by base64, as Clerk shows it")
-        })
     }
 
     /// How long a signing key stays published after it stops signing: until every token
