@@ -41,7 +41,7 @@ impl Accounts {
             let inserted =
                 self.store.insert_linked_user(provider, subject, &username, profile, may_sign_in, now).await?;
             match inserted {
-                LinkedUserInsert::Created(user) => return Ok(user),
+                LinkedUserInsert::Created(user) => return Ok(*user),
                 // Either the identity was linked meanwhile, or the username was just taken.
                 LinkedUserInsert::Conflict => {
                     if let Some(user) = self.store.user_by_identity(provider, subject).await? {

@@ -4,15 +4,19 @@
 //! operator action writes its audit event here.
 
 mod external;
+mod groups;
+
+use std::sync::Arc;
 
 use secrecy::SecretString;
 
 pub use self::external::Applied;
 use crate::{
     clock::unix_now,
-    domain::{AuditEvent, AuditKind, InvalidUsername, User, Username},
+    config::{Config, TokenCustomisation, UsernameField},
+    domain::{AuditEvent, AuditKind, InvalidClaims, InvalidGroupName, InvalidUsername, User, Username},
     passwords::{PasswordError, PasswordHasherPool},
-    store::{NewUser, Store, StoreError},
+    store::{NewUser, Store, StoreError, UserInsert},
     throttle::{LoginThrottle, ThrottleError},
 };
 
@@ -26,6 +30,17 @@ pub enum AccountError {
     UsernameTaken(String),
     #[error("no user named {0:?}")]
     NoSuchUser(String),
+    /// With `USERNAME_FIELD=email`, where emails name users.
+    #[error("another user has the email {0:?}")]
+    EmailTaken(String),
+    #[error(transparent)]
+    InvalidGroupName(#[from] InvalidGroupName),
+    #[error("a group named {0:?} already exists")]
+    GroupTaken(String),
+    #[error("no group named {0:?}")]
+    NoSuchGroup(String),
+    #[error(transparent)]
+    InvalidClaims(#[from] InvalidClaims),
     #[error("the current password is wrong")]
     WrongPassword,
     /// Too many wrong passwords (they count as failed logins).
@@ -69,8 +84,16 @@ pub fn check_profile(username: &str, email: &str) -> Result<Username> {
     Ok(username)
 }
 
+/// The settings account rules follow.
+struct Settings {
+    /// Custom claims may not take the names tokensmith writes (the `USER_ID_CLAIM` among them);
+    /// `USERNAME_FIELD=email` makes emails unique.
+    tokens: TokenCustomisation,
+}
+
 #[derive(Clone)]
 pub struct Accounts {
+    settings: Arc<Settings>,
     store: Store,
     passwords: PasswordHasherPool,
     /// Wrong current passwords count as failed logins.
@@ -78,8 +101,9 @@ pub struct Accounts {
 }
 
 impl Accounts {
-    pub fn new(store: Store, passwords: PasswordHasherPool, throttle: LoginThrottle) -> Self {
-        Self { store, passwords, throttle }
+    pub fn new(config: &Config, store: Store, passwords: PasswordHasherPool, throttle: LoginThrottle) -> Self {
+        let settings = Settings { tokens: config.tokens.clone() };
+        Self { settings: Arc::new(settings), store, passwords, throttle }
     }
 
     /// Creates a user; `actor` (a client address, or `cli`) is what the audit trail names.
@@ -99,11 +123,12 @@ impl Accounts {
             is_superuser: new.is_superuser,
             created_at: unix_now(),
         };
-        let user = self
-            .store
-            .create_user(&record)
-            .await?
-            .ok_or_else(|| AccountError::UsernameTaken(username.into_string()))?;
+        let unique_email = self.settings.tokens.username_field == UsernameField::Email && !new.email.is_empty();
+        let user = match self.store.create_user(&record, unique_email).await? {
+            UserInsert::Created(user) => *user,
+            UserInsert::UsernameTaken => return Err(AccountError::UsernameTaken(username.into_string())),
+            UserInsert::EmailTaken => return Err(AccountError::EmailTaken(new.email.to_owned())),
+        };
         self.audit(AuditKind::UserCreated, &user, actor).await?;
         Ok(user)
     }
@@ -176,7 +201,14 @@ impl Accounts {
     }
 
     async fn audit(&self, kind: AuditKind, user: &User, actor: &str) -> Result<()> {
-        let event = AuditEvent::new(kind).user(user).client(actor);
+        self.record(kind, Some(user), actor, "").await
+    }
+
+    async fn record(&self, kind: AuditKind, user: Option<&User>, actor: &str, detail: &str) -> Result<()> {
+        let mut event = AuditEvent::new(kind).client(actor).detail(detail);
+        if let Some(user) = user {
+            event = event.user(user);
+        }
         Ok(self.store.record_audit_event(&event, unix_now()).await?)
     }
 }

@@ -5,15 +5,12 @@ use std::io::Read;
 use anyhow::{Context, bail};
 use secrecy::SecretString;
 
-use super::{CliError, UserCommand};
+use super::{ACTOR, CliError, UserCommand};
 use crate::{
     accounts::{AccountError, Accounts, NewAccount, check_profile},
     config::Config,
     store::Store,
 };
-
-/// What the audit trail names as the actor of an operator's command.
-const ACTOR: &str = "cli";
 
 pub(super) async fn run(command: UserCommand, config: &Config, store: &Store) -> Result<(), CliError> {
     let accounts = super::accounts(config, store)?;
@@ -52,6 +49,26 @@ pub(super) async fn run(command: UserCommand, config: &Config, store: &Store) ->
             }
         }
         UserCommand::List { json } => list(&accounts, json).await?,
+        UserCommand::AddGroup { username, group } => {
+            let user = accounts.by_username(&username).await.map_err(refusal)?;
+            let added = accounts.add_to_group(&user, &group, ACTOR).await.map_err(refusal)?;
+            let news = if added { "now" } else { "already" };
+            println!("{username} is {news} in {group}");
+        }
+        UserCommand::RemoveGroup { username, group } => {
+            let user = accounts.by_username(&username).await.map_err(refusal)?;
+            let removed = accounts.remove_from_group(&user, &group, ACTOR).await.map_err(refusal)?;
+            let news = if removed { "no longer" } else { "was not" };
+            println!("{username} {news} in {group}");
+        }
+        UserCommand::SetClaims { username, claims } => {
+            let user = accounts.by_username(&username).await.map_err(refusal)?;
+            let claims = accounts.set_claims(&user, &claims, ACTOR).await.map_err(refusal)?;
+            println!(
+                "{username}'s access tokens carry {} custom claims from their next refresh",
+                claims.as_map().len()
+            );
+        }
     }
     Ok(())
 }
@@ -77,14 +94,16 @@ async fn list(accounts: &Accounts, json: bool) -> Result<(), CliError> {
 }
 
 /// An account refusal as one line naming the argument at fault.
-fn refusal(error: AccountError) -> CliError {
-    match error {
-        AccountError::InvalidUsername(_) | AccountError::UsernameTaken(_) | AccountError::NoSuchUser(_) => {
-            CliError::from(anyhow::anyhow!("USERNAME: {error}"))
-        }
-        AccountError::InvalidEmail(_) => CliError::from(anyhow::anyhow!("--email: {error}")),
-        other => CliError::from(other),
-    }
+pub(super) fn refusal(error: AccountError) -> CliError {
+    let argument = match error {
+        AccountError::InvalidUsername(_) | AccountError::UsernameTaken(_) | AccountError::NoSuchUser(_) => "USERNAME",
+        AccountError::InvalidEmail(_) | AccountError::EmailTaken(_) => "--email",
+        AccountError::NoSuchGroup(_) => "GROUP",
+        AccountError::InvalidGroupName(_) | AccountError::GroupTaken(_) => "NAME",
+        AccountError::InvalidClaims(_) => "CLAIMS",
+        other => return CliError::from(other),
+    };
+    CliError::from(anyhow::anyhow!("{argument}: {error}"))
 }
 
 /// The password on standard input, without the newline `echo` adds; never otherwise trimmed.

@@ -59,8 +59,10 @@ impl UsernameField {
 }
 
 /// Claims tokensmith writes itself: neither `USER_ID_CLAIM` nor a user's custom claims may
-/// take these names (the id claim's own name is reserved beside them).
-pub const RESERVED_CLAIMS: [&str; 9] = ["exp", "iat", "nbf", "jti", "token_type", "sub", "iss", "aud", "refresh_exp"];
+/// take these names (the id claim's own name is reserved beside them). The contract lists the
+/// first nine; the organization claims of exchanged sessions are written by tokensmith too.
+pub const RESERVED_CLAIMS: [&str; 12] =
+    ["exp", "iat", "nbf", "jti", "token_type", "sub", "iss", "aud", "refresh_exp", "org_id", "org_role", "org_slug"];
 
 #[derive(Debug, Clone)]
 pub struct TokenCustomisation {
@@ -78,7 +80,7 @@ pub struct TokenCustomisation {
 
 impl TokenCustomisation {
     pub(super) fn read(vars: &Vars<'_>) -> Result<Self, ConfigError> {
-        Ok(Self {
+        let settings = Self {
             claims: token_claims(&vars.list("TOKEN_CLAIMS")).map_err(|m| ConfigError::new("TOKEN_CLAIMS", m))?,
             user_id_claim: vars.parsed("USER_ID_CLAIM", "user_id", user_id_claim)?,
             username_field: vars.parsed("USERNAME_FIELD", "username", username_field)?,
@@ -86,7 +88,12 @@ impl TokenCustomisation {
                 .map_err(|m| ConfigError::new("AUTH_HEADER_TYPES", m))?,
             sliding_token_lifetime: vars.parsed("SLIDING_TOKEN_LIFETIME", "5m", positive_duration)?,
             sliding_token_refresh_lifetime: vars.parsed("SLIDING_TOKEN_REFRESH_LIFETIME", "1d", positive_duration)?,
-        })
+        };
+        if let Some(claim) = settings.claims.iter().find(|c| c.name() == settings.user_id_claim) {
+            let message = format!("{:?} is also in TOKEN_CLAIMS; a token holds one claim of a name", claim.name());
+            return Err(ConfigError::new("USER_ID_CLAIM", message));
+        }
+        Ok(settings)
     }
 
     /// Whether `name` may not be a user's custom claim.

@@ -19,6 +19,10 @@ pub enum AuditKind {
     UserActivated,
     UserDeactivated,
     KeyRotated,
+    GroupCreated,
+    /// A user joined or left a group.
+    UserGroupsChanged,
+    UserClaimsChanged,
     /// A provider's token was exchanged for a local session (`clerk_exchange_ok`).
     ExchangeOk {
         provider: &'static str,
@@ -47,6 +51,9 @@ impl AuditKind {
             Self::UserActivated => "user_activated",
             Self::UserDeactivated => "user_deactivated",
             Self::KeyRotated => "key_rotated",
+            Self::GroupCreated => "group_created",
+            Self::UserGroupsChanged => "user_groups_changed",
+            Self::UserClaimsChanged => "user_claims_changed",
             Self::ExchangeOk { provider } => return Cow::Owned(format!("{provider}_exchange_ok")),
             Self::ExchangeFailed { provider } => return Cow::Owned(format!("{provider}_exchange_failed")),
             Self::WebhookRejected => "webhook_rejected",

@@ -3,11 +3,13 @@
 //! services and the HTTP layer can all share these types without depending on each other.
 
 mod audit;
+mod claims;
 pub mod username;
 
 use serde::Serialize;
 
 pub use audit::{AuditEvent, AuditKind};
+pub use claims::{CustomClaims, GroupName, InvalidClaims, InvalidGroupName};
 pub use username::{InvalidUsername, Username};
 
 /// A local user, as Django's user model names the fields.
@@ -25,6 +27,9 @@ pub struct User {
     pub is_superuser: bool,
     pub created_at: i64,
     pub last_login: Option<i64>,
+    /// Merged into the user's access tokens.
+    #[sqlx(try_from = "String")]
+    pub custom_claims: CustomClaims,
 }
 
 /// The organization active in an external session, carried into local access tokens.

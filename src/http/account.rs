@@ -10,7 +10,10 @@ use super::{
     extract::{Authenticated, ClientAddr, DrfRequest, JsonOrForm},
     schemas::{BadRequest, Empty, ErrorDetail},
 };
-use crate::{accounts::Accounts, domain::User};
+use crate::{
+    accounts::Accounts,
+    domain::{CustomClaims, User},
+};
 
 /// The user, as Django's user model names the fields.
 #[derive(Serialize, ToSchema)]
@@ -22,10 +25,15 @@ pub struct MeResponse {
     pub last_name: String,
     pub is_staff: bool,
     pub is_superuser: bool,
+    /// The names of the user's groups.
+    pub groups: Vec<String>,
+    /// The custom claims merged into the user's access tokens.
+    #[schema(value_type = Object)]
+    pub claims: CustomClaims,
 }
 
-impl From<User> for MeResponse {
-    fn from(u: User) -> Self {
+impl MeResponse {
+    fn new(u: User, groups: Vec<String>) -> Self {
         Self {
             id: u.id,
             username: u.username,
@@ -34,6 +42,8 @@ impl From<User> for MeResponse {
             last_name: u.last_name,
             is_staff: u.is_staff,
             is_superuser: u.is_superuser,
+            groups,
+            claims: u.custom_claims,
         }
     }
 }
@@ -57,8 +67,9 @@ impl DrfRequest for PasswordChangeRequest {}
         (status = 503, description = "Database unavailable", body = ErrorDetail),
     )
 )]
-pub async fn me(caller: Authenticated) -> Json<MeResponse> {
-    Json(caller.user.into())
+pub async fn me(State(accounts): State<Accounts>, caller: Authenticated) -> Result<Json<MeResponse>, AppError> {
+    let groups = accounts.groups_of(&caller.user).await?;
+    Ok(Json(MeResponse::new(caller.user, groups)))
 }
 
 #[utoipa::path(

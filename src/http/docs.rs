@@ -1,14 +1,18 @@
 //! The OpenAPI document, assembled from the handlers' annotations.
 
-use std::sync::OnceLock;
+use std::sync::Arc;
 
-use axum::{http::header, response::IntoResponse};
+use axum::{extract::State, http::header, response::IntoResponse};
 use utoipa::{
     Modify, OpenApi,
-    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    openapi::{
+        Ref, RefOr,
+        security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    },
 };
 
-use super::{account, exchange, ops, tokens, webhooks};
+use super::{HttpSettings, account, exchange, ops, tokens, webhooks};
+use crate::config::UsernameField;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,6 +27,7 @@ use super::{account, exchange, ops, tokens, webhooks};
         account::me, account::change_password,
         ops::jwks, ops::healthz, ops::readyz, ops::metrics, openapi_json,
     ),
+    components(schemas(tokens::EmailTokenObtainRequest)),
     modifiers(&BearerAuth),
     tags(
         (name = "tokens", description = "Obtain, refresh, verify and revoke tokens"),
@@ -51,8 +56,22 @@ impl Modify for BearerAuth {
     description = "This document (OpenAPI 3.1).",
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json"))
 )]
-pub async fn openapi_json() -> impl IntoResponse {
-    static DOCUMENT: OnceLock<String> = OnceLock::new();
-    let body = DOCUMENT.get_or_init(|| ApiDoc::openapi().to_pretty_json().expect("the document serializes"));
-    ([(header::CONTENT_TYPE, "application/json")], body.as_str())
+pub async fn openapi_json(State(settings): State<Arc<HttpSettings>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], settings.openapi_json.clone())
+}
+
+/// The document for this configuration: with `USERNAME_FIELD=email`, logins take an email.
+pub fn document(username_field: UsernameField) -> utoipa::openapi::OpenApi {
+    let mut document = ApiDoc::openapi();
+    if username_field == UsernameField::Email {
+        for path in tokens::LOGIN_PATHS {
+            let body = document.paths.paths.get_mut(*path).and_then(|p| p.post.as_mut()?.request_body.as_mut());
+            let Some(RefOr::T(body)) = body else { continue };
+            for content in body.content.values_mut() {
+                let RefOr::T(content) = content else { continue };
+                content.schema = Some(RefOr::Ref(Ref::from_schema_name("EmailTokenObtainRequest")));
+            }
+        }
+    }
+    document
 }

@@ -283,7 +283,11 @@ impl From<AccountError> for AppError {
             AccountError::InvalidUsername(e) => Self::field("username", &e.to_string()),
             AccountError::InvalidEmail(_) => Self::field("email", "Enter a valid email address."),
             AccountError::UsernameTaken(_) => Self::field("username", "A user with that username already exists."),
-            AccountError::NoSuchUser(_) => Self::NotFound,
+            AccountError::NoSuchUser(_) | AccountError::NoSuchGroup(_) => Self::NotFound,
+            AccountError::EmailTaken(_) => Self::field("email", "A user with that email already exists."),
+            AccountError::InvalidGroupName(e) => Self::field("name", &e.to_string()),
+            AccountError::GroupTaken(_) => Self::field("name", "group with this name already exists."),
+            AccountError::InvalidClaims(e) => Self::field("claims", &e.to_string()),
             AccountError::Throttle(e) => e.into(),
             // Retrying makes new candidate usernames.
             AccountError::NoFreeUsername => Self::Unavailable(e.to_string()),

@@ -204,6 +204,11 @@ fn oauth_error(error: ExchangeError) -> AppError {
             | AccountError::InvalidEmail(_)
             | AccountError::UsernameTaken(_)
             | AccountError::NoSuchUser(_)
+            | AccountError::EmailTaken(_)
+            | AccountError::InvalidGroupName(_)
+            | AccountError::GroupTaken(_)
+            | AccountError::NoSuchGroup(_)
+            | AccountError::InvalidClaims(_)
             | AccountError::WrongPassword
             | AccountError::Throttle(_)
             | AccountError::Passwords(_)),

@@ -21,6 +21,7 @@ use std::{
 
 use axum::{
     Router,
+    body::Bytes,
     extract::{DefaultBodyLimit, FromRef, MatchedPath, Request},
     http::{HeaderName, HeaderValue, Method, StatusCode, header},
     middleware::{self, Next},
@@ -37,13 +38,16 @@ use tower_http::{
     timeout::TimeoutLayer,
     trace::{DefaultOnResponse, TraceLayer},
 };
-use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 pub use self::server::{Application, shutdown_signal};
 use self::{error::AppError, ops::Readiness};
 use crate::{
-    accounts::Accounts, config::Config, exchange::Exchange, sessions::Sessions, tokens::TokenService,
+    accounts::Accounts,
+    config::{Config, UsernameField},
+    exchange::Exchange,
+    sessions::Sessions,
+    tokens::TokenService,
     webhooks::ClerkWebhooks,
 };
 
@@ -59,6 +63,10 @@ pub struct HttpSettings {
     pub request_timeout: Duration,
     /// `/metrics` is served on the API listener (`METRICS_LISTEN_ADDR` is unset).
     pub metrics_on_api: bool,
+    /// `USERNAME_FIELD`: what a login body names the user by.
+    pub username_field: UsernameField,
+    /// The OpenAPI document for this configuration, rendered once.
+    pub openapi_json: Bytes,
 }
 
 impl HttpSettings {
@@ -69,6 +77,8 @@ impl HttpSettings {
             refresh_token_cookie: config.refresh_token_cookie,
             request_timeout: config.request_timeout,
             metrics_on_api: config.metrics_listen_addr.is_none(),
+            username_field: config.tokens.username_field,
+            openapi_json: Bytes::from(openapi_document(config).to_pretty_json().expect("the document serializes")),
         }
     }
 }
@@ -259,7 +269,7 @@ async fn no_store_on_api(req: Request, next: Next) -> Response {
     response
 }
 
-/// The OpenAPI document as the server serves it.
-pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    docs::ApiDoc::openapi()
+/// The OpenAPI document as the server serves it with `config`.
+pub fn openapi_document(config: &Config) -> utoipa::openapi::OpenApi {
+    docs::document(config.tokens.username_field)
 }

@@ -84,7 +84,7 @@ impl Application {
         // One throttle: logins and password changes count against the same guesses.
         let throttle = LoginThrottle::new(&config, store.clone());
         let sessions = Sessions::new(&config, store.clone(), tokens.clone(), passwords.clone(), throttle.clone());
-        let accounts = Accounts::new(store.clone(), passwords, throttle);
+        let accounts = Accounts::new(&config, store.clone(), passwords, throttle);
         let exchange = exchange(&config, &sessions, &accounts, &store);
         let verifier = config.clerk_webhook_signing_secret.as_ref().map(SvixVerifier::from_secret);
         let webhooks = ClerkWebhooks::new(verifier, accounts.clone(), store.clone());

@@ -18,7 +18,10 @@ use super::{
     extract::{Authenticated, ClientAddr, DrfRequest, Fields, JsonOrForm},
     schemas::{BadRequest, Empty, ErrorDetail},
 };
-use crate::sessions::{Sessions, TokenPair};
+use crate::{
+    config::UsernameField,
+    sessions::{Sessions, TokenPair},
+};
 
 #[derive(Deserialize, ToSchema)]
 pub struct TokenObtainRequest {
@@ -32,6 +35,38 @@ pub struct TokenObtainRequest {
 
 impl DrfRequest for TokenObtainRequest {
     const TRIMMED: &'static [&'static str] = &["username"];
+}
+
+/// A login with `USERNAME_FIELD=email`.
+#[derive(Deserialize, ToSchema)]
+pub struct EmailTokenObtainRequest {
+    /// Not blank (trimmed, as DRF does), no NUL characters; matched ignoring case.
+    #[schema(min_length = 1, pattern = r"^[^\x00]*[^\s\x00][^\x00]*$")]
+    pub email: String,
+    /// Not blank, never trimmed.
+    #[schema(min_length = 1, pattern = r"^[^\x00]+$")]
+    pub password: String,
+}
+
+impl DrfRequest for EmailTokenObtainRequest {
+    const TRIMMED: &'static [&'static str] = &["email"];
+}
+
+/// The endpoints that take a login body: their documented body follows `USERNAME_FIELD`.
+pub const LOGIN_PATHS: &[&str] = &["/api/token/"];
+
+/// The user's name (or email) and password from a login body, by `USERNAME_FIELD`.
+pub fn login_credentials(fields: Fields, settings: &HttpSettings) -> Result<(String, SecretString), AppError> {
+    Ok(match settings.username_field {
+        UsernameField::Username => {
+            let request = fields.parse::<TokenObtainRequest>()?;
+            (request.username, SecretString::from(request.password))
+        }
+        UsernameField::Email => {
+            let request = fields.parse::<EmailTokenObtainRequest>()?;
+            (request.email, SecretString::from(request.password))
+        }
+    })
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -124,9 +159,8 @@ pub async fn obtain(
     fields: Fields,
 ) -> Result<Response, AppError> {
     cookie::refuse_foreign_origin(&headers, &settings)?;
-    let request = fields.parse::<TokenObtainRequest>()?;
-    let password = SecretString::from(request.password);
-    let pair = sessions.login(&request.username, password, &client).await?;
+    let (username, password) = login_credentials(fields, &settings)?;
+    let pair = sessions.login(&username, password, &client).await?;
     Ok(pair_response(&settings, pair))
 }
 

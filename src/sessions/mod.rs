@@ -2,21 +2,22 @@
 //! blacklisting and revoke-all, and who an access token belongs to. Handlers stay thin by
 //! calling these; exchanges of external tokens start their sessions here too.
 
+mod minting;
 mod refresh_status;
 
-use std::{sync::Arc, time::Duration};
+use std::{borrow::Cow, sync::Arc, time::Duration};
 
 use secrecy::SecretString;
 
 use self::refresh_status::RefreshStatus;
 use crate::{
     clock::{secs, unix_now, unix_now_ms},
-    config::Config,
-    domain::{AuditEvent, AuditKind, Organization, User, username},
+    config::{Config, UserClaim, UsernameField},
+    domain::{AuditEvent, AuditKind, User, username},
     passwords::{PasswordError, PasswordHasherPool},
     store::{NewRefreshToken, RefreshTokenState, SessionOrigin, Store, StoreError},
     throttle::{LoginThrottle, ThrottleError},
-    tokens::{TokenError, TokenService, TokenSpec, TokenType, VerifiedToken, new_jti},
+    tokens::{TokenError, TokenService, TokenType, VerifiedToken, new_jti},
 };
 
 /// Why a token operation was refused or failed.
@@ -67,6 +68,9 @@ pub enum IssueError {
     Store(#[from] StoreError),
 }
 
+/// Django's `EmailField` bound, and RFC 5321's on a forward path.
+const EMAIL_MAX_CHARS: usize = 254;
+
 type Result<T, E = AuthError> = std::result::Result<T, E>;
 
 pub struct TokenPair {
@@ -84,6 +88,9 @@ pub struct Refreshed {
 
 /// The settings sessions follow, taken from the configuration once.
 struct Settings {
+    /// `TOKEN_CLAIMS`.
+    user_claims: Vec<UserClaim>,
+    username_field: UsernameField,
     access_token_lifetime: Duration,
     refresh_token_lifetime: Duration,
     session_max_lifetime: Duration,
@@ -110,6 +117,8 @@ impl Sessions {
         throttle: LoginThrottle,
     ) -> Self {
         let settings = Settings {
+            user_claims: config.tokens.claims.clone(),
+            username_field: config.tokens.username_field,
             access_token_lifetime: config.access_token_lifetime,
             refresh_token_lifetime: config.refresh_token_lifetime,
             session_max_lifetime: config.session_max_lifetime,
@@ -125,50 +134,26 @@ impl Sessions {
         self.settings.access_token_lifetime
     }
 
-    fn mint_access(
-        &self,
-        user_id: i64,
-        now: i64,
-        organization: Option<&Organization>,
-    ) -> Result<(String, String), IssueError> {
-        let jti = new_jti();
-        let spec = TokenSpec {
-            token_type: TokenType::Access,
-            jti: &jti,
-            user_id,
-            issued_at: now,
-            expires_at: now + secs(self.settings.access_token_lifetime),
-            organization,
-        };
-        Ok((self.tokens.mint(&spec)?, jti))
-    }
-
-    fn mint_refresh(&self, record: &NewRefreshToken<'_>) -> Result<String, IssueError> {
-        let spec = TokenSpec {
-            token_type: TokenType::Refresh,
-            jti: record.jti,
-            user_id: record.user_id,
-            issued_at: record.issued_at,
-            expires_at: record.expires_at,
-            organization: None,
-        };
-        Ok(self.tokens.mint(&spec)?)
-    }
-
     async fn audit(&self, event: AuditEvent<'_>) -> Result<()> {
         Ok(self.store.record_audit_event(&event, unix_now()).await?)
     }
 
     /// `POST /api/token/`. Throttled before anything else, so a throttled attempt costs no argon2.
+    /// `username` is an email with `USERNAME_FIELD=email`.
     pub async fn login(&self, username: &str, password: SecretString, client: &str) -> Result<TokenPair> {
         // No such user can exist: refused before the database (no audit row, no throttle row
         // grows from attacker-chosen megabytes). Nothing is learnt from how fast.
-        if username.chars().count() > username::MAX_CHARS {
+        if username.chars().count() > self.login_name_max_chars() {
             metrics::counter!("tokensmith_logins_total", "result" => "failed").increment(1);
             return Err(AuthError::InvalidCredentials);
         }
-        let attempt = self.throttle.reserve(username, client).await?;
-        let user = self.store.user_by_username(username).await?;
+        // Emails match ignoring case, so their failures are counted ignoring case too.
+        let throttled_name = match self.settings.username_field {
+            UsernameField::Username => Cow::Borrowed(username),
+            UsernameField::Email => Cow::Owned(username.to_lowercase()),
+        };
+        let attempt = self.throttle.reserve(&throttled_name, client).await?;
+        let user = self.user_to_log_in(username).await?;
         let hash = user.as_ref().and_then(|u| u.password_hash.as_deref());
         let password_ok = self.passwords.verify(password, hash).await?;
         let user = match user {
@@ -182,8 +167,8 @@ impl Sessions {
                 return Err(AuthError::InvalidCredentials);
             }
         };
-        self.throttle.succeeded(attempt, username).await?;
-        let event = AuditEvent::new(AuditKind::LoginOk).user_id(user.id).username(username).client(client);
+        self.throttle.succeeded(attempt, &throttled_name).await?;
+        let event = AuditEvent::new(AuditKind::LoginOk).user(&user).client(client);
         let origin = SessionOrigin { password_hash: user.password_hash.as_deref(), ..SessionOrigin::default() };
         let pair = match self.start_session(&user, origin, &event).await {
             Err(IssueError::PasswordChanged) => {
@@ -194,6 +179,26 @@ impl Sessions {
         };
         metrics::counter!("tokensmith_logins_total", "result" => "ok").increment(1);
         Ok(pair)
+    }
+
+    fn login_name_max_chars(&self) -> usize {
+        match self.settings.username_field {
+            UsernameField::Username => username::MAX_CHARS,
+            UsernameField::Email => EMAIL_MAX_CHARS,
+        }
+    }
+
+    /// The user a login names: by username, or by email ignoring case. An email two users share
+    /// names nobody (account creation keeps emails unique under `USERNAME_FIELD=email`, but
+    /// users made before the switch may share one).
+    async fn user_to_log_in(&self, name: &str) -> Result<Option<User>> {
+        Ok(match self.settings.username_field {
+            UsernameField::Username => self.store.user_by_username(name).await?,
+            UsernameField::Email => {
+                let mut users = self.store.users_by_email(name).await?;
+                if users.len() == 1 { users.pop() } else { None }
+            }
+        })
     }
 
     /// A new refresh family for `user` and its first pair; `audit` is recorded with it. A session
@@ -211,7 +216,7 @@ impl Sessions {
             lifetime = lifetime.min(self.settings.exchange_session_max_lifetime);
         }
         let family_expires_at = now + secs(lifetime);
-        let (access, access_jti) = self.mint_access(user.id, now, origin.organization)?;
+        let (access, access_jti) = self.mint_access(user, now, origin.organization).await?;
         let family_id = new_jti();
         let jti = new_jti();
         let record = NewRefreshToken {
@@ -237,8 +242,11 @@ impl Sessions {
         // Twice at most: a lost race is classified again from what the winner wrote.
         for _ in 0..2 {
             let state = self.live_refresh_state(&verified, client).await?;
+            // The record as it is now: claims follow a role change at the next refresh.
+            let user = self.store.user_by_id(state.user_id).await?.filter(|u| u.is_active);
+            let user = user.ok_or(AuthError::NoActiveAccountForToken)?;
             let now = unix_now();
-            let (access, access_jti) = self.mint_access(state.user_id, now, state.organization().as_ref())?;
+            let (access, access_jti) = self.mint_access(&user, now, state.organization().as_ref()).await?;
             let event = AuditEvent::new(AuditKind::Refresh).user_id(state.user_id).client(client);
             if !self.settings.rotate_refresh_tokens {
                 self.store.set_access_jti(&state.jti, &access_jti).await?;

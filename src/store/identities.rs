@@ -8,7 +8,7 @@ use crate::domain::{ExternalProfile, User};
 /// What inserting a linked user did.
 #[derive(Debug)]
 pub enum LinkedUserInsert {
-    Created(User),
+    Created(Box<User>),
     /// The username, or the identity, was taken meanwhile: nothing was written.
     Conflict,
 }
@@ -56,7 +56,7 @@ impl Store {
             Ok::<_, sqlx::Error>(user)
         }.await);
         match inserted {
-            Ok(user) => Ok(LinkedUserInsert::Created(user)),
+            Ok(user) => Ok(LinkedUserInsert::Created(Box::new(user))),
             Err(e) if is_unique_violation(&e) => Ok(LinkedUserInsert::Conflict),
             Err(e) => Err(e.into()),
         }

@@ -13,6 +13,7 @@ use crate::config::{DatabaseKind, DatabaseSettings};
 
 pub(crate) mod audit;
 mod error;
+mod groups;
 mod identities;
 mod keys;
 mod sessions;
@@ -22,10 +23,11 @@ mod users;
 
 pub use audit::AuditRecord;
 pub use error::StoreError;
+pub use groups::GroupSummary;
 pub use identities::LinkedUserInsert;
 pub use keys::StoredKey;
 pub use sessions::{NewRefreshToken, RefreshTokenState, SessionOrigin};
-pub use users::NewUser;
+pub use users::{NewUser, UserInsert};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 

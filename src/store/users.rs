@@ -1,6 +1,6 @@
 //! Local users.
 
-use super::{Result, Store, is_unique_violation, on_pool, on_writer};
+use super::{Db, Result, Store, is_unique_violation, on_pool, on_writer};
 use crate::domain::User;
 
 pub struct NewUser<'a> {
@@ -14,30 +14,60 @@ pub struct NewUser<'a> {
     pub created_at: i64,
 }
 
+/// What creating a user came to.
+pub enum UserInsert {
+    Created(Box<User>),
+    UsernameTaken,
+    EmailTaken,
+}
+
 pub(super) const USER_COLUMNS: &str = "id, username, email, first_name, last_name, password_hash, is_active, \
-                                       is_staff, is_superuser, created_at, last_login";
+                                       is_staff, is_superuser, created_at, last_login, custom_claims";
 
 impl Store {
-    /// `None` when the username is taken.
-    pub async fn create_user(&self, user: &NewUser<'_>) -> Result<Option<User>> {
+    /// With `unique_email`, no user is created while another has the same email (ignoring
+    /// case): the check is part of the insert, and on PostgreSQL such inserts take turns on an
+    /// advisory lock (every replica shares it), so two racing creations cannot both pass it.
+    pub async fn create_user(&self, user: &NewUser<'_>, unique_email: bool) -> Result<UserInsert> {
         let sql = format!(
             "INSERT INTO users (username, email, first_name, last_name, password_hash, is_active, is_staff, \
-             is_superuser, created_at) VALUES ($1, $2, $3, $4, $5, TRUE, $6, $7, $8) RETURNING {USER_COLUMNS}"
+             is_superuser, created_at) SELECT $1, $2, $3, $4, $5, TRUE, $6, $7, $8 \
+             WHERE NOT ($9 AND EXISTS (SELECT 1 FROM users WHERE lower(email) = lower($2))) RETURNING {USER_COLUMNS}"
         );
-        let result = on_writer!(self, pool => sqlx::query_as::<_, User>(&sql)
-            .bind(user.username)
-            .bind(user.email)
-            .bind(user.first_name)
-            .bind(user.last_name)
-            .bind(user.password_hash)
-            .bind(user.is_staff)
-            .bind(user.is_superuser)
-            .bind(user.created_at)
-            .fetch_one(pool)
-            .await);
+        macro_rules! insert {
+            ($executor:expr) => {
+                sqlx::query_as::<_, User>(&sql)
+                    .bind(user.username)
+                    .bind(user.email)
+                    .bind(user.first_name)
+                    .bind(user.last_name)
+                    .bind(user.password_hash)
+                    .bind(user.is_staff)
+                    .bind(user.is_superuser)
+                    .bind(user.created_at)
+                    .bind(unique_email)
+                    .fetch_optional($executor)
+                    .await
+            };
+        }
+        let result = match &self.db {
+            // One writer connection: the statement is the check and the insert at once.
+            Db::Sqlite { writer, .. } => insert!(writer),
+            Db::Postgres(pool) if unique_email => {
+                let mut tx = pool.begin_with("BEGIN ISOLATION LEVEL READ COMMITTED").await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(7211)").execute(&mut *tx).await?;
+                let result = insert!(&mut *tx);
+                if result.is_ok() {
+                    tx.commit().await?;
+                }
+                result
+            }
+            Db::Postgres(pool) => insert!(pool),
+        };
         match result {
-            Ok(user) => Ok(Some(user)),
-            Err(e) if is_unique_violation(&e) => Ok(None),
+            Ok(Some(user)) => Ok(UserInsert::Created(Box::new(user))),
+            Ok(None) => Ok(UserInsert::EmailTaken),
+            Err(e) if is_unique_violation(&e) => Ok(UserInsert::UsernameTaken),
             Err(e) => Err(e.into()),
         }
     }
@@ -45,6 +75,12 @@ impl Store {
     pub async fn user_by_username(&self, username: &str) -> Result<Option<User>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1");
         Ok(on_pool!(self, pool => sqlx::query_as::<_, User>(&sql).bind(username).fetch_optional(pool).await)?)
+    }
+
+    /// The users whose email is `email`, ignoring case (two at most: more than one is ambiguous).
+    pub async fn users_by_email(&self, email: &str) -> Result<Vec<User>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE lower(email) = lower($1) AND email <> '' LIMIT 2");
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, User>(&sql).bind(email).fetch_all(pool).await)?)
     }
 
     pub async fn user_by_id(&self, id: i64) -> Result<Option<User>> {

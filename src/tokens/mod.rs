@@ -1,6 +1,7 @@
 //! Local JWTs: minting and checking them, claim for claim as simplejwt 5.5 writes them, with the
 //! key ring (`ring`) that signs and verifies them.
 
+mod claims;
 mod ring;
 
 use std::{sync::Arc, time::Duration};
@@ -11,6 +12,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 
+use self::claims::UserIdClaim;
+pub use self::claims::user_claims;
 pub use self::ring::{KeyError, KeyRing, rotate};
 use crate::{
     clock::{secs, unix_now},
@@ -62,8 +65,11 @@ struct Claims<'a> {
     exp: i64,
     iat: i64,
     jti: &'a str,
-    /// A string, as simplejwt 5.5 writes it.
-    user_id: String,
+    #[serde(flatten)]
+    user_id: UserIdClaim<'a>,
+    /// Access tokens: the user id again, where gateways and OIDC libraries look for the subject.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     iss: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -75,6 +81,9 @@ struct Claims<'a> {
     org_role: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     org_slug: Option<&'a str>,
+    /// The user's claims (`TOKEN_CLAIMS`, custom claims): access tokens only.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    user: Option<&'a Map<String, Value>>,
 }
 
 /// A token to mint.
@@ -86,6 +95,8 @@ pub struct TokenSpec<'a> {
     pub expires_at: i64,
     /// Access tokens only.
     pub organization: Option<&'a Organization>,
+    /// Access tokens only: what `user_claims` made of the user.
+    pub user_claims: Option<&'a Map<String, Value>>,
 }
 
 pub fn new_jti() -> String {
@@ -101,6 +112,8 @@ pub struct TokenService {
     issuer: Option<String>,
     audience: Option<String>,
     leeway: i64,
+    /// `USER_ID_CLAIM`.
+    user_id_claim: String,
     /// One per algorithm, built once: verification allocates no validator per request.
     validations: Vec<Validation>,
     /// When an unknown kid last reloaded the ring (`None`: never yet). Held while it reloads,
@@ -144,6 +157,7 @@ impl TokenService {
             issuer: config.jwt_issuer.clone(),
             audience: config.jwt_audience.clone(),
             leeway: secs(config.jwt_leeway),
+            user_id_claim: config.tokens.user_id_claim.clone(),
             validations: [Algorithm::HS256, Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA]
                 .into_iter()
                 .map(|algorithm| validation(algorithm, &config))
@@ -172,12 +186,14 @@ impl TokenService {
             exp: spec.expires_at,
             iat: spec.issued_at,
             jti: spec.jti,
-            user_id: spec.user_id.to_string(),
+            user_id: UserIdClaim { name: &self.user_id_claim, id: spec.user_id },
+            sub: (spec.token_type == TokenType::Access).then(|| spec.user_id.to_string()),
             iss: self.issuer.as_deref(),
             aud: self.audience.as_deref(),
             org_id: spec.organization.map(|o| o.id.as_str()),
             org_role: spec.organization.and_then(|o| o.role.as_deref()),
             org_slug: spec.organization.and_then(|o| o.slug.as_deref()),
+            user: spec.user_claims,
         };
         jsonwebtoken::encode(&header, &claims, keys.signing.encoding_key())
     }
@@ -282,7 +298,7 @@ impl TokenService {
             return Err(TokenError::WrongType);
         }
         // simplejwt 5.5 writes the id as a string; older versions as a number.
-        let user_id = match claims.get("user_id") {
+        let user_id = match claims.get(&self.user_id_claim) {
             Some(Value::String(s)) => s.parse().ok(),
             Some(Value::Number(n)) => n.as_i64(),
             _ => None,

@@ -1,0 +1,59 @@
+//! Minting a session's tokens: access tokens carry what `TOKEN_CLAIMS` and the user's custom
+//! claims say, read when the token is minted; refresh tokens carry only the user id.
+
+use serde_json::{Map, Value};
+
+use super::{IssueError, Sessions};
+use crate::{
+    clock::secs,
+    config::UserClaim,
+    domain::{Organization, User},
+    store::NewRefreshToken,
+    tokens::{TokenSpec, TokenType, new_jti, user_claims},
+};
+
+impl Sessions {
+    /// An access token for `user` as the record says now, and its jti.
+    pub(super) async fn mint_access(
+        &self,
+        user: &User,
+        now: i64,
+        organization: Option<&Organization>,
+    ) -> Result<(String, String), IssueError> {
+        let claims = self.user_claims(user).await?;
+        let jti = new_jti();
+        let spec = TokenSpec {
+            token_type: TokenType::Access,
+            jti: &jti,
+            user_id: user.id,
+            issued_at: now,
+            expires_at: now + secs(self.settings.access_token_lifetime),
+            organization,
+            user_claims: Some(&claims),
+        };
+        Ok((self.tokens.mint(&spec)?, jti))
+    }
+
+    pub(super) fn mint_refresh(&self, record: &NewRefreshToken<'_>) -> Result<String, IssueError> {
+        let spec = TokenSpec {
+            token_type: TokenType::Refresh,
+            jti: record.jti,
+            user_id: record.user_id,
+            issued_at: record.issued_at,
+            expires_at: record.expires_at,
+            organization: None,
+            user_claims: None,
+        };
+        Ok(self.tokens.mint(&spec)?)
+    }
+
+    /// The user's claims; the groups are read only when `TOKEN_CLAIMS` names them.
+    async fn user_claims(&self, user: &User) -> Result<Map<String, Value>, IssueError> {
+        let attributes = &self.settings.user_claims;
+        let groups = match attributes.contains(&UserClaim::Groups) {
+            true => self.store.group_names_of(user.id).await?,
+            false => Vec::new(),
+        };
+        Ok(user_claims(user, &groups, attributes))
+    }
+}
