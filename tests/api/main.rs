@@ -4,6 +4,7 @@ mod fake_clerk;
 mod helpers;
 mod outage;
 mod process;
+mod python;
 mod replicas;
 mod throttle;
 
