@@ -11,7 +11,7 @@ use utoipa::{
     },
 };
 
-use super::{HttpSettings, account, exchange, ops, tokens, webhooks};
+use super::{HttpSettings, account, discovery, exchange, ops, tokens, webhooks};
 use crate::config::UsernameField;
 
 #[derive(OpenApi)]
@@ -25,7 +25,7 @@ use crate::config::UsernameField;
         tokens::obtain, tokens::refresh, tokens::verify, tokens::blacklist, tokens::revoke_all,
         exchange::clerk_exchange, exchange::provider_exchange, exchange::token_exchange, webhooks::clerk_webhook,
         account::me, account::change_password,
-        ops::jwks, ops::healthz, ops::readyz, ops::metrics, openapi_json,
+        ops::jwks, discovery::openid_configuration, ops::healthz, ops::readyz, ops::metrics, openapi_json,
     ),
     components(schemas(tokens::EmailTokenObtainRequest)),
     modifiers(&BearerAuth),

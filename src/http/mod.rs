@@ -4,6 +4,7 @@
 pub mod account;
 mod client_addr;
 pub mod cookie;
+pub mod discovery;
 pub mod docs;
 pub mod error;
 pub mod exchange;
@@ -67,6 +68,8 @@ pub struct HttpSettings {
     pub username_field: UsernameField,
     /// The OpenAPI document for this configuration, rendered once.
     pub openapi_json: Bytes,
+    /// OIDC discovery, when `JWT_ISSUER` is set.
+    pub discovery: Option<discovery::Discovery>,
 }
 
 impl HttpSettings {
@@ -79,6 +82,7 @@ impl HttpSettings {
             metrics_on_api: config.metrics_listen_addr.is_none(),
             username_field: config.tokens.username_field,
             openapi_json: Bytes::from(openapi_document(config).to_pretty_json().expect("the document serializes")),
+            discovery: discovery::Discovery::new(config),
         }
     }
 }
@@ -125,7 +129,7 @@ fn route_both<S: Clone + Send + Sync + 'static>(router: Router<S>, path: &str, h
 /// Every API route, each with and without its trailing slash; `/metrics` only when it is
 /// not served on a listener of its own.
 fn api_routes(metrics_on_api: bool) -> Router<AppState> {
-    let routes: [(&str, MethodRouter<AppState>); 16] = [
+    let routes: [(&str, MethodRouter<AppState>); 17] = [
         ("/api/token/", post(tokens::obtain)),
         ("/api/token/refresh/", post(tokens::refresh)),
         ("/api/token/verify/", post(tokens::verify)),
@@ -138,6 +142,7 @@ fn api_routes(metrics_on_api: bool) -> Router<AppState> {
         ("/api/me/", get(account::me)),
         ("/api/password/change/", post(account::change_password)),
         ("/.well-known/jwks.json", get(ops::jwks)),
+        ("/.well-known/openid-configuration", get(discovery::openid_configuration)),
         ("/healthz", get(ops::healthz)),
         ("/readyz", get(ops::readyz)),
         ("/metrics", get(ops::metrics)),

@@ -16,6 +16,7 @@ mod cli;
 mod config;
 mod connections;
 mod cookie;
+mod discovery;
 mod hostile;
 mod issuers;
 mod keys;

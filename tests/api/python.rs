@@ -148,7 +148,6 @@ impl Py {
     }
 }
 
-#[allow(dead_code)] // until the first test with a script of its own
 /// Runs `tests/python/{script}` with the venv's interpreter. Async, so a server under test in
 /// the same runtime keeps answering the script's requests.
 pub async fn run_script(script: &str, args: &[&str], env: &[(&str, &str)]) -> Py {
