@@ -46,7 +46,16 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "An access token, as `Authorization: Bearer <token>`. AUTH_HEADER_TYPES names the schemes \
+                         accepted instead (e.g. `JWT,Bearer` also takes `JWT <token>`); this page sends `Bearer`.",
+                    ))
+                    .build(),
+            ),
         );
     }
 }

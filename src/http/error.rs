@@ -3,15 +3,17 @@
 //! existing clients parse them unchanged. Causes are logged by `log_errors`, a middleware, from
 //! the response's extensions: rendering an error has no side effects.
 
+use std::sync::Arc;
+
 use axum::{
-    extract::Request,
+    extract::{Request, State},
     http::{HeaderValue, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
 use serde_json::{Map, Value, json};
 
-use super::extract::BodyError;
+use super::{HttpSettings, extract::BodyError};
 use crate::{
     accounts::AccountError,
     exchange::ExchangeError,
@@ -190,11 +192,18 @@ impl IntoResponse for AppError {
             }
             _ => {}
         }
-        if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"api\""));
-        }
         response
     }
+}
+
+/// Every 401 names the scheme to authenticate with: the first of `AUTH_HEADER_TYPES`
+/// (`Bearer realm="api"` by default), as simplejwt's `authenticate_header` does.
+pub async fn challenge(State(settings): State<Arc<HttpSettings>>, req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    if response.status() == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, settings.challenge.clone());
+    }
+    response
 }
 
 /// Logs the cause of every failed request (never sent to the client) and takes it off the response.

@@ -113,14 +113,15 @@ async fn sign_in<'a>(
 ) -> Result<Response, AppError> {
     cookie::refuse_foreign_origin(headers, settings)?;
     let provider = provider(exchange)?;
-    let token = presented_token(headers, fields)?;
+    let token = presented_token(headers, &settings.auth_header_types, fields)?;
     let pair = exchange.exchange(provider, &token, client).await?;
     Ok(pair_response(settings, pair))
 }
 
-/// The provider's token: `Authorization: Bearer …`, else the `token` field.
-fn presented_token(headers: &HeaderMap, fields: Fields) -> Result<String, AppError> {
-    if let Some(token) = BearerToken::from_headers(headers)? {
+/// The provider's token: `Authorization: Bearer …` (or another of `AUTH_HEADER_TYPES`), else
+/// the `token` field.
+fn presented_token(headers: &HeaderMap, types: &[String], fields: Fields) -> Result<String, AppError> {
+    if let Some(token) = BearerToken::from_headers(headers, types)? {
         return Ok(token);
     }
     Ok(fields.parse::<ClerkExchangeRequest>()?.token)

@@ -9,7 +9,7 @@
 use std::{
     any::TypeId,
     collections::HashMap,
-    sync::{OnceLock, RwLock},
+    sync::{Arc, OnceLock, RwLock},
 };
 
 use axum::{
@@ -27,7 +27,7 @@ use utoipa::{
 
 pub use super::client_addr::ClientAddr;
 use super::{
-    BODY_LIMIT,
+    BODY_LIMIT, HttpSettings,
     error::{AppError, BearerError, FieldErrors},
 };
 use crate::{domain::User, sessions::Sessions, tokens::VerifiedToken};
@@ -233,33 +233,45 @@ fn not_a_dictionary(value: &Value) -> BodyError {
     BodyError::Fields(errors)
 }
 
-/// The token in `Authorization: Bearer <token>`.
+/// The token in `Authorization: <type> <token>`, for the types `AUTH_HEADER_TYPES` lists
+/// (`Bearer` by default).
 pub struct BearerToken(pub String);
 
 impl BearerToken {
-    /// `None` when there is no `Authorization: Bearer` header; an error when it is malformed.
-    pub fn from_headers(headers: &HeaderMap) -> Result<Option<String>, AppError> {
+    /// As simplejwt's `JWTAuthentication.get_raw_token`: `None` when there is no
+    /// `Authorization` header or its scheme is not one of `types` (the request is then
+    /// unauthenticated, and a protected endpoint says no credentials were provided); an error
+    /// when a listed scheme is not followed by exactly one token. Unlike simplejwt, schemes
+    /// compare ignoring ASCII case, as RFC 9110 has them: `bearer` is `Bearer`.
+    pub fn from_headers(headers: &HeaderMap, types: &[String]) -> Result<Option<String>, AppError> {
         let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
         let mut words = value.split_whitespace();
-        match (words.next(), words.next(), words.next()) {
-            (Some(scheme), Some(token), None) if scheme.eq_ignore_ascii_case("Bearer") => Ok(Some(token.to_owned())),
-            (Some(scheme), _, _) if scheme.eq_ignore_ascii_case("Bearer") => {
-                Err(AppError::Bearer(BearerError::Malformed))
-            }
-            _ => Ok(None),
+        let Some(scheme) = words.next() else { return Ok(None) };
+        if !types.iter().any(|t| t.eq_ignore_ascii_case(scheme)) {
+            return Ok(None);
+        }
+        match (words.next(), words.next()) {
+            (Some(token), None) => Ok(Some(token.to_owned())),
+            _ => Err(AppError::Bearer(BearerError::Malformed)),
         }
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for BearerToken {
+impl<S: Send + Sync> FromRequestParts<S> for BearerToken
+where
+    Arc<HttpSettings>: FromRef<S>,
+{
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, AppError> {
-        Self::from_headers(&parts.headers)?.map(Self).ok_or(AppError::Bearer(BearerError::Missing))
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        let settings = Arc::<HttpSettings>::from_ref(state);
+        Self::from_headers(&parts.headers, &settings.auth_header_types)?
+            .map(Self)
+            .ok_or(AppError::Bearer(BearerError::Missing))
     }
 }
 
-/// The active user whose access token is in `Authorization: Bearer …`, and the token's claims.
+/// The active user whose access token is in `Authorization`, and the token's claims.
 pub struct Authenticated {
     pub user: User,
     pub token: VerifiedToken,
@@ -268,6 +280,7 @@ pub struct Authenticated {
 impl<S: Send + Sync> FromRequestParts<S> for Authenticated
 where
     Sessions: FromRef<S>,
+    Arc<HttpSettings>: FromRef<S>,
 {
     type Rejection = AppError;
 

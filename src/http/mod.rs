@@ -70,6 +70,10 @@ pub struct HttpSettings {
     pub openapi_json: Bytes,
     /// OIDC discovery, when `JWT_ISSUER` is set.
     pub discovery: Option<discovery::Discovery>,
+    /// `AUTH_HEADER_TYPES`: the schemes `Authorization` is read with.
+    pub auth_header_types: Vec<String>,
+    /// `WWW-Authenticate` of every 401: the first of those schemes.
+    pub challenge: HeaderValue,
 }
 
 impl HttpSettings {
@@ -83,8 +87,18 @@ impl HttpSettings {
             username_field: config.tokens.username_field,
             openapi_json: Bytes::from(openapi_document(config).to_pretty_json().expect("the document serializes")),
             discovery: discovery::Discovery::new(config),
+            auth_header_types: config.tokens.auth_header_types.clone(),
+            challenge: challenge(&config.tokens.auth_header_types),
         }
     }
+}
+
+/// `{first type} realm="api"`, as simplejwt's `authenticate_header` writes it.
+fn challenge(auth_header_types: &[String]) -> HeaderValue {
+    let scheme = auth_header_types.first().map_or("Bearer", String::as_str);
+    // The configuration admits only RFC 9110 tokens, which are valid header text.
+    HeaderValue::from_str(&format!("{scheme} realm=\"api\""))
+        .unwrap_or(HeaderValue::from_static("Bearer realm=\"api\""))
 }
 
 /// The services, each handed to the handlers that use it (`State<Sessions>`, …).
@@ -175,6 +189,7 @@ pub fn router(state: AppState) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
         .layer(middleware::from_fn(json_error_bodies))
+        .layer(middleware::from_fn_with_state(state.settings.clone(), error::challenge))
         .layer(middleware::from_fn(error::log_errors))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(
