@@ -50,7 +50,7 @@ pub enum KeySource {
     Database,
     /// A PEM private key file given by the operator, parsed at start.
     PemFile { path: PathBuf, key: Arc<KeyMaterial> },
-    /// The HS256 shared secret.
+    /// The HS256/HS384/HS512 shared secret.
     Secret { secret: SecretString, key: Arc<KeyMaterial> },
 }
 
@@ -246,15 +246,19 @@ impl Config {
 
     fn key_source(vars: &Vars<'_>, algorithm: JwtAlgorithm) -> Result<KeySource, ConfigError> {
         let key_file = vars.raw("JWT_SIGNING_KEY_FILE").map(PathBuf::from);
-        if algorithm == JwtAlgorithm::Hs256 {
+        if let Some(min_len) = algorithm.min_secret_len() {
+            let alg = algorithm.as_str();
             let secret = vars
                 .raw("JWT_SECRET")
-                .ok_or_else(|| ConfigError::new("JWT_SECRET", "required when JWT_ALGORITHM=HS256"))?;
-            if secret.len() < 32 {
-                return Err(ConfigError::new("JWT_SECRET", "must be at least 32 bytes long"));
+                .ok_or_else(|| ConfigError::new("JWT_SECRET", format!("required when JWT_ALGORITHM={alg}")))?;
+            if secret.len() < min_len {
+                // RFC 7518 §3.2: an HMAC key at least as long as the hash's output.
+                let message = format!("must be at least {min_len} bytes long for {alg} (its hash output size)");
+                return Err(ConfigError::new("JWT_SECRET", message));
             }
-            let key = Arc::new(KeyMaterial::from_secret(&secret));
-            return Ok(KeySource::Secret { secret: SecretString::from(secret), key });
+            let key = KeyMaterial::from_secret(&secret, algorithm)
+                .map_err(|e| ConfigError::new("JWT_ALGORITHM", e.to_string()))?;
+            return Ok(KeySource::Secret { secret: SecretString::from(secret), key: Arc::new(key) });
         }
         let Some(path) = key_file else { return Ok(KeySource::Database) };
         let pem = std::fs::read_to_string(&path)
@@ -331,6 +335,7 @@ impl Config {
         self.access_token_lifetime.max(self.refresh_token_lifetime) + self.jwt_leeway
     }
 
+    /// `JWT_SECRET`, under any HS* algorithm.
     pub fn hs256_secret(&self) -> Option<&str> {
         match &self.key_source {
             KeySource::Secret { secret, .. } => Some(secret.expose_secret()),

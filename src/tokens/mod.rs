@@ -17,7 +17,7 @@ pub use self::claims::user_claims;
 pub use self::ring::{KeyError, KeyRing, rotate};
 use crate::{
     clock::{secs, unix_now},
-    config::Config,
+    config::{Config, JwtAlgorithm},
     domain::Organization,
     store::Store,
 };
@@ -158,9 +158,9 @@ impl TokenService {
             audience: config.jwt_audience.clone(),
             leeway: secs(config.jwt_leeway),
             user_id_claim: config.tokens.user_id_claim.clone(),
-            validations: [Algorithm::HS256, Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA]
+            validations: JwtAlgorithm::ALL
                 .into_iter()
-                .map(|algorithm| validation(algorithm, &config))
+                .map(|algorithm| validation(algorithm.jsonwebtoken(), &config))
                 .collect(),
             reload: Mutex::new(None),
             config,

@@ -1,6 +1,6 @@
 //! The key ring: the one key that signs new tokens, and every public key that may still
 //! verify a live token. Generated keys live in the database so every replica shares them; a key
-//! file or the HS256 secret comes parsed from the configuration.
+//! file or the HS* secret comes parsed from the configuration.
 
 use std::collections::HashMap;
 
@@ -70,7 +70,7 @@ impl KeyRing {
 }
 
 fn material(key: &StoredKey) -> Result<KeyMaterial, KeyError> {
-    let algorithm: JwtAlgorithm = key.algorithm.parse().map_err(|_| KeyMaterialError::WrongKind("known"))?;
+    let algorithm: JwtAlgorithm = key.algorithm.parse().map_err(|_| KeyMaterialError::UnknownAlgorithm)?;
     let mut material = KeyMaterial::from_pem(&key.private_key_pem, algorithm)?;
     material.kid.clone_from(&key.kid);
     Ok(material)

@@ -8,6 +8,7 @@ mod python;
 mod replicas;
 mod throttle;
 
+mod algorithms;
 mod auth_header;
 mod clerk;
 mod clerk_sync;
