@@ -37,7 +37,9 @@ pub enum JwtAlgorithm {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
     /// A shared secret of at least this many bytes (RFC 7518 §3.2: the hash's output size).
-    Secret { min_len: usize },
+    Secret {
+        min_len: usize,
+    },
     /// RSA, shared by the RS* and PS* families (RFC 7518 §3.3, §3.5: 2048 bits or more).
     Rsa,
     P256,

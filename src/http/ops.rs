@@ -49,7 +49,7 @@ const JWKS_MAX_AGE: Duration = Duration::from_secs(300);
 
 #[utoipa::path(
     get, path = "/.well-known/jwks.json", tag = "keys",
-    description = "Every public key that may have signed a live token. Empty under HS256.",
+    description = "Every public key that may have signed a live token. Empty under HS256, HS384 and HS512.",
     responses((status = 200, description = "The key set", body = JwksResponse))
 )]
 pub async fn jwks(State(tokens): State<Arc<TokenService>>) -> Response {

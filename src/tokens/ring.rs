@@ -57,14 +57,23 @@ impl KeyRing {
     }
 
     /// Builds the ring from the configured source, creating the database key on first use.
+    /// The signing key and the older ones come from one query, so a rotation committing
+    /// meanwhile is seen whole or not at all: never the old key signing beside the new one.
     pub async fn load(config: &Config, store: &Store) -> Result<Self, KeyError> {
         if let Some(key) = config.key_source.signing_key() {
             return Ok(Self::new(key.clone(), vec![]));
         }
-        let current = ensure_database_key(store, config.jwt_algorithm).await?;
-        let older = store.published_keys(unix_now() - secs(config.longest_token_lifetime())).await?;
-        let signing = material(&current)?;
-        let older = older.iter().filter(|k| k.kid != current.kid).map(material).collect::<Result<_, _>>()?;
+        let algorithm = config.jwt_algorithm.as_str();
+        let retired_after = unix_now() - secs(config.longest_token_lifetime());
+        let is_current = |k: &StoredKey| k.retired_at.is_none() && k.algorithm == algorithm;
+        let mut published = store.published_keys(retired_after).await?;
+        if !published.iter().any(is_current) {
+            ensure_database_key(store, config.jwt_algorithm).await?;
+            published = store.published_keys(retired_after).await?;
+        }
+        let current = published.iter().find(|k| is_current(k)).ok_or(KeyMaterialError::Generate)?;
+        let signing = material(current)?;
+        let older = published.iter().filter(|k| k.kid != current.kid).map(material).collect::<Result<_, _>>()?;
         Ok(Self::new(std::sync::Arc::new(signing), older))
     }
 }
