@@ -130,12 +130,12 @@ impl Exchange {
     /// The local user linked to a verified identity (created at its first exchange), signed in.
     async fn sign_in(&self, identity: &ExternalIdentity, client: &str) -> Result<TokenPair> {
         let now = unix_now();
-        let mut user = self.linked_user(identity, now).await?;
-        // Roles follow the provider at every exchange: one revoked upstream is gone at the next.
-        if let Some(roles) = identity.roles {
-            self.accounts.apply_roles(&mut user, roles).await?;
-        }
+        let mut user = self.linked_user(identity, now, client).await?;
         let provider = identity.provider;
+        // Roles follow the provider at every exchange: one revoked upstream is gone at the next.
+        if let Some(roles) = identity.profile.roles {
+            self.accounts.apply_roles(&mut user, roles, provider, client).await?;
+        }
         let metric = if user.is_active { "ok" } else { "inactive" };
         metrics::counter!("tokensmith_exchanges_total", "provider" => provider, "result" => metric).increment(1);
         if !user.is_active {
@@ -158,24 +158,31 @@ impl Exchange {
     }
 
     /// The user linked to the identity; at its first exchange, created at `now`.
-    async fn linked_user(&self, identity: &ExternalIdentity, now: i64) -> Result<User> {
+    async fn linked_user(&self, identity: &ExternalIdentity, now: i64, client: &str) -> Result<User> {
         if let Some(user) = self.accounts.linked_user(identity.provider, &identity.subject).await? {
             return Ok(user);
         }
         let (profile, may_sign_in) = self.first_profile(identity).await;
-        Ok(self.accounts.link_new_user(identity.provider, &identity.subject, &profile, may_sign_in, now).await?)
+        let (provider, subject) = (identity.provider, identity.subject.as_str());
+        Ok(self.accounts.link_new_user(provider, subject, &profile, may_sign_in, now, client).await?)
     }
 
     /// The profile of a user signing in for the first time: Clerk's Backend API has the username
     /// and verified email that default session tokens lack. If it cannot be asked (no secret key,
     /// Clerk down), the token's own claims do, and a webhook or sync fills in the rest later.
+    /// Roles the token carries win; else the user's metadata in the Backend API gives them.
     async fn first_profile(&self, identity: &ExternalIdentity) -> (ExternalProfile, bool) {
         let from_token = (identity.profile.clone(), true);
         let Some(api) = self.providers.clerk_api.as_ref().filter(|_| identity.provider == clerk::PROVIDER) else {
             return from_token;
         };
+        let roles = self.providers.clerk.as_ref().and_then(ClerkVerifier::roles);
         match api.user(&identity.subject).await {
-            Ok(Some(user)) => (user.profile(), user.may_sign_in()),
+            Ok(Some(user)) => {
+                let mut profile = user.profile(roles);
+                profile.roles = identity.profile.roles.or(profile.roles);
+                (profile, user.may_sign_in())
+            }
             Ok(None) => from_token,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the new user's profile from Clerk; using the token's claims");

@@ -5,6 +5,7 @@
 use crate::{
     accounts::{AccountError, Accounts, Applied},
     clock::unix_now,
+    config::RoleMapping,
     domain::{AuditEvent, AuditKind},
     external::{
         clerk,
@@ -44,13 +45,15 @@ pub struct Delivery<'a> {
 pub struct ClerkWebhooks {
     /// Present when `CLERK_WEBHOOK_SIGNING_SECRET` is set.
     verifier: Option<std::sync::Arc<SvixVerifier>>,
+    /// `CLERK_ROLES_CLAIM`: user events carry the metadata the roles are read from.
+    roles: Option<std::sync::Arc<RoleMapping>>,
     accounts: Accounts,
     store: Store,
 }
 
 impl ClerkWebhooks {
-    pub fn new(verifier: Option<SvixVerifier>, accounts: Accounts, store: Store) -> Self {
-        Self { verifier: verifier.map(std::sync::Arc::new), accounts, store }
+    pub fn new(verifier: Option<SvixVerifier>, roles: Option<RoleMapping>, accounts: Accounts, store: Store) -> Self {
+        Self { verifier: verifier.map(std::sync::Arc::new), roles: roles.map(std::sync::Arc::new), accounts, store }
     }
 
     /// Verifies, deduplicates and applies one delivery. A failure to apply is an error, and
@@ -75,7 +78,7 @@ impl ClerkWebhooks {
             tracing::warn!(%cause, "signed Clerk webhook with an unreadable payload");
             WebhookError::Payload(cause)
         })?;
-        let applied = self.apply(&event).await?;
+        let applied = self.apply(&event, client).await?;
         self.store.record_webhook_delivery(&delivery_id, now).await?;
         metrics::counter!("tokensmith_webhooks_total", "provider" => "clerk", "result" => "applied").increment(1);
         let detail = format!("{}: {applied:?}", event.describe());
@@ -85,9 +88,11 @@ impl ClerkWebhooks {
     }
 
     /// One event. Applying the same event twice changes nothing.
-    async fn apply(&self, event: &ClerkEvent) -> Result<Applied, AccountError> {
+    async fn apply(&self, event: &ClerkEvent, client: &str) -> Result<Applied, AccountError> {
         match event {
-            ClerkEvent::UserChanged(user) => apply_clerk_user(&self.accounts, user).await,
+            ClerkEvent::UserChanged(user) => {
+                apply_clerk_user(&self.accounts, user, self.roles.as_deref(), client).await
+            }
             ClerkEvent::UserDeleted { id } => self.accounts.provider_deleted_user(clerk::PROVIDER, id).await,
             ClerkEvent::SessionEnded { id } => self.accounts.provider_ended_session(clerk::PROVIDER, id).await,
             ClerkEvent::MembershipChanged { user_id, org_id } => {
@@ -99,12 +104,19 @@ impl ClerkWebhooks {
 }
 
 /// Clerk's current view of one user (a webhook, or `clerk sync-users`). A banned or locked
-/// user is deactivated and every local session of it ends.
-pub async fn apply_clerk_user(accounts: &Accounts, user: &ClerkUser) -> Result<Applied, AccountError> {
+/// user is deactivated and every local session of it ends; with `roles` configured, its
+/// metadata sets `is_staff` / `is_superuser`. `actor` is what the audit trail names.
+pub async fn apply_clerk_user(
+    accounts: &Accounts,
+    user: &ClerkUser,
+    roles: Option<&RoleMapping>,
+    actor: &str,
+) -> Result<Applied, AccountError> {
     // No local record can carry such an id, so it is linked to nobody (`clerk sync-users`; a
     // webhook's event is already ignored when parsed).
     if !user.has_usable_id() {
         return Ok(Applied::Ignored);
     }
-    accounts.apply_provider_view(clerk::PROVIDER, &user.id, &user.profile(), user.may_sign_in()).await
+    let profile = user.profile(roles);
+    accounts.apply_provider_view(clerk::PROVIDER, &user.id, &profile, user.may_sign_in(), actor).await
 }

@@ -4,7 +4,7 @@
 use super::{AccountError, Accounts, Result};
 use crate::{
     clock::unix_now,
-    domain::{ExternalProfile, User, Username, username},
+    domain::{AuditEvent, AuditKind, ExternalProfile, User, Username, username},
     store::LinkedUserInsert,
 };
 
@@ -24,8 +24,9 @@ impl Accounts {
         Ok(self.store.user_by_identity(provider, subject).await?)
     }
 
-    /// Creates a local user (no password) linked to the identity, created at `now`. When another
-    /// request links it first, returns that user instead: one identity, one local user.
+    /// Creates a local user (no password) linked to the identity, created at `now`, staff as
+    /// the profile's roles say. When another request links it first, returns that user
+    /// instead: one identity, one local user. `actor` is the client address (or `cli`) audited.
     pub async fn link_new_user(
         &self,
         provider: &str,
@@ -33,6 +34,7 @@ impl Accounts {
         profile: &ExternalProfile,
         may_sign_in: bool,
         now: i64,
+        actor: &str,
     ) -> Result<User> {
         for username in username_candidates(profile, subject) {
             if self.store.username_taken(&username, None).await? {
@@ -41,7 +43,10 @@ impl Accounts {
             let inserted =
                 self.store.insert_linked_user(provider, subject, &username, profile, may_sign_in, now).await?;
             match inserted {
-                LinkedUserInsert::Created(user) => return Ok(*user),
+                LinkedUserInsert::Created(user) => {
+                    self.audit_roles(&user, (false, false), provider, actor).await?;
+                    return Ok(*user);
+                }
                 // Either the identity was linked meanwhile, or the username was just taken.
                 LinkedUserInsert::Conflict => {
                     if let Some(user) = self.store.user_by_identity(provider, subject).await? {
@@ -53,27 +58,44 @@ impl Accounts {
         Err(AccountError::NoFreeUsername)
     }
 
-    /// `is_staff` / `is_superuser` as the provider's roles say, when they differ.
-    pub async fn apply_roles(&self, user: &mut User, (staff, superuser): (bool, bool)) -> Result<()> {
-        if (user.is_staff, user.is_superuser) != (staff, superuser) {
-            self.store.set_user_roles(user.id, staff, superuser).await?;
-            (user.is_staff, user.is_superuser) = (staff, superuser);
+    /// `is_staff` / `is_superuser` as the provider's roles say, when they differ (audited).
+    pub async fn apply_roles(&self, user: &mut User, roles: (bool, bool), provider: &str, actor: &str) -> Result<()> {
+        let before = (user.is_staff, user.is_superuser);
+        if before != roles {
+            self.store.set_user_roles(user.id, roles.0, roles.1).await?;
+            (user.is_staff, user.is_superuser) = roles;
+            self.audit_roles(user, before, provider, actor).await?;
         }
         Ok(())
     }
 
+    /// A `roles_changed` event when the user's flags are not `before` any more.
+    async fn audit_roles(&self, user: &User, before: (bool, bool), provider: &str, actor: &str) -> Result<()> {
+        if (user.is_staff, user.is_superuser) == before {
+            return Ok(());
+        }
+        let detail = format!(
+            "{provider}: is_staff {}, is_superuser {} (were {}, {})",
+            user.is_staff, user.is_superuser, before.0, before.1
+        );
+        let event = AuditEvent::new(AuditKind::RolesChanged).user(user).client(actor).detail(&detail);
+        Ok(self.store.record_audit_event(&event, unix_now()).await?)
+    }
+
     /// The provider's current view of one user (a webhook, or a directory sync): creates the
     /// linked user, or updates it unless the stored view is newer. The username changes only
-    /// when the new one is free. A user who may not sign in is deactivated, its sessions ended.
+    /// when the new one is free; the staff flags follow the profile's roles when it has any. A
+    /// user who may not sign in is deactivated, its sessions ended.
     pub async fn apply_provider_view(
         &self,
         provider: &str,
         subject: &str,
         profile: &ExternalProfile,
         may_sign_in: bool,
+        actor: &str,
     ) -> Result<Applied> {
         let Some(user) = self.store.user_by_identity(provider, subject).await? else {
-            let user = self.link_new_user(provider, subject, profile, may_sign_in, unix_now()).await?;
+            let user = self.link_new_user(provider, subject, profile, may_sign_in, unix_now(), actor).await?;
             if !user.is_active {
                 self.end_sessions(user.id, None).await?;
             }
@@ -82,6 +104,9 @@ impl Accounts {
         let username = self.new_username(&user, profile).await?;
         let updated =
             self.store.update_linked_user(provider, subject, user.id, &username, profile, may_sign_in).await?;
+        if let Some(updated) = &updated {
+            self.audit_roles(updated, (user.is_staff, user.is_superuser), provider, actor).await?;
+        }
         match updated {
             None => Ok(Applied::Ignored),
             Some(user) if !user.is_active => {

@@ -108,7 +108,7 @@ pub(super) async fn clerk_sync_users(config: &Config, store: &Store) -> Result<(
     loop {
         let page = api.users_page(seen).await?;
         for user in &page {
-            match apply_clerk_user(&accounts, user).await? {
+            match apply_clerk_user(&accounts, user, config.clerk_roles.as_ref(), "cli").await? {
                 Applied::Created => created += 1,
                 Applied::Updated => updated += 1,
                 Applied::Deactivated => deactivated += 1,

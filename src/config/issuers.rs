@@ -8,7 +8,7 @@ use std::{collections::HashSet, path::Path, sync::Arc};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 
-use super::{PublicKey, check_issuer_url};
+use super::{PublicKey, RoleMapping, check_issuer_url};
 
 /// Names that `/api/token/{name}/` can never reach, because a fixed route answers there.
 const FIXED_ROUTES: [&str; 6] = ["verify", "refresh", "blacklist", "revoke-all", "exchange", "sliding"];
@@ -95,9 +95,8 @@ pub struct IssuerConfig {
     pub email_verified_default: bool,
     pub first_name_claim: Option<String>,
     pub last_name_claim: Option<String>,
-    pub roles_claim: Option<String>,
-    pub staff_roles: Vec<String>,
-    pub superuser_roles: Vec<String>,
+    /// `roles_claim`, `staff_roles`, `superuser_roles`; `None` without `roles_claim`.
+    pub roles: Option<RoleMapping>,
 }
 
 /// Reads and parses the file. `Err` is one line naming the file, the entry and the key at fault.
@@ -169,9 +168,11 @@ fn parse_entry(entry: IssuerEntry) -> Result<IssuerConfig, (&'static str, String
         email_verified_default: entry.email_verified_default,
         first_name_claim: entry.first_name_claim,
         last_name_claim: entry.last_name_claim,
-        roles_claim: entry.roles_claim,
-        staff_roles: entry.staff_roles,
-        superuser_roles: entry.superuser_roles,
+        roles: entry.roles_claim.map(|claim| RoleMapping {
+            claim,
+            staff_roles: entry.staff_roles,
+            superuser_roles: entry.superuser_roles,
+        }),
     })
 }
 

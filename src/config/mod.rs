@@ -100,6 +100,16 @@ impl std::fmt::Debug for PublicKey {
     }
 }
 
+/// How a provider's roles become `is_staff` / `is_superuser`: the claim (or dotted path) holding
+/// a role or a list of roles, and the roles that make a user staff or superuser. Shared by Clerk
+/// (`CLERK_ROLES_CLAIM`, …) and the issuers file (`roles_claim`, …); `external::roles` reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleMapping {
+    pub claim: String,
+    pub staff_roles: Vec<String>,
+    pub superuser_roles: Vec<String>,
+}
+
 /// A Svix webhook signing secret (`whsec_` + base64), decoded. Never printed.
 #[derive(Clone)]
 pub struct WebhookSecret(Arc<[u8]>);
@@ -162,6 +172,9 @@ pub struct Config {
     pub clerk_webhook_signing_secret: Option<WebhookSecret>,
     pub clerk_secret_key: Option<SecretString>,
     pub clerk_api_url: String,
+    /// `CLERK_ROLES_CLAIM` and the role lists: Clerk users' `is_staff` / `is_superuser` follow
+    /// their metadata. Independent of `CLERK_ISSUER`: webhooks and sync apply it too.
+    pub clerk_roles: Option<RoleMapping>,
     pub external_issuers_file: Option<PathBuf>,
     /// The entries of `EXTERNAL_ISSUERS_FILE`, parsed.
     pub external_issuers: Vec<IssuerConfig>,
@@ -185,6 +198,7 @@ impl Config {
 
         let clerk = ClerkConfig::read(&vars)?;
         let clerk_webhook_signing_secret = clerk::webhook_secret(&vars)?;
+        let clerk_roles = clerk::roles(&vars)?;
         let clerk_api_url = vars.raw("CLERK_API_URL").unwrap_or_else(|| "https://api.clerk.com".to_owned());
         check_issuer_url(&clerk_api_url).map_err(|m| ConfigError::new("CLERK_API_URL", m))?;
 
@@ -224,6 +238,7 @@ impl Config {
             clerk_webhook_signing_secret,
             clerk_secret_key: vars.raw("CLERK_SECRET_KEY").map(SecretString::from),
             clerk_api_url,
+            clerk_roles,
             external_issuers_file,
             external_issuers,
             keys_reload_interval: vars.parsed("KEYS_RELOAD_INTERVAL", "30s", positive_duration)?,

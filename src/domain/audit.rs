@@ -33,6 +33,8 @@ pub enum AuditKind {
     },
     WebhookRejected,
     WebhookApplied,
+    /// An identity provider's roles changed a user's `is_staff` / `is_superuser`.
+    RolesChanged,
 }
 
 impl AuditKind {
@@ -58,6 +60,7 @@ impl AuditKind {
             Self::ExchangeFailed { provider } => return Cow::Owned(format!("{provider}_exchange_failed")),
             Self::WebhookRejected => "webhook_rejected",
             Self::WebhookApplied => "webhook_applied",
+            Self::RolesChanged => "roles_changed",
         })
     }
 }

@@ -50,4 +50,7 @@ pub struct ExternalProfile {
     pub last_name: String,
     /// The provider's `updated_at` in ms (0 when unknown): older updates never overwrite newer.
     pub updated_at_ms: i64,
+    /// `(is_staff, is_superuser)` as the provider's roles make them; `None` when no roles are
+    /// mapped or the provider said nothing about them, which leaves the flags as they are.
+    pub roles: Option<(bool, bool)>,
 }

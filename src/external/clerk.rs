@@ -9,11 +9,11 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value};
 
 use super::{
-    ExternalError, ExternalIdentity, Rejection, check_registered_claims, jwks::JwksCache, signed_claims, string,
+    ExternalError, ExternalIdentity, Rejection, check_registered_claims, jwks::JwksCache, roles, signed_claims, string,
 };
 use crate::{
     clock::unix_now,
-    config::ClerkConfig,
+    config::{ClerkConfig, RoleMapping},
     domain::{ExternalProfile, Organization},
 };
 
@@ -29,19 +29,31 @@ pub struct ClerkVerifier {
     issuer: String,
     authorized_parties: Vec<String>,
     keys: Keys,
+    /// `CLERK_ROLES_CLAIM`: read from the token when its template carries the metadata.
+    roles: Option<RoleMapping>,
 }
 
 impl ClerkVerifier {
-    pub fn new(config: &ClerkConfig) -> Self {
+    pub fn new(config: &ClerkConfig, roles: Option<&RoleMapping>) -> Self {
         let keys = match &config.jwt_key {
             Some(key) => Keys::Pem(key.0.clone()),
             None => Keys::Jwks(JwksCache::new(PROVIDER, config.jwks_url.clone(), vec![Algorithm::RS256])),
         };
-        Self { issuer: config.issuer.clone(), authorized_parties: config.authorized_parties.clone(), keys }
+        Self {
+            issuer: config.issuer.clone(),
+            authorized_parties: config.authorized_parties.clone(),
+            keys,
+            roles: roles.cloned(),
+        }
     }
 
     pub fn issuer(&self) -> &str {
         &self.issuer
+    }
+
+    /// How Clerk's metadata roles map to `is_staff` / `is_superuser`, when configured.
+    pub fn roles(&self) -> Option<&RoleMapping> {
+        self.roles.as_ref()
     }
 
     /// Every check, in an order that tells a forger nothing: header shape, key, signature,
@@ -85,13 +97,16 @@ impl ClerkVerifier {
             return Err(Rejection::PendingSession);
         }
         let organization = if version == 2 { organization_v2(claims)? } else { organization_v1(claims)? };
+        let mut profile = profile_hints(claims)?;
+        // Only when the session token's template carries the metadata; else the flags stay as
+        // the last token, webhook or sync left them.
+        profile.roles = self.roles.as_ref().and_then(|mapping| roles::flags(mapping, claims));
         Ok(ExternalIdentity {
             provider: PROVIDER,
             subject: subject.to_owned(),
             session_id: session_id.to_owned(),
             organization,
-            profile: profile_hints(claims)?,
-            roles: None,
+            profile,
         })
     }
 }
@@ -129,6 +144,7 @@ fn profile_hints(claims: &Map<String, Value>) -> Result<ExternalProfile, Rejecti
         first_name: text("first_name")?.or(text("given_name")?).unwrap_or_default(),
         last_name: text("last_name")?.or(text("family_name")?).unwrap_or_default(),
         updated_at_ms: 0,
+        roles: None,
     })
 }
 
@@ -143,6 +159,7 @@ mod tests {
             issuer: "https://clerk.example.com".to_owned(),
             authorized_parties: parties.iter().map(|p| p.to_string()).collect(),
             keys: Keys::Jwks(JwksCache::new(PROVIDER, "http://127.0.0.1:1/jwks".to_owned(), vec![Algorithm::RS256])),
+            roles: None,
         }
     }
 

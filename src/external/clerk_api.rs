@@ -6,7 +6,8 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::domain::ExternalProfile;
+use super::roles;
+use crate::{config::RoleMapping, domain::ExternalProfile};
 
 /// The parts of Clerk's User object tokensmith keeps.
 #[derive(Debug, Clone, Deserialize)]
@@ -26,6 +27,13 @@ pub struct ClerkUser {
     pub banned: bool,
     #[serde(default)]
     pub locked: bool,
+    /// Set by the application's backend (readable by the frontend too): where roles belong.
+    #[serde(default)]
+    pub public_metadata: Option<serde_json::Value>,
+    /// Set by the application's backend, never seen by the frontend.
+    #[serde(default)]
+    pub private_metadata: Option<serde_json::Value>,
+    // `unsafe_metadata` is not read: the user writes it from the browser.
     /// Unix milliseconds.
     #[serde(default)]
     pub updated_at: i64,
@@ -46,7 +54,9 @@ pub struct Verification {
 }
 
 impl ClerkUser {
-    pub fn profile(&self) -> ExternalProfile {
+    /// Clerk's view of the user; its `roles` by `mapping` (`CLERK_ROLES_CLAIM`), looked up in
+    /// the user's `public_metadata` and `private_metadata`.
+    pub fn profile(&self, mapping: Option<&RoleMapping>) -> ExternalProfile {
         // Only the primary address, and only once verified: an unverified address proves nothing.
         let email = self
             .email_addresses
@@ -62,7 +72,14 @@ impl ClerkUser {
             first_name: text(&self.first_name),
             last_name: text(&self.last_name),
             updated_at_ms: self.updated_at,
+            roles: mapping.and_then(|mapping| roles::flags(mapping, &self.metadata())),
         }
+    }
+
+    /// The metadata a roles path may start in, under Clerk's names.
+    fn metadata(&self) -> serde_json::Map<String, serde_json::Value> {
+        let fields = [("public_metadata", &self.public_metadata), ("private_metadata", &self.private_metadata)];
+        fields.into_iter().filter_map(|(name, value)| Some((name.to_owned(), value.clone()?))).collect()
     }
 
     /// Whether tokensmith can link this user at all: PostgreSQL cannot store an id holding a
@@ -192,7 +209,7 @@ fn error_kind(error: &reqwest::Error) -> String {
 #[derive(Debug, Clone)]
 pub enum ClerkEvent {
     /// `user.created`, `user.updated`.
-    UserChanged(ClerkUser),
+    UserChanged(Box<ClerkUser>),
     /// `user.deleted`.
     UserDeleted { id: String },
     /// `session.ended`, `session.removed`, `session.revoked`.

@@ -8,7 +8,10 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value};
 
 use super::{
-    ExternalError, ExternalIdentity, Rejection, check_registered_claims, jwks::JwksCache, signed_claims, string,
+    ExternalError, ExternalIdentity, Rejection, check_registered_claims,
+    jwks::JwksCache,
+    roles::{self, lookup},
+    signed_claims, string,
 };
 use crate::{
     clock::unix_now,
@@ -159,15 +162,8 @@ impl IssuerVerifier {
         };
         let email = text(Some(names.email))?;
         let email = if email_verified { email } else { String::new() };
-        let roles = self.config.roles_claim.as_ref().map(|path| {
-            let held: Vec<&str> = match lookup(claims, path) {
-                Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
-                Some(Value::String(one)) => vec![one.as_str()],
-                _ => vec![],
-            };
-            let any = |wanted: &[String]| held.iter().any(|r| wanted.iter().any(|w| w == r));
-            (any(&self.config.staff_roles), any(&self.config.superuser_roles))
-        });
+        // Roles are re-applied at every exchange: a token without them holds none.
+        let roles = self.config.roles.as_ref().map(|mapping| roles::flags(mapping, claims).unwrap_or_default());
         Ok(ExternalIdentity {
             provider: self.name,
             subject,
@@ -181,8 +177,8 @@ impl IssuerVerifier {
                 first_name: text(names.first_name)?,
                 last_name: text(names.last_name)?,
                 updated_at_ms: 0,
+                roles,
             },
-            roles,
         })
     }
 }
@@ -195,18 +191,4 @@ fn text_claim(claims: &Map<String, Value>, path: &'static str) -> Result<String,
         Some(Value::String(text)) => Ok(text.clone()),
         _ => Ok(String::new()),
     }
-}
-
-/// A claim by name (Auth0's namespaced `https://example.com/roles` included), else by dotted
-/// path (`tenants.T1.roles`).
-fn lookup<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
-    if let Some(value) = claims.get(path) {
-        return Some(value);
-    }
-    let mut parts = path.split('.');
-    let mut value = claims.get(parts.next()?)?;
-    for part in parts {
-        value = value.get(part)?;
-    }
-    Some(value)
 }

@@ -6,6 +6,7 @@ pub mod clerk;
 pub mod clerk_api;
 pub mod issuers;
 pub mod jwks;
+pub mod roles;
 pub mod svix;
 
 use std::fmt;
@@ -74,10 +75,8 @@ pub struct ExternalIdentity {
     pub subject: String,
     pub session_id: String,
     pub organization: Option<Organization>,
+    /// Its `roles`, when known, are re-applied at every exchange.
     pub profile: ExternalProfile,
-    /// (is_staff, is_superuser) from the token's roles, re-applied at every exchange; `None` when
-    /// the provider maps no roles.
-    pub roles: Option<(bool, bool)>,
 }
 
 /// The claims of `token` once its signature checks out with `key` under `algorithm`, the

@@ -87,7 +87,7 @@ impl Application {
         let accounts = Accounts::new(&config, store.clone(), passwords, throttle);
         let exchange = exchange(&config, &sessions, &accounts, &store);
         let verifier = config.clerk_webhook_signing_secret.as_ref().map(SvixVerifier::from_secret);
-        let webhooks = ClerkWebhooks::new(verifier, accounts.clone(), store.clone());
+        let webhooks = ClerkWebhooks::new(verifier, config.clerk_roles.clone(), accounts.clone(), store.clone());
         let state = AppState {
             sessions,
             accounts,
@@ -275,7 +275,7 @@ fn raise_descriptor_limit(_needed: u64) {}
 
 /// The exchange of external tokens, with the verifiers the configuration asks for.
 fn exchange(config: &Config, sessions: &Sessions, accounts: &Accounts, store: &Store) -> Exchange {
-    let clerk = config.clerk.as_ref().map(ClerkVerifier::new);
+    let clerk = config.clerk.as_ref().map(|clerk| ClerkVerifier::new(clerk, config.clerk_roles.as_ref()));
     let clerk_api = match (&clerk, &config.clerk_secret_key) {
         (Some(_), Some(secret)) => Some(ClerkApi::new(&config.clerk_api_url, secret.clone())),
         _ => None,

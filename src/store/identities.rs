@@ -37,14 +37,15 @@ impl Store {
     ) -> Result<LinkedUserInsert> {
         let insert_user = format!(
             "INSERT INTO users (username, email, first_name, last_name, password_hash, is_active, provider_allows, \
-             is_staff, is_superuser, created_at) VALUES ($1, $2, $3, $4, NULL, $5, $5, FALSE, FALSE, $6) \
+             is_staff, is_superuser, created_at) VALUES ($1, $2, $3, $4, NULL, $5, $5, $6, $7, $8) \
              RETURNING {USER_COLUMNS}"
         );
+        let (is_staff, is_superuser) = profile.roles.unwrap_or_default();
         let inserted: sqlx::Result<User> = on_writer!(self, pool => async {
             let mut tx = pool.begin().await?;
             let user = sqlx::query_as::<_, User>(&insert_user)
                 .bind(username).bind(&profile.email).bind(&profile.first_name).bind(&profile.last_name)
-                .bind(active).bind(now)
+                .bind(active).bind(is_staff).bind(is_superuser).bind(now)
                 .fetch_one(&mut *tx).await?;
             sqlx::query(
                 "INSERT INTO external_identities (provider, subject, user_id, created_at, source_updated_at) \
@@ -65,7 +66,8 @@ impl Store {
     /// Writes the provider's view of linked user `user_id` unless the stored view is newer
     /// (`None`): the guard and the write are one transaction, so of two deliveries racing, the
     /// older loses. `active` is whether the provider allows the user: it never undoes the
-    /// operator's deactivation.
+    /// operator's deactivation. The profile's roles, when it has any, set the staff flags in the
+    /// same write, so an older delivery never brings back roles a newer one took away.
     pub async fn update_linked_user(
         &self,
         provider: &str,
@@ -77,8 +79,10 @@ impl Store {
     ) -> Result<Option<User>> {
         let update_user = format!(
             "UPDATE users SET username = $1, email = $2, first_name = $3, last_name = $4, provider_allows = $5, \
-             is_active = (NOT disabled_locally) AND $5 WHERE id = $6 RETURNING {USER_COLUMNS}"
+             is_active = (NOT disabled_locally) AND $5, is_staff = COALESCE($7, is_staff), \
+             is_superuser = COALESCE($8, is_superuser) WHERE id = $6 RETURNING {USER_COLUMNS}"
         );
+        let roles = (profile.roles.map(|r| r.0), profile.roles.map(|r| r.1));
         on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
             let current = sqlx::query(
@@ -93,7 +97,7 @@ impl Store {
             }
             let user = sqlx::query_as::<_, User>(&update_user)
                 .bind(username).bind(&profile.email).bind(&profile.first_name).bind(&profile.last_name)
-                .bind(active).bind(user_id)
+                .bind(active).bind(user_id).bind(roles.0).bind(roles.1)
                 .fetch_one(&mut *tx).await?;
             tx.commit().await?;
             Ok(Some(user))
