@@ -29,7 +29,7 @@ db_test!(
 
 const SECRET_KEY_BYTES: &[u8] = b"a webhook secret of thirty-two b";
 
-fn secret() -> String {
+pub(crate) fn secret() -> String {
     format!("whsec_{}", STANDARD.encode(SECRET_KEY_BYTES))
 }
 
@@ -54,7 +54,7 @@ async fn post_webhook(app: &Http, headers: &[(String, String)], body: &str) -> R
     read(request.send().await.unwrap()).await
 }
 
-async fn deliver(app: &TestApp, id: &str, event: Value) -> Reply {
+pub(crate) async fn deliver(app: &TestApp, id: &str, event: Value) -> Reply {
     let body = event.to_string();
     post_webhook(app, &svix_headers(id, now(), &body, SECRET_KEY_BYTES), &body).await
 }

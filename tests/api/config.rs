@@ -232,6 +232,27 @@ fn bad_clerk_settings_are_refused_without_echoing_secrets() {
 }
 
 #[test]
+fn clerk_role_settings_are_checked() {
+    // Role lists with no path to read the roles from would do nothing: refused, naming the list.
+    serve_refuses(&[("CLERK_STAFF_ROLES", "admin")], "CLERK_STAFF_ROLES");
+    serve_refuses(&[("CLERK_SUPERUSER_ROLES", "owner")], "CLERK_SUPERUSER_ROLES");
+    // A path with no role lists would take staff from every Clerk user.
+    serve_refuses(&[("CLERK_ROLES_CLAIM", "public_metadata.role")], "CLERK_ROLES_CLAIM");
+    let staff = ("CLERK_STAFF_ROLES", "admin");
+    serve_refuses(&[("CLERK_ROLES_CLAIM", "public_metadata..role"), staff], "CLERK_ROLES_CLAIM");
+    // Users write their own unsafe_metadata from the browser.
+    let line = serve_refuses(&[("CLERK_ROLES_CLAIM", "unsafe_metadata.role"), staff], "CLERK_ROLES_CLAIM");
+    assert!(line.contains("unsafe_metadata"), "{line}");
+
+    let roles = config_from(&[("CLERK_ROLES_CLAIM", "metadata.roles"), ("CLERK_SUPERUSER_ROLES", "owner, root")])
+        .unwrap()
+        .clerk_roles
+        .expect("roles configured, with no CLERK_ISSUER (webhooks and sync use them too)");
+    assert_eq!((roles.claim.as_str(), roles.superuser_roles.len()), ("metadata.roles", 2));
+    assert!(config_from(&[]).unwrap().clerk_roles.is_none());
+}
+
+#[test]
 fn login_limits_must_be_positive() {
     serve_refuses(&[("LOGIN_FAILURE_LIMIT", "0")], "LOGIN_FAILURE_LIMIT");
     serve_refuses(&[("LOGIN_ADDRESS_FAILURE_LIMIT", "-3")], "LOGIN_ADDRESS_FAILURE_LIMIT");

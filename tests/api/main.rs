@@ -11,6 +11,7 @@ mod throttle;
 mod algorithms;
 mod auth_header;
 mod clerk;
+mod clerk_roles;
 mod clerk_sync;
 mod clerk_webhooks;
 mod claims;
