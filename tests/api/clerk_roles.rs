@@ -8,7 +8,7 @@ use crate::{
     clerk_webhooks::{deliver, secret},
     db_test,
     fake_clerk::{FakeClerk, clerk_user, spawn_with_clerk},
-    helpers::{Backend, Reply, TestApp, now, read},
+    helpers::{Backend, Reply, TestApp, claims, now, read},
 };
 
 db_test!(
@@ -33,6 +33,7 @@ async fn app_with_roles(backend: Backend, clerk: &FakeClerk) -> TestApp {
     let secret = secret();
     let mut settings = ROLES.to_vec();
     settings.push(("CLERK_WEBHOOK_SIGNING_SECRET", &secret));
+    settings.push(("TOKEN_CLAIMS", "is_staff,is_superuser"));
     spawn_with_clerk(backend, clerk, &settings).await
 }
 
@@ -50,11 +51,18 @@ async fn exchange(app: &TestApp, token: &str) -> Reply {
     read(app.client.post(app.url("/api/token/clerk/")).bearer_auth(token).send().await.unwrap()).await
 }
 
-/// `(is_staff, is_superuser)` as `/api/me/` shows them to the access token `token` exchanges for.
+/// `(is_staff, is_superuser)` as `/api/me/` shows them to the access token `token` exchanges for;
+/// with `TOKEN_CLAIMS`, the access token itself says the same.
 async fn flags_after_exchange(app: &TestApp, token: &str) -> (bool, bool) {
     let reply = exchange(app, token).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
-    flags_of(&app.get_bearer("/api/me/", &reply.field("access")).await.json())
+    let access = reply.field("access");
+    let flags = flags_of(&app.get_bearer("/api/me/", &access).await.json());
+    if app.config.tokens.claims.is_empty() {
+        return flags;
+    }
+    assert_eq!(flags_of(&claims(&access)), flags, "the access token carries the flags just applied");
+    flags
 }
 
 fn flags_of(user: &Value) -> (bool, bool) {
