@@ -20,6 +20,7 @@ mod config;
 mod connections;
 mod cookie;
 mod discovery;
+mod downstream;
 mod hostile;
 mod issuers;
 mod keys;
