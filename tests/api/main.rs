@@ -9,6 +9,7 @@ mod replicas;
 mod throttle;
 
 mod algorithms;
+mod algorithms_pyjwt;
 mod auth_header;
 mod clerk;
 mod clerk_roles;
