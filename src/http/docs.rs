@@ -11,7 +11,7 @@ use utoipa::{
     },
 };
 
-use super::{HttpSettings, account, discovery, exchange, ops, tokens, webhooks};
+use super::{HttpSettings, account, discovery, exchange, ops, sliding, tokens, webhooks};
 use crate::config::UsernameField;
 
 #[derive(OpenApi)]
@@ -23,6 +23,7 @@ use crate::config::UsernameField;
     ),
     paths(
         tokens::obtain, tokens::refresh, tokens::verify, tokens::blacklist, tokens::revoke_all,
+        sliding::obtain_sliding, sliding::refresh_sliding,
         exchange::clerk_exchange, exchange::provider_exchange, exchange::token_exchange, webhooks::clerk_webhook,
         account::me, account::change_password,
         ops::jwks, discovery::openid_configuration, ops::healthz, ops::readyz, ops::metrics, openapi_json,

@@ -160,6 +160,11 @@ fn bearer_body(error: BearerError) -> Value {
             "code": "token_not_valid",
             "messages": [{"token_class": "AccessToken", "token_type": "access", "message": e.to_string()}],
         }),
+        BearerError::Refused(BearerRefusal::Sliding(e)) => json!({
+            "detail": "Given token not valid for any token type",
+            "code": "token_not_valid",
+            "messages": [{"token_class": "SlidingToken", "token_type": "sliding", "message": e.to_string()}],
+        }),
         BearerError::Refused(BearerRefusal::UserNotFound) => {
             json!({"detail": "User not found", "code": "user_not_found"})
         }

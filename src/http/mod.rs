@@ -12,6 +12,7 @@ pub mod extract;
 pub mod ops;
 pub mod schemas;
 mod server;
+pub mod sliding;
 pub mod tokens;
 pub mod webhooks;
 
@@ -143,12 +144,14 @@ fn route_both<S: Clone + Send + Sync + 'static>(router: Router<S>, path: &str, h
 /// Every API route, each with and without its trailing slash; `/metrics` only when it is
 /// not served on a listener of its own.
 fn api_routes(metrics_on_api: bool) -> Router<AppState> {
-    let routes: [(&str, MethodRouter<AppState>); 17] = [
+    let routes: [(&str, MethodRouter<AppState>); 19] = [
         ("/api/token/", post(tokens::obtain)),
         ("/api/token/refresh/", post(tokens::refresh)),
         ("/api/token/verify/", post(tokens::verify)),
         ("/api/token/blacklist/", post(tokens::blacklist)),
         ("/api/token/revoke-all/", post(tokens::revoke_all)),
+        ("/api/token/sliding/", post(sliding::obtain_sliding)),
+        ("/api/token/sliding/refresh/", post(sliding::refresh_sliding)),
         ("/api/token/clerk/", post(exchange::clerk_exchange)),
         ("/api/token/exchange/", post(exchange::token_exchange)),
         ("/api/token/{provider}/", post(exchange::provider_exchange)),

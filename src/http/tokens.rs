@@ -21,6 +21,7 @@ use super::{
 use crate::{
     config::UsernameField,
     sessions::{Sessions, TokenPair},
+    tokens::TokenType,
 };
 
 #[derive(Deserialize, ToSchema)]
@@ -53,7 +54,7 @@ impl DrfRequest for EmailTokenObtainRequest {
 }
 
 /// The endpoints that take a login body: their documented body follows `USERNAME_FIELD`.
-pub const LOGIN_PATHS: &[&str] = &["/api/token/"];
+pub const LOGIN_PATHS: &[&str] = &["/api/token/", "/api/token/sliding/"];
 
 /// The user's name (or email) and password from a login body, by `USERNAME_FIELD`.
 pub fn login_credentials(fields: Fields, settings: &HttpSettings) -> Result<(String, SecretString), AppError> {
@@ -80,7 +81,7 @@ impl DrfRequest for TokenRefreshRequest {}
 
 #[derive(Deserialize, ToSchema)]
 pub struct TokenVerifyRequest {
-    /// An access or refresh token.
+    /// An access, refresh or sliding token.
     #[schema(min_length = 1, pattern = r"^[^\x00]+$")]
     pub token: String,
 }
@@ -207,7 +208,8 @@ pub async fn refresh(
 #[utoipa::path(
     post, path = "/api/token/verify/", tag = "tokens",
     description = "Answers 200 when the token's signature is valid, it has not expired and, for a refresh \
-                   token, it has not been blacklisted or rotated away.",
+                   token, it has not been blacklisted or rotated away; for a sliding token, its session has not \
+                   ended.",
     request_body(content(
         (TokenVerifyRequest = "application/json"),
         (TokenVerifyRequest = "application/x-www-form-urlencoded"),
@@ -233,7 +235,8 @@ pub async fn verify(
 #[utoipa::path(
     post, path = "/api/token/blacklist/", tag = "tokens",
     description = "Logs a session out: the refresh token, and every token rotated from the same login, \
-                   can never be used again.",
+                   can never be used again. A sliding token is taken in `refresh` too (beyond simplejwt): \
+                   it neither refreshes nor authenticates again.",
     request_body(content(
         (TokenRefreshRequest = "application/json"),
         (TokenRefreshRequest = "application/x-www-form-urlencoded"),
@@ -258,8 +261,9 @@ pub async fn blacklist(
     fields: Fields,
 ) -> Result<Response, AppError> {
     let token = presented_refresh_token(fields, &headers, &settings)?;
-    sessions.blacklist(&token, &client).await?;
-    if settings.refresh_token_cookie {
+    let blacklisted = sessions.blacklist(&token, &client).await?;
+    // A sliding token's session is not the cookie's.
+    if settings.refresh_token_cookie && blacklisted == TokenType::Refresh {
         return Ok(cookie::with(Json(Empty {}), cookie::clear()));
     }
     Ok(Json(Empty {}).into_response())

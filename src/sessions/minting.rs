@@ -1,5 +1,5 @@
-//! Minting a session's tokens: access tokens carry what `TOKEN_CLAIMS` and the user's custom
-//! claims say, read when the token is minted; refresh tokens carry only the user id.
+//! Minting a session's tokens: access and sliding tokens carry what `TOKEN_CLAIMS` and the
+//! user's custom claims say, read when the token is minted; refresh tokens carry only the user id.
 
 use serde_json::{Map, Value};
 
@@ -28,6 +28,7 @@ impl Sessions {
             user_id: user.id,
             issued_at: now,
             expires_at: now + secs(self.settings.access_token_lifetime),
+            refresh_expires_at: None,
             organization,
             user_claims: Some(&claims),
         };
@@ -41,8 +42,32 @@ impl Sessions {
             user_id: record.user_id,
             issued_at: record.issued_at,
             expires_at: record.expires_at,
+            refresh_expires_at: None,
             organization: None,
             user_claims: None,
+        };
+        Ok(self.tokens.mint(&spec)?)
+    }
+
+    /// A sliding token for `user` as the record says now: `jti` names its session, which ends at
+    /// `refresh_expires_at`, so the token never outlives it.
+    pub(super) async fn mint_sliding(
+        &self,
+        user: &User,
+        jti: &str,
+        now: i64,
+        refresh_expires_at: i64,
+    ) -> Result<String, IssueError> {
+        let claims = self.user_claims(user).await?;
+        let spec = TokenSpec {
+            token_type: TokenType::Sliding,
+            jti,
+            user_id: user.id,
+            issued_at: now,
+            expires_at: (now + secs(self.settings.sliding_token_lifetime)).min(refresh_expires_at),
+            refresh_expires_at: Some(refresh_expires_at),
+            organization: None,
+            user_claims: Some(&claims),
         };
         Ok(self.tokens.mint(&spec)?)
     }

@@ -1,23 +1,24 @@
 //! Sessions of local tokens: logins, refresh rotation with reuse detection, verification,
 //! blacklisting and revoke-all, and who an access token belongs to. Handlers stay thin by
-//! calling these; exchanges of external tokens start their sessions here too.
+//! calling these; exchanges of external tokens start their sessions here too. Sliding tokens,
+//! sessions of one self-refreshing token, are in `sliding`.
 
+mod login;
 mod minting;
 mod refresh_status;
+mod sliding;
 
-use std::{borrow::Cow, sync::Arc, time::Duration};
-
-use secrecy::SecretString;
+use std::{sync::Arc, time::Duration};
 
 use self::refresh_status::RefreshStatus;
 use crate::{
     clock::{secs, unix_now, unix_now_ms},
     config::{Config, UserClaim, UsernameField},
-    domain::{AuditEvent, AuditKind, User, username},
+    domain::{AuditEvent, AuditKind, User},
     passwords::{PasswordError, PasswordHasherPool},
-    store::{NewRefreshToken, RefreshTokenState, SessionOrigin, Store, StoreError},
+    store::{NewRefreshToken, NewSession, RefreshTokenState, SessionOrigin, Store, StoreError},
     throttle::{LoginThrottle, ThrottleError},
-    tokens::{TokenError, TokenService, TokenType, VerifiedToken, new_jti},
+    tokens::{TokenError, TokenService, TokenType, VerifiedToken, claimed_type, new_jti},
 };
 
 /// Why a token operation was refused or failed.
@@ -52,6 +53,8 @@ impl From<TokenError> for AuthError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BearerRefusal {
     Token(TokenError),
+    /// What was refused is a sliding token (simplejwt names the token class that refused it).
+    Sliding(TokenError),
     UserNotFound,
     UserInactive,
 }
@@ -67,9 +70,6 @@ pub enum IssueError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
-
-/// Django's `EmailField` bound, and RFC 5321's on a forward path.
-const EMAIL_MAX_CHARS: usize = 254;
 
 type Result<T, E = AuthError> = std::result::Result<T, E>;
 
@@ -97,6 +97,10 @@ struct Settings {
     exchange_session_max_lifetime: Duration,
     rotate_refresh_tokens: bool,
     refresh_reuse_grace: Duration,
+    sliding_token_lifetime: Duration,
+    sliding_token_refresh_lifetime: Duration,
+    /// `JWT_LEEWAY`, for a sliding token's `refresh_exp`.
+    leeway: Duration,
 }
 
 #[derive(Clone)]
@@ -125,6 +129,9 @@ impl Sessions {
             exchange_session_max_lifetime: config.exchange_session_max_lifetime,
             rotate_refresh_tokens: config.rotate_refresh_tokens,
             refresh_reuse_grace: config.refresh_reuse_grace,
+            sliding_token_lifetime: config.tokens.sliding_token_lifetime,
+            sliding_token_refresh_lifetime: config.tokens.sliding_token_refresh_lifetime,
+            leeway: config.jwt_leeway,
         };
         Self { store, tokens, passwords, throttle, settings: Arc::new(settings) }
     }
@@ -136,69 +143,6 @@ impl Sessions {
 
     async fn audit(&self, event: AuditEvent<'_>) -> Result<()> {
         Ok(self.store.record_audit_event(&event, unix_now()).await?)
-    }
-
-    /// `POST /api/token/`. Throttled before anything else, so a throttled attempt costs no argon2.
-    /// `username` is an email with `USERNAME_FIELD=email`.
-    pub async fn login(&self, username: &str, password: SecretString, client: &str) -> Result<TokenPair> {
-        // No such user can exist: refused before the database (no audit row, no throttle row
-        // grows from attacker-chosen megabytes). Nothing is learnt from how fast.
-        if username.chars().count() > self.login_name_max_chars() {
-            metrics::counter!("tokensmith_logins_total", "result" => "failed").increment(1);
-            return Err(AuthError::InvalidCredentials);
-        }
-        // Emails match ignoring case, so their failures are counted ignoring case too.
-        let throttled_name = match self.settings.username_field {
-            UsernameField::Username => Cow::Borrowed(username),
-            UsernameField::Email => Cow::Owned(username.to_lowercase()),
-        };
-        let attempt = self.throttle.reserve(&throttled_name, client).await?;
-        let user = self.user_to_log_in(username).await?;
-        let hash = user.as_ref().and_then(|u| u.password_hash.as_deref());
-        let password_ok = self.passwords.verify(password, hash).await?;
-        let user = match user {
-            Some(user) if password_ok && user.is_active => user,
-            other => {
-                // The attempt's reservation stays: it is the failure the throttle counts.
-                metrics::counter!("tokensmith_logins_total", "result" => "failed").increment(1);
-                let mut event = AuditEvent::new(AuditKind::LoginFailed).username(username).client(client);
-                event.user_id = other.map(|u| u.id);
-                self.audit(event).await?;
-                return Err(AuthError::InvalidCredentials);
-            }
-        };
-        self.throttle.succeeded(attempt, &throttled_name).await?;
-        let event = AuditEvent::new(AuditKind::LoginOk).user(&user).client(client);
-        let origin = SessionOrigin { password_hash: user.password_hash.as_deref(), ..SessionOrigin::default() };
-        let pair = match self.start_session(&user, origin, &event).await {
-            Err(IssueError::PasswordChanged) => {
-                metrics::counter!("tokensmith_logins_total", "result" => "failed").increment(1);
-                return Err(AuthError::InvalidCredentials);
-            }
-            other => other?,
-        };
-        metrics::counter!("tokensmith_logins_total", "result" => "ok").increment(1);
-        Ok(pair)
-    }
-
-    fn login_name_max_chars(&self) -> usize {
-        match self.settings.username_field {
-            UsernameField::Username => username::MAX_CHARS,
-            UsernameField::Email => EMAIL_MAX_CHARS,
-        }
-    }
-
-    /// The user a login names: by username, or by email ignoring case. An email two users share
-    /// names nobody (account creation keeps emails unique under `USERNAME_FIELD=email`, but
-    /// users made before the switch may share one).
-    async fn user_to_log_in(&self, name: &str) -> Result<Option<User>> {
-        Ok(match self.settings.username_field {
-            UsernameField::Username => self.store.user_by_username(name).await?,
-            UsernameField::Email => {
-                let mut users = self.store.users_by_email(name).await?;
-                if users.len() == 1 { users.pop() } else { None }
-            }
-        })
     }
 
     /// A new refresh family for `user` and its first pair; `audit` is recorded with it. A session
@@ -218,6 +162,13 @@ impl Sessions {
         let family_expires_at = now + secs(lifetime);
         let (access, access_jti) = self.mint_access(user, now, origin.organization).await?;
         let family_id = new_jti();
+        let session = NewSession {
+            id: &family_id,
+            user_id: user.id,
+            created_at: now,
+            expires_at: family_expires_at,
+            sliding: false,
+        };
         let jti = new_jti();
         let record = NewRefreshToken {
             jti: &jti,
@@ -229,7 +180,7 @@ impl Sessions {
             expires_at: (now + secs(self.settings.refresh_token_lifetime)).min(family_expires_at),
         };
         let refresh = self.mint_refresh(&record)?;
-        if !self.store.start_session(family_expires_at, origin, &record, audit).await? {
+        if !self.store.start_session(&session, origin, Some(&record), audit).await? {
             return Err(IssueError::PasswordChanged);
         }
         Ok(TokenPair { access, refresh, refresh_expires_at: record.expires_at })
@@ -316,37 +267,62 @@ impl Sessions {
         Ok(status)
     }
 
-    /// `POST /api/token/verify/`: signature and expiry; for a refresh token, also its record.
+    /// `POST /api/token/verify/`: signature and expiry; for a refresh or sliding token, also its record.
     pub async fn verify(&self, token: &str, client: &str) -> Result<()> {
         let verified = self.tokens.verify(token, None).await?;
-        if verified.token_type == TokenType::Refresh {
-            let state = self.store.refresh_token_state(&verified.jti).await?.ok_or(TokenError::Invalid)?;
-            if self.check_reuse(&state, client).await? != RefreshStatus::Live {
-                return Err(TokenError::Blacklisted.into());
+        match verified.token_type {
+            TokenType::Access => {}
+            TokenType::Refresh => {
+                let state = self.store.refresh_token_state(&verified.jti).await?.ok_or(TokenError::Invalid)?;
+                if self.check_reuse(&state, client).await? != RefreshStatus::Live {
+                    return Err(TokenError::Blacklisted.into());
+                }
             }
+            TokenType::Sliding => self.live_sliding_session(&verified).await?,
         }
         Ok(())
     }
 
-    /// `POST /api/token/blacklist/`: the token, and the session it belongs to, end now.
-    pub async fn blacklist(&self, token: &str, client: &str) -> Result<()> {
-        let verified = self.tokens.verify(token, Some(TokenType::Refresh)).await?;
+    /// `POST /api/token/blacklist/`: the token, and the session it belongs to, end now. A
+    /// sliding token is taken too (beyond simplejwt, whose endpoint takes refresh tokens only).
+    /// Returns which kind it was.
+    pub async fn blacklist(&self, token: &str, client: &str) -> Result<TokenType> {
+        let verified = match self.tokens.verify_one_of(token, &[TokenType::Refresh, TokenType::Sliding]).await {
+            // Past its `exp`, a sliding token still refreshes: it can still be logged out.
+            Err(TokenError::Expired) if claimed_type(token) == Some(TokenType::Sliding) => {
+                self.tokens.verify_allowing_expired(token, TokenType::Sliding).await?
+            }
+            other => other?,
+        };
+        if verified.token_type == TokenType::Sliding {
+            self.end_sliding_session(&verified, client).await?;
+            return Ok(TokenType::Sliding);
+        }
         let state = self.store.refresh_token_state(&verified.jti).await?.ok_or(TokenError::Invalid)?;
         if self.check_reuse(&state, client).await? != RefreshStatus::Live
             || !self.store.blacklist_refresh_token(&state.jti, &state.family_id, unix_now()).await?
         {
             return Err(TokenError::Blacklisted.into());
         }
-        self.audit(AuditEvent::new(AuditKind::Blacklist).user_id(state.user_id).client(client)).await
+        self.audit(AuditEvent::new(AuditKind::Blacklist).user_id(state.user_id).client(client)).await?;
+        Ok(TokenType::Refresh)
     }
 
-    /// The user behind an access token (`Authorization: Bearer …`), and the token's claims.
+    /// The user behind an access or sliding token (`Authorization: Bearer …`), and the token's
+    /// claims. Only a sliding token costs a read of its session: access tokens are stateless.
     pub async fn authenticate(&self, access_token: &str) -> Result<(User, VerifiedToken)> {
-        let verified = self
-            .tokens
-            .verify(access_token, Some(TokenType::Access))
-            .await
-            .map_err(|e| AuthError::Bearer(BearerRefusal::Token(e)))?;
+        let refused = |e| match claimed_type(access_token) {
+            Some(TokenType::Sliding) => AuthError::Bearer(BearerRefusal::Sliding(e)),
+            _ => AuthError::Bearer(BearerRefusal::Token(e)),
+        };
+        let verified =
+            self.tokens.verify_one_of(access_token, &[TokenType::Access, TokenType::Sliding]).await.map_err(refused)?;
+        if verified.token_type == TokenType::Sliding {
+            self.live_sliding_session(&verified).await.map_err(|e| match e {
+                AuthError::Token(e) => refused(e),
+                other => other,
+            })?;
+        }
         let user =
             self.store.user_by_id(verified.user_id).await?.ok_or(AuthError::Bearer(BearerRefusal::UserNotFound))?;
         if !user.is_active {
@@ -355,7 +331,7 @@ impl Sessions {
         Ok((user, verified))
     }
 
-    /// `POST /api/token/revoke-all/`.
+    /// `POST /api/token/revoke-all/`: sliding sessions end too.
     pub async fn revoke_all(&self, user: &User, client: &str) -> Result<()> {
         let ended = self.store.revoke_user_sessions(user.id, None, unix_now()).await?;
         let detail = format!("{ended} sessions ended");

@@ -26,7 +26,7 @@ pub use error::StoreError;
 pub use groups::GroupSummary;
 pub use identities::LinkedUserInsert;
 pub use keys::StoredKey;
-pub use sessions::{NewRefreshToken, RefreshTokenState, SessionOrigin};
+pub use sessions::{NewRefreshToken, NewSession, RefreshTokenState, SessionOrigin, SlidingSessionState};
 pub use users::{NewUser, UserInsert};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

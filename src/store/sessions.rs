@@ -1,4 +1,5 @@
-//! Refresh-token records and the families (login sessions) they form.
+//! Refresh-token records and the families (login sessions) they form. A sliding token is a
+//! family of its own, with no refresh-token records: the family's id is the token's jti.
 
 use super::{Result, Store, audit::insert_audit, on_pool, on_writer};
 use crate::domain::{AuditEvent, Organization};
@@ -13,6 +14,22 @@ pub struct SessionOrigin<'a> {
     pub organization: Option<&'a Organization>,
     /// The password hash a login checked: the session starts only while it is still current.
     pub password_hash: Option<&'a str>,
+}
+
+/// A session about to start: a refresh family, or a sliding token's session.
+pub struct NewSession<'a> {
+    pub id: &'a str,
+    pub user_id: i64,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub sliding: bool,
+}
+
+/// What a presented sliding token's session says.
+#[derive(Debug, sqlx::FromRow)]
+pub struct SlidingSessionState {
+    pub user_id: i64,
+    pub revoked_at: Option<i64>,
 }
 
 /// A refresh token about to be issued.
@@ -69,14 +86,14 @@ macro_rules! insert_token {
 }
 
 impl Store {
-    /// A login: the family, its first refresh token, the user's `last_login` and the audit
-    /// event, in one transaction (one commit per login). `false`, and nothing written, when the
-    /// password hash the login checked is no longer the user's.
+    /// A login: the session, its first refresh token (none for a sliding session), the user's
+    /// `last_login` and the audit event, in one transaction (one commit per login). `false`, and
+    /// nothing written, when the password hash the login checked is no longer the user's.
     pub async fn start_session(
         &self,
-        family_expires_at: i64,
+        session: &NewSession<'_>,
         origin: SessionOrigin<'_>,
-        token: &NewRefreshToken<'_>,
+        token: Option<&NewRefreshToken<'_>>,
         audit: &AuditEvent<'_>,
     ) -> Result<bool> {
         on_writer!(self, pool => {
@@ -86,7 +103,7 @@ impl Store {
             let current = sqlx::query(
                 "UPDATE users SET last_login = $1 WHERE id = $2 AND ($3 IS NULL OR password_hash = $3)",
             )
-            .bind(token.issued_at).bind(token.user_id).bind(origin.password_hash)
+            .bind(session.created_at).bind(session.user_id).bind(origin.password_hash)
             .execute(&mut *tx).await?.rows_affected() == 1;
             if !current {
                 tx.rollback().await?;
@@ -94,16 +111,19 @@ impl Store {
             }
             sqlx::query(
                 "INSERT INTO refresh_families (id, user_id, created_at, expires_at, external_session_id, \
-                 org_id, org_role, org_slug) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                 org_id, org_role, org_slug, sliding) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
-            .bind(token.family_id).bind(token.user_id).bind(token.issued_at).bind(family_expires_at)
+            .bind(session.id).bind(session.user_id).bind(session.created_at).bind(session.expires_at)
             .bind(origin.external_session_id)
             .bind(origin.organization.map(|o| o.id.as_str()))
             .bind(origin.organization.and_then(|o| o.role.as_deref()))
             .bind(origin.organization.and_then(|o| o.slug.as_deref()))
+            .bind(session.sliding)
             .execute(&mut *tx).await?;
-            insert_token!(token, &mut *tx)?;
-            insert_audit!(audit, token.issued_at, &mut *tx)?;
+            if let Some(token) = token {
+                insert_token!(token, &mut *tx)?;
+            }
+            insert_audit!(audit, session.created_at, &mut *tx)?;
             tx.commit().await?;
             Ok(true)
         })
@@ -115,6 +135,31 @@ impl Store {
              f.org_id, f.org_role, f.org_slug FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id JOIN users u ON u.id = t.user_id \
              WHERE t.jti = $1";
         Ok(on_pool!(self, pool => sqlx::query_as::<_, RefreshTokenState>(SQL).bind(jti).fetch_optional(pool).await)?)
+    }
+
+    /// The session of a sliding token: one read by primary key.
+    pub async fn sliding_session_state(&self, id: &str) -> Result<Option<SlidingSessionState>> {
+        const SQL: &str = "SELECT user_id, revoked_at FROM refresh_families WHERE id = $1 AND sliding";
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, SlidingSessionState>(SQL).bind(id).fetch_optional(pool).await)?)
+    }
+
+    /// Ends a sliding token's session (and the audit event with it). `false`, and nothing
+    /// written, when it had ended already.
+    pub async fn end_sliding_session(&self, id: &str, now: i64, audit: &AuditEvent<'_>) -> Result<bool> {
+        on_writer!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let ended = sqlx::query(
+                "UPDATE refresh_families SET revoked_at = $1 WHERE id = $2 AND sliding AND revoked_at IS NULL",
+            )
+            .bind(now).bind(id).execute(&mut *tx).await?.rows_affected() == 1;
+            if !ended {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            insert_audit!(audit, now, &mut *tx)?;
+            tx.commit().await?;
+            Ok(true)
+        })
     }
 
     /// Retires `old_jti` and records its successor (and the audit event), atomically: the conditional update lets
@@ -186,23 +231,24 @@ impl Store {
         Ok(done)
     }
 
-    /// The session an access token was issued in.
+    /// The session an access token was issued in; a sliding token's jti names its own.
     pub async fn family_of_access_token(&self, access_jti: &str) -> Result<Option<String>> {
         Ok(on_pool!(self, pool => sqlx::query_scalar::<_, String>(
-            "SELECT family_id FROM refresh_tokens WHERE access_jti = $1 LIMIT 1",
+            "SELECT family_id FROM refresh_tokens WHERE access_jti = $1 \
+             UNION ALL SELECT id FROM refresh_families WHERE id = $1 AND sliding LIMIT 1",
         )
         .bind(access_jti).fetch_optional(pool).await)?)
     }
 
     /// Deletes refresh-token records that expired before `now`, and the sessions left empty or
-    /// expired, a batch at a time: each statement is short, so replicas serving meanwhile never
+    /// expired (a sliding session has no refresh tokens: it goes only when it expires), a batch at a time: each statement is short, so replicas serving meanwhile never
     /// wait long on its locks. Returns how many token records were deleted.
     pub async fn flush_expired_tokens(&self, now: i64) -> Result<u64> {
         const TOKENS: &str = "DELETE FROM refresh_tokens WHERE jti IN \
              (SELECT jti FROM refresh_tokens WHERE expires_at < $1 LIMIT $2)";
         const FAMILIES: &str = "DELETE FROM refresh_families WHERE id IN \
-             (SELECT id FROM refresh_families f WHERE f.expires_at < $1 OR NOT EXISTS \
-             (SELECT 1 FROM refresh_tokens t WHERE t.family_id = f.id) LIMIT $2)";
+             (SELECT id FROM refresh_families f WHERE f.expires_at < $1 OR (NOT f.sliding AND NOT EXISTS \
+             (SELECT 1 FROM refresh_tokens t WHERE t.family_id = f.id)) LIMIT $2)";
         let mut deleted = 0;
         for (sql, count) in [(TOKENS, true), (FAMILIES, false)] {
             loop {

@@ -26,6 +26,8 @@ use crate::{
 pub enum TokenType {
     Access,
     Refresh,
+    /// simplejwt's `SlidingToken`: authenticates like an access token, refreshes itself.
+    Sliding,
 }
 
 impl TokenType {
@@ -33,7 +35,12 @@ impl TokenType {
         match self {
             Self::Access => "access",
             Self::Refresh => "refresh",
+            Self::Sliding => "sliding",
         }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        [Self::Access, Self::Refresh, Self::Sliding].into_iter().find(|t| t.as_str() == name)
     }
 }
 
@@ -48,6 +55,9 @@ pub enum TokenError {
     WrongType,
     #[error("Token is blacklisted")]
     Blacklisted,
+    /// A sliding token past its `refresh_exp`, presented for a refresh.
+    #[error("Token 'refresh_exp' claim has expired")]
+    RefreshExpired,
 }
 
 /// The claims of a token that passed every check.
@@ -57,6 +67,8 @@ pub struct VerifiedToken {
     pub jti: String,
     pub user_id: i64,
     pub expires_at: i64,
+    /// Sliding tokens: until when they may be refreshed (`refresh_exp`).
+    pub refresh_expires_at: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -65,9 +77,12 @@ struct Claims<'a> {
     exp: i64,
     iat: i64,
     jti: &'a str,
+    /// Sliding tokens: until when they may be refreshed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_exp: Option<i64>,
     #[serde(flatten)]
     user_id: UserIdClaim<'a>,
-    /// Access tokens: the user id again, where gateways and OIDC libraries look for the subject.
+    /// Access and sliding tokens: the user id again, where gateways and OIDC libraries look for the subject.
     #[serde(skip_serializing_if = "Option::is_none")]
     sub: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -81,7 +96,7 @@ struct Claims<'a> {
     org_role: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     org_slug: Option<&'a str>,
-    /// The user's claims (`TOKEN_CLAIMS`, custom claims): access tokens only.
+    /// The user's claims (`TOKEN_CLAIMS`, custom claims): access and sliding tokens only.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     user: Option<&'a Map<String, Value>>,
 }
@@ -93,10 +108,23 @@ pub struct TokenSpec<'a> {
     pub user_id: i64,
     pub issued_at: i64,
     pub expires_at: i64,
+    /// Sliding tokens only: `refresh_exp`.
+    pub refresh_expires_at: Option<i64>,
     /// Access tokens only.
     pub organization: Option<&'a Organization>,
-    /// Access tokens only: what `user_claims` made of the user.
+    /// Access and sliding tokens only: what `user_claims` made of the user.
     pub user_claims: Option<&'a Map<String, Value>>,
+}
+
+/// The type a token claims, read without checking anything: only to say which kind of token a
+/// refusal was about, as simplejwt's messages do.
+pub fn claimed_type(token: &str) -> Option<TokenType> {
+    #[derive(serde::Deserialize)]
+    struct Typed {
+        token_type: String,
+    }
+    let typed: Typed = jsonwebtoken::dangerous::insecure_decode_claims(token).ok()?;
+    TokenType::parse(&typed.token_type)
 }
 
 pub fn new_jti() -> String {
@@ -186,8 +214,9 @@ impl TokenService {
             exp: spec.expires_at,
             iat: spec.issued_at,
             jti: spec.jti,
+            refresh_exp: spec.refresh_expires_at,
             user_id: UserIdClaim { name: &self.user_id_claim, id: spec.user_id },
-            sub: (spec.token_type == TokenType::Access).then(|| spec.user_id.to_string()),
+            sub: (spec.token_type != TokenType::Refresh).then(|| spec.user_id.to_string()),
             iss: self.issuer.as_deref(),
             aud: self.audience.as_deref(),
             org_id: spec.organization.map(|o| o.id.as_str()),
@@ -198,15 +227,31 @@ impl TokenService {
         jsonwebtoken::encode(&header, &claims, keys.signing.encoding_key())
     }
 
-    /// Checks signature, algorithm, time claims, issuer/audience and token type.
-    /// A token signed by a key this server has not loaded yet triggers one reload.
+    /// Checks signature, algorithm, time claims, issuer/audience and token type (`None`: any
+    /// type tokensmith mints). A token signed by a key this server has not loaded yet triggers
+    /// one reload.
     pub async fn verify(&self, token: &str, expected: Option<TokenType>) -> Result<VerifiedToken, TokenError> {
+        self.verify_with(token, expected.as_slice(), true).await
+    }
+
+    /// As `verify`, for a token of any of the `expected` types.
+    pub async fn verify_one_of(&self, token: &str, expected: &[TokenType]) -> Result<VerifiedToken, TokenError> {
+        self.verify_with(token, expected, true).await
+    }
+
+    /// As `verify`, but a passed `exp` is no refusal: a sliding token is refreshed until its
+    /// `refresh_exp`, which its caller checks.
+    pub async fn verify_allowing_expired(&self, token: &str, expected: TokenType) -> Result<VerifiedToken, TokenError> {
+        self.verify_with(token, &[expected], false).await
+    }
+
+    async fn verify_with(&self, token: &str, expected: &[TokenType], exp: bool) -> Result<VerifiedToken, TokenError> {
         let ring = self.keys.load_full();
-        match self.check(&ring, token, expected) {
+        match self.check(&ring, token, expected, exp) {
             Checked::Valid(t) => Ok(t),
             Checked::Refused(e) => Err(e),
             Checked::UnknownKid => match self.reload_for_unknown_kid(&ring).await {
-                Some(ring) => match self.check(&ring, token, expected) {
+                Some(ring) => match self.check(&ring, token, expected, exp) {
                     Checked::Valid(t) => Ok(t),
                     Checked::Refused(e) => Err(e),
                     Checked::UnknownKid => Err(TokenError::Invalid),
@@ -251,7 +296,8 @@ impl TokenService {
         Ok(())
     }
 
-    fn check(&self, keys: &KeyRing, token: &str, expected: Option<TokenType>) -> Checked {
+    /// `exp`: whether a passed `exp` refuses the token.
+    fn check(&self, keys: &KeyRing, token: &str, expected: &[TokenType], exp: bool) -> Checked {
         let Ok(header) = jsonwebtoken::decode_header(token) else { return Checked::Refused(TokenError::Invalid) };
         let Some(key) = keys.verifying_key(header.kid.as_deref()) else {
             return match header.kid {
@@ -262,6 +308,14 @@ impl TokenService {
         // The algorithm is the key's own; the header's `alg` only has to agree with it.
         let Some(validation) = self.validations.iter().find(|v| v.algorithms[0] == key.algorithm) else {
             return Checked::Refused(TokenError::Invalid);
+        };
+        // Rare (sliding refreshes only), so a copy here rather than a second set kept.
+        let unexpired;
+        let validation = if exp {
+            validation
+        } else {
+            unexpired = Validation { validate_exp: false, ..validation.clone() };
+            &unexpired
         };
         let claims = match jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, validation) {
             Ok(data) => data.claims,
@@ -276,11 +330,7 @@ impl TokenService {
 
     /// The claims jsonwebtoken does not know: their types are checked here, so a validly
     /// signed token with odd claims is refused rather than crashing anything downstream.
-    fn check_claims(
-        &self,
-        claims: &Map<String, Value>,
-        expected: Option<TokenType>,
-    ) -> Result<VerifiedToken, TokenError> {
+    fn check_claims(&self, claims: &Map<String, Value>, expected: &[TokenType]) -> Result<VerifiedToken, TokenError> {
         let now = unix_now();
         let expires_at = claims.get("exp").and_then(Value::as_i64).ok_or(TokenError::Invalid)?;
         let issued_at = claims.get("iat").and_then(Value::as_i64).ok_or(TokenError::Invalid)?;
@@ -289,14 +339,20 @@ impl TokenService {
         }
         let jti = claims.get("jti").and_then(Value::as_str).filter(|j| !j.is_empty()).ok_or(TokenError::Invalid)?;
         let token_type = match claims.get("token_type").and_then(Value::as_str) {
-            Some("access") => TokenType::Access,
-            Some("refresh") => TokenType::Refresh,
-            Some(_) if expected.is_some() => return Err(TokenError::WrongType),
-            _ => return Err(TokenError::Invalid),
+            Some(name) => match TokenType::parse(name) {
+                Some(token_type) => token_type,
+                None if !expected.is_empty() => return Err(TokenError::WrongType),
+                None => return Err(TokenError::Invalid),
+            },
+            None => return Err(TokenError::Invalid),
         };
-        if expected.is_some_and(|e| e != token_type) {
+        if !expected.is_empty() && !expected.contains(&token_type) {
             return Err(TokenError::WrongType);
         }
+        let refresh_expires_at = match token_type {
+            TokenType::Sliding => Some(claims.get("refresh_exp").and_then(Value::as_i64).ok_or(TokenError::Invalid)?),
+            _ => None,
+        };
         // simplejwt 5.5 writes the id as a string; older versions as a number.
         let user_id = match claims.get(&self.user_id_claim) {
             Some(Value::String(s)) => s.parse().ok(),
@@ -304,6 +360,6 @@ impl TokenService {
             _ => None,
         }
         .ok_or(TokenError::Invalid)?;
-        Ok(VerifiedToken { token_type, jti: jti.to_owned(), user_id, expires_at })
+        Ok(VerifiedToken { token_type, jti: jti.to_owned(), user_id, expires_at, refresh_expires_at })
     }
 }

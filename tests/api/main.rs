@@ -27,4 +27,5 @@ mod issuers;
 mod keys;
 mod login_by_email;
 mod ops;
+mod sliding;
 mod tokens;
