@@ -119,9 +119,13 @@ async fn sign_in<'a>(
 }
 
 /// The provider's token: `Authorization: Bearer …` (or another of `AUTH_HEADER_TYPES`), else
-/// the `token` field.
+/// the `token` field. `Bearer` always: it is what the providers' SDKs send, whatever scheme
+/// tokensmith's own tokens travel under.
 fn presented_token(headers: &HeaderMap, types: &[String], fields: Fields) -> Result<String, AppError> {
     if let Some(token) = BearerToken::from_headers(headers, types)? {
+        return Ok(token);
+    }
+    if let Some(token) = BearerToken::from_headers(headers, &["Bearer"])? {
         return Ok(token);
     }
     Ok(fields.parse::<ClerkExchangeRequest>()?.token)

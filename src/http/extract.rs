@@ -243,11 +243,11 @@ impl BearerToken {
     /// unauthenticated, and a protected endpoint says no credentials were provided); an error
     /// when a listed scheme is not followed by exactly one token. Unlike simplejwt, schemes
     /// compare ignoring ASCII case, as RFC 9110 has them: `bearer` is `Bearer`.
-    pub fn from_headers(headers: &HeaderMap, types: &[String]) -> Result<Option<String>, AppError> {
+    pub fn from_headers<T: AsRef<str>>(headers: &HeaderMap, types: &[T]) -> Result<Option<String>, AppError> {
         let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
         let mut words = value.split_whitespace();
         let Some(scheme) = words.next() else { return Ok(None) };
-        if !types.iter().any(|t| t.eq_ignore_ascii_case(scheme)) {
+        if !types.iter().any(|t| t.as_ref().eq_ignore_ascii_case(scheme)) {
             return Ok(None);
         }
         match (words.next(), words.next()) {

@@ -24,8 +24,9 @@ impl Sessions {
         logged_in(self.start_session(&user, origin, &event).await)
     }
 
-    /// The active user a login's credentials name, for every kind of login. Throttled before
-    /// anything else, so a throttled attempt costs no argon2; a failure is counted and audited.
+    /// The active user a login's credentials name, for every kind of login. Throttled before the
+    /// password is checked, so a throttled attempt costs no argon2 (only the user's lookup, which
+    /// says under what name failures count); a failure is counted and audited.
     pub(super) async fn check_credentials(&self, username: &str, password: SecretString, client: &str) -> Result<User> {
         // No such user can exist: refused before the database (no audit row, no throttle row
         // grows from attacker-chosen megabytes). Nothing is learnt from how fast.
@@ -33,13 +34,9 @@ impl Sessions {
             metrics::counter!("tokensmith_logins_total", "result" => "failed").increment(1);
             return Err(AuthError::InvalidCredentials);
         }
-        // Emails match ignoring case, so their failures are counted ignoring case too.
-        let throttled_name = match self.settings.username_field {
-            UsernameField::Username => Cow::Borrowed(username),
-            UsernameField::Email => Cow::Owned(username.to_lowercase()),
-        };
-        let attempt = self.throttle.reserve(&throttled_name, client).await?;
         let user = self.user_to_log_in(username).await?;
+        let throttled_name = self.throttled_name(username, user.as_ref());
+        let attempt = self.throttle.reserve(&throttled_name, client).await?;
         let hash = user.as_ref().and_then(|u| u.password_hash.as_deref());
         let password_ok = self.passwords.verify(password, hash).await?;
         let user = match user {
@@ -57,8 +54,19 @@ impl Sessions {
         Ok(user)
     }
 
+    /// What failures are counted under. An email matches ignoring case, and the database's idea
+    /// of case (PostgreSQL folds `İ` to `i`) is not Rust's: the failures against a user are
+    /// counted under that user's own email, however the attempt spelled it.
+    fn throttled_name<'a>(&self, given: &'a str, user: Option<&User>) -> Cow<'a, str> {
+        match (self.settings.tokens.username_field, user) {
+            (UsernameField::Username, _) => Cow::Borrowed(given),
+            (UsernameField::Email, Some(user)) => Cow::Owned(user.email.to_lowercase()),
+            (UsernameField::Email, None) => Cow::Owned(given.to_lowercase()),
+        }
+    }
+
     fn login_name_max_chars(&self) -> usize {
-        match self.settings.username_field {
+        match self.settings.tokens.username_field {
             UsernameField::Username => username::MAX_CHARS,
             UsernameField::Email => EMAIL_MAX_CHARS,
         }
@@ -68,10 +76,10 @@ impl Sessions {
     /// names nobody (account creation keeps emails unique under `USERNAME_FIELD=email`, but
     /// users made before the switch may share one).
     async fn user_to_log_in(&self, name: &str) -> Result<Option<User>> {
-        Ok(match self.settings.username_field {
+        Ok(match self.settings.tokens.username_field {
             UsernameField::Username => self.store.user_by_username(name).await?,
             UsernameField::Email => {
-                let mut users = self.store.users_by_email(name).await?;
+                let mut users = self.store.password_users_by_email(name).await?;
                 if users.len() == 1 { users.pop() } else { None }
             }
         })

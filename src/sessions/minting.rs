@@ -74,11 +74,11 @@ impl Sessions {
 
     /// The user's claims; the groups are read only when `TOKEN_CLAIMS` names them.
     async fn user_claims(&self, user: &User) -> Result<Map<String, Value>, IssueError> {
-        let attributes = &self.settings.user_claims;
-        let groups = match attributes.contains(&UserClaim::Groups) {
+        let settings = &self.settings.tokens;
+        let groups = match settings.claims.contains(&UserClaim::Groups) {
             true => self.store.group_names_of(user.id).await?,
             false => Vec::new(),
         };
-        Ok(user_claims(user, &groups, attributes))
+        Ok(user_claims(user, &groups, settings))
     }
 }

@@ -13,7 +13,7 @@ use std::{sync::Arc, time::Duration};
 use self::refresh_status::RefreshStatus;
 use crate::{
     clock::{secs, unix_now, unix_now_ms},
-    config::{Config, UserClaim, UsernameField},
+    config::{Config, TokenCustomisation},
     domain::{AuditEvent, AuditKind, User},
     passwords::{PasswordError, PasswordHasherPool},
     store::{NewRefreshToken, NewSession, RefreshTokenState, SessionOrigin, Store, StoreError},
@@ -88,9 +88,8 @@ pub struct Refreshed {
 
 /// The settings sessions follow, taken from the configuration once.
 struct Settings {
-    /// `TOKEN_CLAIMS`.
-    user_claims: Vec<UserClaim>,
-    username_field: UsernameField,
+    /// What tokens say about their user (`TOKEN_CLAIMS`, `USER_ID_CLAIM`), and `USERNAME_FIELD`.
+    tokens: TokenCustomisation,
     access_token_lifetime: Duration,
     refresh_token_lifetime: Duration,
     session_max_lifetime: Duration,
@@ -121,8 +120,7 @@ impl Sessions {
         throttle: LoginThrottle,
     ) -> Self {
         let settings = Settings {
-            user_claims: config.tokens.claims.clone(),
-            username_field: config.tokens.username_field,
+            tokens: config.tokens.clone(),
             access_token_lifetime: config.access_token_lifetime,
             refresh_token_lifetime: config.refresh_token_lifetime,
             session_max_lifetime: config.session_max_lifetime,

@@ -77,9 +77,14 @@ impl Store {
         Ok(on_pool!(self, pool => sqlx::query_as::<_, User>(&sql).bind(username).fetch_optional(pool).await)?)
     }
 
-    /// The users whose email is `email`, ignoring case (two at most: more than one is ambiguous).
-    pub async fn users_by_email(&self, email: &str) -> Result<Vec<User>> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE lower(email) = lower($1) AND email <> '' LIMIT 2");
+    /// The users with a password whose email is `email`, ignoring case (two at most: more than
+    /// one is ambiguous). Users without a password (signed in through a provider, whose emails
+    /// nobody keeps unique) cannot log in by email, so they never make an email ambiguous.
+    pub async fn password_users_by_email(&self, email: &str) -> Result<Vec<User>> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE lower(email) = lower($1) AND email <> '' \
+             AND password_hash IS NOT NULL LIMIT 2"
+        );
         Ok(on_pool!(self, pool => sqlx::query_as::<_, User>(&sql).bind(email).fetch_all(pool).await)?)
     }
 

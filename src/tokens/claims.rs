@@ -5,13 +5,25 @@
 use serde::{Serialize, Serializer, ser::SerializeMap};
 use serde_json::{Map, Value};
 
-use crate::{config::UserClaim, domain::User};
+use crate::{
+    config::{TokenCustomisation, UserClaim},
+    domain::User,
+};
 
 /// The user's claims for an access token: custom claims first, then the configured attributes,
-/// so that the record, not a stale custom claim, decides `is_staff` when both name it.
-pub fn user_claims(user: &User, groups: &[String], attributes: &[UserClaim]) -> Map<String, Value> {
-    let mut claims = user.custom_claims.as_map().clone();
-    for attribute in attributes {
+/// so that the record, not a stale custom claim, decides `is_staff` when both name it. A custom
+/// claim under a name tokensmith writes itself is dropped here too, not only refused when set:
+/// `USER_ID_CLAIM` may have been renamed since, and a token must never hold a name twice (the
+/// last one would win in most JSON parsers, and name another user).
+pub fn user_claims(user: &User, groups: &[String], settings: &TokenCustomisation) -> Map<String, Value> {
+    let mut claims: Map<String, Value> = user
+        .custom_claims
+        .as_map()
+        .iter()
+        .filter(|(name, _)| !settings.is_reserved_claim(name))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    for attribute in &settings.claims {
         let value = match attribute {
             UserClaim::Username => Value::from(user.username.as_str()),
             UserClaim::Email => Value::from(user.email.as_str()),

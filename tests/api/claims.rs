@@ -37,6 +37,7 @@ db_test!(
     token_claims_follow_the_user_record_at_every_refresh,
     custom_claims_are_merged_and_reserved_names_refused,
     me_shows_groups_and_custom_claims,
+    a_custom_claim_named_like_a_later_user_id_claim_never_doubles_the_id,
     groups_are_managed_on_the_command_line,
 );
 
@@ -221,4 +222,27 @@ fn bad_claim_settings_stop_the_server_with_one_line() {
     );
     assert!(refusal(&out).starts_with("USER_ID_CLAIM"));
     assert!(!Path::new(&dir.path().join("tokensmith.db")).exists(), "nothing was created");
+}
+
+/// A custom claim set while `USER_ID_CLAIM` had another name (or by a CLI run without the
+/// server's settings) is dropped from tokens once its name is reserved: a token naming the id
+/// twice would be read as the last one by most JSON parsers, tokensmith's own included.
+async fn a_custom_claim_named_like_a_later_user_id_claim_never_doubles_the_id(backend: Backend) {
+    let app = spawn_app_with(backend, &[("USER_ID_CLAIM", "uid")]).await;
+    app.create_user("alice", "pw of alice");
+    app.create_user("mallory", "pw of mallory");
+    let mut without_the_setting = app.env.clone();
+    without_the_setting.remove("USER_ID_CLAIM");
+    let set =
+        run_cli(&without_the_setting, app.db.dir(), &["user", "set-claims", "mallory", r#"{"uid":"1","x":1}"#], None);
+    ok(&set);
+
+    let (access, _) = app.login("mallory", "pw of mallory").await;
+    let payload = access.split('.').nth(1).unwrap();
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    assert_eq!(raw.matches("\"uid\"").count(), 1, "the id claim appears once: {raw}");
+    assert_eq!(claims(&access)["x"], 1, "the other custom claims stay");
+    assert_eq!(app.get_bearer("/api/me/", &access).await.json()["username"], "mallory");
 }

@@ -23,7 +23,40 @@ db_test!(
     two_users_sharing_an_email_from_before_cannot_log_in_by_it,
     failures_are_throttled_ignoring_the_emails_case,
     the_served_document_describes_the_email_login,
+    a_provider_user_with_the_same_email_does_not_lock_the_password_user_out,
+    a_differently_folded_spelling_counts_against_the_same_user,
 );
+
+/// Users signed in through a provider have no password and keep whatever email the provider
+/// gives: they cannot log in by email, so they never make a password user's email ambiguous.
+async fn a_provider_user_with_the_same_email_does_not_lock_the_password_user_out(backend: Backend) {
+    let app = spawn_app_with(backend, EMAIL_LOGIN).await;
+    assert!(create(&app, "alice", "alice@example.com").status.success());
+    app.db
+        .execute(
+            "INSERT INTO users (username, email, password_hash, is_active, created_at) \
+             VALUES ('clerk_alice', 'Alice@example.com', NULL, TRUE, 0)",
+        )
+        .await;
+    let reply = app.post_json("/api/token/", json!({"email": "alice@example.com", "password": "correct horse"})).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(app.get_bearer("/api/me/", &reply.field("access")).await.json()["username"], "alice");
+}
+
+/// PostgreSQL folds some letters differently from Rust (`İ` lowers to `i` there): a spelling
+/// the database matches to a user counts against that user's failures, so it buys no guesses.
+async fn a_differently_folded_spelling_counts_against_the_same_user(backend: Backend) {
+    let app = spawn_app_with(backend, &[("USERNAME_FIELD", "email"), ("LOGIN_FAILURE_LIMIT", "2")]).await;
+    assert!(create(&app, "alice", "alice@example.com").status.success());
+    for _ in 0..2 {
+        let reply = app.post_json("/api/token/", json!({"email": "alice@example.com", "password": "wrong"})).await;
+        assert_eq!(reply.status, 401);
+    }
+    for spelling in ["alİce@example.com", "ALİCE@EXAMPLE.COM", "Alice@Example.Com"] {
+        let reply = app.post_json("/api/token/", json!({"email": spelling, "password": "correct horse"})).await;
+        assert_ne!(reply.status, 200, "{spelling} got past the throttle: {}", reply.text);
+    }
+}
 
 async fn login_takes_an_email_ignoring_case(backend: Backend) {
     let app = spawn_app_with(backend, EMAIL_LOGIN).await;
