@@ -28,4 +28,5 @@ mod keys;
 mod login_by_email;
 mod ops;
 mod sliding;
+mod sliding_downstream;
 mod tokens;

@@ -27,23 +27,22 @@ db_test!(
     flushing_expired_records_keeps_live_sliding_sessions,
     the_document_describes_both_endpoints,
     with_the_refresh_cookie_sliding_tokens_stay_in_the_body,
-    simplejwts_own_sliding_token_class_authenticates_with_it,
     login_by_email_works_for_sliding_tokens,
 );
 
-async fn sliding_login(app: &TestApp, username: &str, password: &str) -> String {
+pub(crate) async fn sliding_login(app: &TestApp, username: &str, password: &str) -> String {
     let reply = app.post_json(SLIDING, json!({"username": username, "password": password})).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     reply.field("token")
 }
 
 /// `alice` (password `correct horse`), logged in with a sliding token.
-async fn alice_sliding(app: &TestApp) -> String {
+pub(crate) async fn alice_sliding(app: &TestApp) -> String {
     app.create_user("alice", "correct horse");
     sliding_login(app, "alice", "correct horse").await
 }
 
-async fn refreshed(app: &TestApp, token: &str) -> String {
+pub(crate) async fn refreshed(app: &TestApp, token: &str) -> String {
     let reply = app.post_json(SLIDING_REFRESH, json!({"token": token})).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(keys(&reply.json()), ["token"], "simplejwt answers the token alone");
@@ -417,40 +416,4 @@ async fn with_the_refresh_cookie_sliding_tokens_stay_in_the_body(backend: Backen
     let done = post("/api/token/blacklist/", json!({"refresh": token}), APP).await;
     assert_eq!((done.status, done.text.as_str()), (200, "{}"));
     assert!(done.header("set-cookie").is_none(), "the refresh cookie was cleared: {:?}", done.headers);
-}
-
-/// A downstream Django service authenticating with simplejwt's own `SlidingToken` class under
-/// `JWTStatelessUserAuthentication`, keys from the JWKS: it takes tokensmith's sliding tokens.
-const DOWNSTREAM: &str = r#"
-import json, sys
-import django
-from django.conf import settings
-settings.configure(
-    SECRET_KEY="unused", USE_TZ=True, DATABASES={},
-    INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "rest_framework", "rest_framework_simplejwt"],
-    SIMPLE_JWT={
-        "ALGORITHM": "ES256", "JWK_URL": sys.argv[1], "VERIFYING_KEY": None,
-        "AUTH_TOKEN_CLASSES": ("rest_framework_simplejwt.tokens.SlidingToken",),
-    },
-)
-django.setup()
-from rest_framework_simplejwt.authentication import JWTStatelessUserAuthentication
-auth = JWTStatelessUserAuthentication()
-token = auth.get_validated_token(sys.argv[2].encode())
-user = auth.get_user(token)
-print(json.dumps({"class": type(token).__name__, "id": user.id, "username": user.username,
-                  "is_staff": user.is_staff, "refresh_exp": token["refresh_exp"]}))
-"#;
-
-async fn simplejwts_own_sliding_token_class_authenticates_with_it(backend: Backend) {
-    let app = spawn_app_with(backend, &[("TOKEN_CLAIMS", "username,is_staff")]).await;
-    let token = alice_sliding(&app).await;
-    let token = refreshed(&app, &token).await;
-    let jwks = app.url("/.well-known/jwks.json");
-    let seen = crate::python::run_inline(DOWNSTREAM, &[&jwks, &token], &[]).await.json();
-    assert_eq!(
-        seen,
-        json!({"class": "SlidingToken", "id": "1", "username": "alice", "is_staff": false,
-               "refresh_exp": claims(&token)["refresh_exp"]})
-    );
 }
