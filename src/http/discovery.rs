@@ -109,18 +109,9 @@ pub async fn openid_configuration(
     Ok(([(header::CACHE_CONTROL, cache)], Json(document)).into_response())
 }
 
-/// The signing key's algorithm, then those of older keys still published (after a change of
-/// `JWT_ALGORITHM`), each once.
+/// The algorithms of the published keys, by their JOSE names.
 fn algorithms(tokens: &TokenService) -> Vec<String> {
     let ring = tokens.key_ring();
-    let signing = serde_json::to_value(ring.signing.algorithm).ok().and_then(|v| v.as_str().map(str::to_owned));
-    let published = serde_json::from_slice::<serde_json::Value>(&ring.jwks_json).unwrap_or_default();
-    let keys = published["keys"].as_array().cloned().unwrap_or_default();
-    let mut algorithms: Vec<String> = signing.into_iter().collect();
-    for alg in keys.iter().filter_map(|key| key["alg"].as_str()) {
-        if !algorithms.iter().any(|a| a == alg) {
-            algorithms.push(alg.to_owned());
-        }
-    }
-    algorithms
+    let names = ring.algorithms.iter().map(|a| serde_json::to_value(a).ok()?.as_str().map(str::to_owned));
+    names.flatten().collect()
 }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, jwk::JwkSet};
 
 use crate::{
     clock::{secs, unix_now},
@@ -32,6 +32,9 @@ pub struct KeyRing {
     verifying: HashMap<String, VerifyingKey>,
     /// The JWKS document, serialized once per load rather than per request.
     pub jwks_json: Bytes,
+    /// The algorithms of the published keys, the signing key's first, each once (OIDC
+    /// discovery's `id_token_signing_alg_values_supported`).
+    pub algorithms: Vec<Algorithm>,
 }
 
 impl KeyRing {
@@ -48,12 +51,16 @@ impl KeyRing {
     fn new(signing: std::sync::Arc<KeyMaterial>, older: Vec<KeyMaterial>) -> Self {
         let mut verifying = HashMap::new();
         let mut jwks = JwkSet { keys: Vec::new() };
+        let mut algorithms = Vec::new();
         for key in std::iter::once(&*signing).chain(older.iter()) {
             verifying.insert(key.kid.clone(), key.verifying_key());
             jwks.keys.extend(key.public_jwk().cloned());
+            if !algorithms.contains(&key.algorithm) {
+                algorithms.push(key.algorithm);
+            }
         }
         let jwks_json = Bytes::from(serde_json::to_vec(&jwks).expect("a JWK set serializes"));
-        Self { signing, verifying, jwks_json }
+        Self { signing, verifying, jwks_json, algorithms }
     }
 
     /// Builds the ring from the configured source, creating the database key on first use.
