@@ -132,9 +132,11 @@ impl Exchange {
         let now = unix_now();
         let mut user = self.linked_user(identity, now, client).await?;
         let provider = identity.provider;
-        // Roles follow the provider at every exchange: one revoked upstream is gone at the next.
+        // Roles follow the provider at every exchange: one revoked upstream is gone at the next,
+        // unless the token is older than what revoked it.
         if let Some(roles) = identity.profile.roles {
-            self.accounts.apply_roles(&mut user, roles, provider, client).await?;
+            let (subject, as_of) = (identity.subject.as_str(), identity.profile.roles_as_of_ms);
+            self.accounts.apply_token_roles(&mut user, subject, roles, as_of, provider, client).await?;
         }
         let metric = if user.is_active { "ok" } else { "inactive" };
         metrics::counter!("tokensmith_exchanges_total", "provider" => provider, "result" => metric).increment(1);
@@ -170,7 +172,8 @@ impl Exchange {
     /// The profile of a user signing in for the first time: Clerk's Backend API has the username
     /// and verified email that default session tokens lack. If it cannot be asked (no secret key,
     /// Clerk down), the token's own claims do, and a webhook or sync fills in the rest later.
-    /// Roles the token carries win; else the user's metadata in the Backend API gives them.
+    /// Roles come from whichever of the token and the Backend API's user is newer, the user
+    /// object on a tie (its `updated_at` is the change itself, the token's `iat` only a second).
     async fn first_profile(&self, identity: &ExternalIdentity) -> (ExternalProfile, bool) {
         let from_token = (identity.profile.clone(), true);
         let Some(api) = self.providers.clerk_api.as_ref().filter(|_| identity.provider == clerk::PROVIDER) else {
@@ -180,7 +183,10 @@ impl Exchange {
         match api.user(&identity.subject).await {
             Ok(Some(user)) => {
                 let mut profile = user.profile(roles);
-                profile.roles = identity.profile.roles.or(profile.roles);
+                let token = &identity.profile;
+                if token.roles.is_some() && (profile.roles.is_none() || token.roles_as_of_ms > profile.roles_as_of_ms) {
+                    (profile.roles, profile.roles_as_of_ms) = (token.roles, token.roles_as_of_ms);
+                }
                 (profile, user.may_sign_in())
             }
             Ok(None) => from_token,

@@ -58,15 +58,28 @@ impl Accounts {
         Err(AccountError::NoFreeUsername)
     }
 
-    /// `is_staff` / `is_superuser` as the provider's roles say, when they differ (audited).
-    pub async fn apply_roles(&self, user: &mut User, roles: (bool, bool), provider: &str, actor: &str) -> Result<()> {
-        let before = (user.is_staff, user.is_superuser);
-        if before != roles {
-            self.store.set_user_roles(user.id, roles.0, roles.1).await?;
-            (user.is_staff, user.is_superuser) = roles;
-            self.audit_roles(user, before, provider, actor).await?;
+    /// `is_staff` / `is_superuser` as the roles in one of the provider's tokens for `subject`
+    /// say, unless roles at least as new were applied (`as_of`, see `ExternalProfile`): a token
+    /// minted before a webhook took a role away does not bring it back, and `user` then gets the
+    /// flags that hold (a webhook may have set them since it was read). A change is audited.
+    pub async fn apply_token_roles(
+        &self,
+        user: &mut User,
+        subject: &str,
+        roles: (bool, bool),
+        as_of: Option<i64>,
+        provider: &str,
+        actor: &str,
+    ) -> Result<()> {
+        let Some(write) = self.store.set_linked_user_roles(provider, subject, user.id, roles, as_of).await? else {
+            return Ok(());
+        };
+        if !write.applied {
+            (user.is_staff, user.is_superuser) = write.before;
+            return Ok(());
         }
-        Ok(())
+        (user.is_staff, user.is_superuser) = roles;
+        self.audit_roles(user, write.before, provider, actor).await
     }
 
     /// A `roles_changed` event when the user's flags are not `before` any more.

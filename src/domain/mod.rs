@@ -53,4 +53,9 @@ pub struct ExternalProfile {
     /// `(is_staff, is_superuser)` as the provider's roles make them; `None` when no roles are
     /// mapped or the provider said nothing about them, which leaves the flags as they are.
     pub roles: Option<(bool, bool)>,
+    /// When `roles` were the provider's, in ms on its clock: a user object's `updated_at`, a
+    /// Clerk session token's `iat`. Roles older than those last applied never overwrite them, so
+    /// an old session token cannot bring back a role a webhook took away. `None`: no order (a
+    /// configured issuer's tokens, which nothing else sets roles against), applied as they come.
+    pub roles_as_of_ms: Option<i64>,
 }

@@ -9,7 +9,8 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value};
 
 use super::{
-    ExternalError, ExternalIdentity, Rejection, check_registered_claims, jwks::JwksCache, roles, signed_claims, string,
+    ExternalError, ExternalIdentity, Rejection, check_registered_claims, jwks::JwksCache, number, roles, signed_claims,
+    string,
 };
 use crate::{
     clock::unix_now,
@@ -101,6 +102,10 @@ impl ClerkVerifier {
         // Only when the session token's template carries the metadata; else the flags stay as
         // the last token, webhook or sync left them.
         profile.roles = self.roles.as_ref().and_then(|mapping| roles::flags(mapping, claims));
+        // The metadata as it was when Clerk minted the token (iat is required above): a token
+        // minted before a webhook's update carries roles that update may have taken away.
+        let iat = number(claims, "iat")?.ok_or(Rejection::MissingClaim("iat"))?;
+        profile.roles_as_of_ms = Some(iat.saturating_mul(1000));
         Ok(ExternalIdentity {
             provider: PROVIDER,
             subject: subject.to_owned(),
@@ -145,6 +150,7 @@ fn profile_hints(claims: &Map<String, Value>) -> Result<ExternalProfile, Rejecti
         last_name: text("last_name")?.or(text("family_name")?).unwrap_or_default(),
         updated_at_ms: 0,
         roles: None,
+        roles_as_of_ms: None,
     })
 }
 

@@ -73,6 +73,7 @@ impl ClerkUser {
             last_name: text(&self.last_name),
             updated_at_ms: self.updated_at,
             roles: mapping.and_then(|mapping| roles::flags(mapping, &self.metadata())),
+            roles_as_of_ms: Some(self.updated_at),
         }
     }
 

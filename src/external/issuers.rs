@@ -178,6 +178,7 @@ impl IssuerVerifier {
                 last_name: text(names.last_name)?,
                 updated_at_ms: 0,
                 roles,
+                roles_as_of_ms: None,
             },
         })
     }

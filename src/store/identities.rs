@@ -13,6 +13,14 @@ pub enum LinkedUserInsert {
     Conflict,
 }
 
+/// What a token's roles met: the flags stored before them, and whether they replaced them (not
+/// when roles as new or newer were applied already: then `before` is what holds).
+#[derive(Debug, Clone, Copy)]
+pub struct RolesWrite {
+    pub before: (bool, bool),
+    pub applied: bool,
+}
+
 impl Store {
     pub async fn user_by_identity(&self, provider: &str, subject: &str) -> Result<Option<User>> {
         let sql = format!(
@@ -41,6 +49,7 @@ impl Store {
              RETURNING {USER_COLUMNS}"
         );
         let (is_staff, is_superuser) = profile.roles.unwrap_or_default();
+        let roles_updated_at = profile.roles.and(profile.roles_as_of_ms).unwrap_or(0);
         let inserted: sqlx::Result<User> = on_writer!(self, pool => async {
             let mut tx = pool.begin().await?;
             let user = sqlx::query_as::<_, User>(&insert_user)
@@ -48,10 +57,10 @@ impl Store {
                 .bind(active).bind(is_staff).bind(is_superuser).bind(now)
                 .fetch_one(&mut *tx).await?;
             sqlx::query(
-                "INSERT INTO external_identities (provider, subject, user_id, created_at, source_updated_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO external_identities (provider, subject, user_id, created_at, source_updated_at, \
+                 roles_updated_at) VALUES ($1, $2, $3, $4, $5, $6)",
             )
-            .bind(provider).bind(subject).bind(user.id).bind(now).bind(profile.updated_at_ms)
+            .bind(provider).bind(subject).bind(user.id).bind(now).bind(profile.updated_at_ms).bind(roles_updated_at)
             .execute(&mut *tx).await?;
             tx.commit().await?;
             Ok::<_, sqlx::Error>(user)
@@ -67,7 +76,9 @@ impl Store {
     /// (`None`): the guard and the write are one transaction, so of two deliveries racing, the
     /// older loses. `active` is whether the provider allows the user: it never undoes the
     /// operator's deactivation. The profile's roles, when it has any, set the staff flags in the
-    /// same write, so an older delivery never brings back roles a newer one took away.
+    /// same write unless roles newer than them were applied (a delivery or a session token), so
+    /// an older view never brings back roles a newer one took away. Ties go to the user object:
+    /// its `updated_at` is the change itself, a token's `iat` only the second it was minted in.
     pub async fn update_linked_user(
         &self,
         provider: &str,
@@ -95,6 +106,16 @@ impl Store {
                 tx.rollback().await?;
                 return Ok(None);
             }
+            let roles_current = match (profile.roles, profile.roles_as_of_ms) {
+                (Some(_), Some(as_of)) => sqlx::query(
+                    "UPDATE external_identities SET roles_updated_at = $1 \
+                     WHERE provider = $2 AND subject = $3 AND roles_updated_at <= $1",
+                )
+                .bind(as_of).bind(provider).bind(subject)
+                .execute(&mut *tx).await?.rows_affected() == 1,
+                _ => true,
+            };
+            let roles = if roles_current { roles } else { (None, None) };
             let user = sqlx::query_as::<_, User>(&update_user)
                 .bind(username).bind(&profile.email).bind(&profile.first_name).bind(&profile.last_name)
                 .bind(active).bind(user_id).bind(roles.0).bind(roles.1)
@@ -104,14 +125,54 @@ impl Store {
         })
     }
 
+    /// Sets linked user `user_id`'s staff flags to the roles of one of the provider's tokens,
+    /// minted at `as_of` (ms), unless roles as new or newer were applied; `None` applies them
+    /// whatever came before. The guard records the token's time as it passes, in the flags'
+    /// transaction: of a token and a delivery racing, the older loses whichever lands last.
+    /// `None`: the user is gone.
+    pub async fn set_linked_user_roles(
+        &self,
+        provider: &str,
+        subject: &str,
+        user_id: i64,
+        roles: (bool, bool),
+        as_of: Option<i64>,
+    ) -> Result<Option<RolesWrite>> {
+        on_writer!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let newer = match as_of {
+                Some(as_of) => sqlx::query(
+                    "UPDATE external_identities SET roles_updated_at = $1 \
+                     WHERE provider = $2 AND subject = $3 AND user_id = $4 AND roles_updated_at < $1",
+                )
+                .bind(as_of).bind(provider).bind(subject).bind(user_id)
+                .execute(&mut *tx).await?.rows_affected() == 1,
+                None => true,
+            };
+            let before = sqlx::query_as::<_, (bool, bool)>("SELECT is_staff, is_superuser FROM users WHERE id = $1")
+                .bind(user_id).fetch_optional(&mut *tx).await?;
+            let Some(before) = before else {
+                tx.rollback().await?;
+                return Ok(None);
+            };
+            if newer && before != roles {
+                sqlx::query("UPDATE users SET is_staff = $1, is_superuser = $2 WHERE id = $3")
+                    .bind(roles.0).bind(roles.1).bind(user_id)
+                    .execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(Some(RolesWrite { before, applied: newer }))
+        })
+    }
+
     /// The provider deleted the user: deactivated for good (no later update revives it).
     /// Returns the local user id, if the identity was linked.
     pub async fn deactivate_external_user(&self, provider: &str, subject: &str) -> Result<Option<i64>> {
         on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
             let user_id = sqlx::query_scalar::<_, i64>(
-                "UPDATE external_identities SET source_updated_at = $1 WHERE provider = $2 AND subject = $3 \
-                 RETURNING user_id",
+                "UPDATE external_identities SET source_updated_at = $1, roles_updated_at = $1 \
+                 WHERE provider = $2 AND subject = $3 RETURNING user_id",
             )
             .bind(i64::MAX).bind(provider).bind(subject)
             .fetch_optional(&mut *tx).await?;

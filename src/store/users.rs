@@ -116,12 +116,6 @@ impl Store {
         Ok(done == 1)
     }
 
-    pub async fn set_user_roles(&self, user_id: i64, is_staff: bool, is_superuser: bool) -> Result<()> {
-        on_writer!(self, pool => sqlx::query("UPDATE users SET is_staff = $1, is_superuser = $2 WHERE id = $3")
-            .bind(is_staff).bind(is_superuser).bind(user_id).execute(pool).await.map(|r| r.rows_affected()))?;
-        Ok(())
-    }
-
     /// The operator's decision on a user: `is_active` follows it unless the identity provider
     /// refuses the user. Returns whether the user is active now (`None`: no such user).
     pub async fn set_disabled_locally(&self, user_id: i64, disabled: bool) -> Result<Option<bool>> {

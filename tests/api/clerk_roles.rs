@@ -1,6 +1,7 @@
 //! Clerk users' `is_staff` / `is_superuser` from their Clerk metadata (`CLERK_ROLES_CLAIM`,
 //! `CLERK_STAFF_ROLES`, `CLERK_SUPERUSER_ROLES`): from the session token at every exchange, from
-//! the Backend API at the first one, from `user.*` webhooks and from `clerk sync-users`.
+//! the Backend API at the first one, from `user.*` webhooks and from `clerk sync-users`. Which of
+//! a token and a webhook wins by age is in `clerk_roles_order`.
 
 use serde_json::{Value, json};
 
@@ -29,7 +30,7 @@ const ROLES: [(&str, &str); 3] = [
     ("CLERK_SUPERUSER_ROLES", "owner"),
 ];
 
-async fn app_with_roles(backend: Backend, clerk: &FakeClerk) -> TestApp {
+pub(crate) async fn app_with_roles(backend: Backend, clerk: &FakeClerk) -> TestApp {
     let secret = secret();
     let mut settings = ROLES.to_vec();
     settings.push(("CLERK_WEBHOOK_SIGNING_SECRET", &secret));
@@ -37,23 +38,25 @@ async fn app_with_roles(backend: Backend, clerk: &FakeClerk) -> TestApp {
     spawn_with_clerk(backend, clerk, &settings).await
 }
 
-/// A session token for `sub` whose template adds `public_metadata` (`None`: the default
-/// template, no metadata at all).
-fn token_with(clerk: &FakeClerk, sub: &str, public_metadata: Option<Value>) -> String {
+/// A session token for `sub` minted at `iat` (unix seconds), whose template adds
+/// `public_metadata` (`None`: the default template, no metadata at all). Of two tokens, the one
+/// minted later says what the roles are now.
+pub(crate) fn token_with(clerk: &FakeClerk, sub: &str, iat: i64, public_metadata: Option<Value>) -> String {
     let mut claims = clerk.claims(sub);
+    claims["iat"] = json!(iat);
     if let Some(metadata) = public_metadata {
         claims["public_metadata"] = metadata;
     }
     clerk.key.sign(&claims)
 }
 
-async fn exchange(app: &TestApp, token: &str) -> Reply {
+pub(crate) async fn exchange(app: &TestApp, token: &str) -> Reply {
     read(app.client.post(app.url("/api/token/clerk/")).bearer_auth(token).send().await.unwrap()).await
 }
 
 /// `(is_staff, is_superuser)` as `/api/me/` shows them to the access token `token` exchanges for;
 /// with `TOKEN_CLAIMS`, the access token itself says the same.
-async fn flags_after_exchange(app: &TestApp, token: &str) -> (bool, bool) {
+pub(crate) async fn flags_after_exchange(app: &TestApp, token: &str) -> (bool, bool) {
     let reply = exchange(app, token).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     let access = reply.field("access");
@@ -65,11 +68,11 @@ async fn flags_after_exchange(app: &TestApp, token: &str) -> (bool, bool) {
     flags
 }
 
-fn flags_of(user: &Value) -> (bool, bool) {
+pub(crate) fn flags_of(user: &Value) -> (bool, bool) {
     (user["is_staff"].as_bool().unwrap(), user["is_superuser"].as_bool().unwrap())
 }
 
-fn listed(app: &TestApp, username: &str) -> Value {
+pub(crate) fn listed(app: &TestApp, username: &str) -> Value {
     let out = app.cli(&["user", "list", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let users: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
@@ -77,13 +80,13 @@ fn listed(app: &TestApp, username: &str) -> Value {
 }
 
 /// The `roles_changed` events of the audit trail, oldest first.
-fn role_changes(app: &TestApp) -> Vec<Value> {
+pub(crate) fn role_changes(app: &TestApp) -> Vec<Value> {
     let out = app.cli(&["audit", "tail", "-n", "100", "--json"]);
     let text = String::from_utf8(out.stdout).unwrap();
     text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).filter(|e| e["event"] == "roles_changed").collect()
 }
 
-fn user_with_metadata(id: &str, username: &str, updated_at: i64, public_metadata: Value) -> Value {
+pub(crate) fn user_with_metadata(id: &str, username: &str, updated_at: i64, public_metadata: Value) -> Value {
     let mut user = clerk_user(id, Some(username), &format!("{username}@example.com"), true, updated_at);
     user["public_metadata"] = public_metadata;
     user
@@ -92,17 +95,17 @@ fn user_with_metadata(id: &str, username: &str, updated_at: i64, public_metadata
 async fn session_token_metadata_sets_and_removes_the_flags_at_every_exchange(backend: Backend) {
     let clerk = FakeClerk::start().await;
     let app = app_with_roles(backend, &clerk).await;
-    let sub = "user_roles";
-    let staff = flags_after_exchange(&app, &token_with(&clerk, sub, Some(json!({"role": "admin"})))).await;
+    let (sub, t) = ("user_roles", now() - 30);
+    let staff = flags_after_exchange(&app, &token_with(&clerk, sub, t, Some(json!({"role": "admin"})))).await;
     assert_eq!(staff, (true, false), "role admin is in CLERK_STAFF_ROLES");
-    let member = flags_after_exchange(&app, &token_with(&clerk, sub, Some(json!({"role": "member"})))).await;
+    let member = flags_after_exchange(&app, &token_with(&clerk, sub, t + 1, Some(json!({"role": "member"})))).await;
     assert_eq!(member, (false, false), "a later token with another role takes staff away");
-    let owner = flags_after_exchange(&app, &token_with(&clerk, sub, Some(json!({"role": "owner"})))).await;
+    let owner = flags_after_exchange(&app, &token_with(&clerk, sub, t + 2, Some(json!({"role": "owner"})))).await;
     assert_eq!(owner, (false, true), "owner is in CLERK_SUPERUSER_ROLES only");
     let list = json!({"role": ["member", "support", "owner"]});
-    assert_eq!(flags_after_exchange(&app, &token_with(&clerk, sub, Some(list))).await, (true, true));
+    assert_eq!(flags_after_exchange(&app, &token_with(&clerk, sub, t + 3, Some(list))).await, (true, true));
     // The metadata is there and holds no role: no role, no flags.
-    assert_eq!(flags_after_exchange(&app, &token_with(&clerk, sub, Some(json!({})))).await, (false, false));
+    assert_eq!(flags_after_exchange(&app, &token_with(&clerk, sub, t + 4, Some(json!({})))).await, (false, false));
 
     // Each change is in the audit trail, with the user and the client that exchanged.
     let changes = role_changes(&app);
@@ -119,7 +122,7 @@ async fn session_token_metadata_sets_and_removes_the_flags_at_every_exchange(bac
     );
     assert_eq!((&changes[0]["username"], &changes[0]["client_addr"]), (&json!(sub), &json!("127.0.0.1")));
     // An exchange that changes nothing records no change.
-    flags_after_exchange(&app, &token_with(&clerk, sub, Some(json!({"role": "member"})))).await;
+    flags_after_exchange(&app, &token_with(&clerk, sub, t + 5, Some(json!({"role": "member"})))).await;
     assert_eq!(role_changes(&app).len(), 5);
 }
 
@@ -128,15 +131,16 @@ async fn session_token_metadata_sets_and_removes_the_flags_at_every_exchange(bac
 async fn a_token_without_the_metadata_leaves_the_flags_as_last_applied(backend: Backend) {
     let clerk = FakeClerk::start().await;
     let app = app_with_roles(backend, &clerk).await;
-    let sub = "user_plain";
+    let (sub, t) = ("user_plain", now() - 30);
     assert_eq!(
-        flags_after_exchange(&app, &token_with(&clerk, sub, Some(json!({"role": "admin"})))).await,
+        flags_after_exchange(&app, &token_with(&clerk, sub, t, Some(json!({"role": "admin"})))).await,
         (true, false)
     );
-    assert_eq!(flags_after_exchange(&app, &token_with(&clerk, sub, None)).await, (true, false));
+    assert_eq!(flags_after_exchange(&app, &token_with(&clerk, sub, t + 1, None)).await, (true, false));
     // A role that is not a string or a list of strings is no role.
-    assert_eq!(flags_after_exchange(&app, &token_with(&clerk, sub, Some(json!({"role": 7})))).await, (false, false));
-    assert_eq!(flags_after_exchange(&app, &token_with(&clerk, sub, None)).await, (false, false));
+    let odd = token_with(&clerk, sub, t + 2, Some(json!({"role": 7})));
+    assert_eq!(flags_after_exchange(&app, &odd).await, (false, false));
+    assert_eq!(flags_after_exchange(&app, &token_with(&clerk, sub, t + 3, None)).await, (false, false));
 }
 
 async fn rfc8693_exchange_applies_the_roles_too(backend: Backend) {
@@ -155,8 +159,10 @@ async fn rfc8693_exchange_applies_the_roles_too(backend: Backend) {
             flags_of(&app.get_bearer("/api/me/", &reply.field("access_token")).await.json())
         }
     };
-    assert_eq!(exchange_8693(token_with(&clerk, "user_rfc", Some(json!({"role": "owner"})))).await, (false, true));
-    assert_eq!(exchange_8693(token_with(&clerk, "user_rfc", Some(json!({"role": "member"})))).await, (false, false));
+    let t = now() - 30;
+    assert_eq!(exchange_8693(token_with(&clerk, "user_rfc", t, Some(json!({"role": "owner"})))).await, (false, true));
+    let member = token_with(&clerk, "user_rfc", t + 1, Some(json!({"role": "member"})));
+    assert_eq!(exchange_8693(member).await, (false, false));
 }
 
 /// The default session token carries no metadata, but the first exchange reads the user from
@@ -165,14 +171,20 @@ async fn the_first_exchange_reads_the_roles_from_the_backend_api(backend: Backen
     let clerk = FakeClerk::start().await;
     clerk.add_users([user_with_metadata("user_api", "grace", now() * 1000, json!({"role": "support"}))]);
     let app = app_with_roles(backend, &clerk).await;
-    assert_eq!(flags_after_exchange(&app, &token_with(&clerk, "user_api", None)).await, (true, false));
+    assert_eq!(flags_after_exchange(&app, &token_with(&clerk, "user_api", now(), None)).await, (true, false));
     let changes = role_changes(&app);
     assert_eq!(changes.len(), 1, "{changes:?}");
     assert_eq!(changes[0]["detail"], "clerk: is_staff true, is_superuser false (were false, false)");
-    // A token that does carry the metadata wins over what the Backend API said.
-    clerk.add_users([user_with_metadata("user_api2", "hopper", now() * 1000, json!({"role": "support"}))]);
-    let token = token_with(&clerk, "user_api2", Some(json!({"role": "member"})));
+    // A token that does carry the metadata wins over what the Backend API said, when it was
+    // minted after the user's last update in Clerk...
+    let t = now() - 30;
+    clerk.add_users([user_with_metadata("user_api2", "hopper", t * 1000, json!({"role": "support"}))]);
+    let token = token_with(&clerk, "user_api2", t + 1, Some(json!({"role": "member"})));
     assert_eq!(flags_after_exchange(&app, &token).await, (false, false));
+    // ...and loses when minted before it: Clerk changed the role since.
+    clerk.add_users([user_with_metadata("user_api3", "lamarr", t * 1000 + 500, json!({"role": "support"}))]);
+    let token = token_with(&clerk, "user_api3", t, Some(json!({"role": "member"})));
+    assert_eq!(flags_after_exchange(&app, &token).await, (true, false), "an old token outranked the Backend API");
 }
 
 async fn user_webhooks_flip_the_flags_and_never_reactivate(backend: Backend) {
@@ -183,11 +195,11 @@ async fn user_webhooks_flip_the_flags_and_never_reactivate(backend: Backend) {
     assert_eq!(deliver(&app, "msg_r1", event("user.created", t, json!({"role": "admin"}))).await.status, 200);
     assert_eq!(flags_of(&listed(&app, "linus")), (true, false), "user.created with role admin: staff");
     // The default session token says nothing about roles: what the webhook set holds.
-    assert_eq!(flags_after_exchange(&app, &token_with(&clerk, "user_hook", None)).await, (true, false));
+    assert_eq!(flags_after_exchange(&app, &token_with(&clerk, "user_hook", now(), None)).await, (true, false));
 
     assert_eq!(deliver(&app, "msg_r2", event("user.updated", t + 1, json!({}))).await.status, 200);
     assert_eq!(flags_of(&listed(&app, "linus")), (false, false), "role removed from public_metadata");
-    assert_eq!(flags_after_exchange(&app, &token_with(&clerk, "user_hook", None)).await, (false, false));
+    assert_eq!(flags_after_exchange(&app, &token_with(&clerk, "user_hook", now(), None)).await, (false, false));
     // A delivery older than the one applied brings back nothing, roles included.
     assert_eq!(deliver(&app, "msg_r3", event("user.updated", t, json!({"role": "admin"}))).await.status, 200);
     assert_eq!(flags_of(&listed(&app, "linus")), (false, false), "an older update restored staff");
@@ -204,7 +216,10 @@ async fn user_webhooks_flip_the_flags_and_never_reactivate(backend: Backend) {
     assert_eq!(deliver(&app, "msg_r5", event("user.updated", t + 3, json!({"role": "admin"}))).await.status, 200);
     let linus = listed(&app, "linus");
     assert_eq!((&linus["is_active"], &linus["is_staff"]), (&json!(false), &json!(true)));
-    assert_eq!(exchange(&app, &token_with(&clerk, "user_hook", Some(json!({"role": "admin"})))).await.status, 401);
+    assert_eq!(
+        exchange(&app, &token_with(&clerk, "user_hook", now(), Some(json!({"role": "admin"})))).await.status,
+        401
+    );
 }
 
 /// Roles from `private_metadata` (never seen by the browser), through `clerk sync-users`.
@@ -250,14 +265,14 @@ async fn without_clerk_roles_claim_clerk_never_touches_the_flags(backend: Backen
     let t = now() * 1000;
     let admin = json!({"role": "admin"});
     assert_eq!(
-        flags_after_exchange(&app, &token_with(&clerk, "user_local", Some(admin.clone()))).await,
+        flags_after_exchange(&app, &token_with(&clerk, "user_local", now(), Some(admin.clone()))).await,
         (false, false)
     );
 
     app.db.execute("UPDATE users SET is_staff = TRUE WHERE username = 'user_local'").await;
     let member = json!({"role": "member"});
     assert_eq!(
-        flags_after_exchange(&app, &token_with(&clerk, "user_local", Some(member.clone()))).await,
+        flags_after_exchange(&app, &token_with(&clerk, "user_local", now(), Some(member.clone()))).await,
         (true, false)
     );
     let update = json!({"type": "user.updated", "data": user_with_metadata("user_local", "user_local", t, member)});
