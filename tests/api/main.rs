@@ -13,6 +13,7 @@ mod algorithms_pyjwt;
 mod auth_header;
 mod clerk;
 mod clerk_roles;
+mod clerk_roles_order;
 mod clerk_sync;
 mod clerk_webhooks;
 mod claims;
