@@ -3,8 +3,8 @@
 
 use super::{AccountError, Accounts, Result};
 use crate::{
-    domain::{AuditKind, CustomClaims, GroupName, User},
-    store::GroupSummary,
+    domain::{AuditKind, CustomClaims, GroupName, MAX_GROUPS_PER_USER, User},
+    store::{GroupJoin, GroupSummary},
 };
 
 impl Accounts {
@@ -29,7 +29,11 @@ impl Accounts {
     /// Returns whether the user was not in the group yet.
     pub async fn add_to_group(&self, user: &User, group: &str, actor: &str) -> Result<bool> {
         let id = self.group_id(group).await?;
-        let added = self.store.add_user_to_group(user.id, id).await?;
+        let added = match self.store.add_user_to_group(user.id, id, MAX_GROUPS_PER_USER).await? {
+            GroupJoin::Joined => true,
+            GroupJoin::AlreadyMember => false,
+            GroupJoin::TooManyGroups => return Err(AccountError::TooManyGroups),
+        };
         if added {
             let detail = format!("joined {group}");
             self.record(AuditKind::UserGroupsChanged, Some(user), actor, &detail).await?;

@@ -39,6 +39,9 @@ pub enum AccountError {
     GroupTaken(String),
     #[error("no group named {0:?}")]
     NoSuchGroup(String),
+    /// Access tokens list every group of their user.
+    #[error("a user belongs to at most {} groups", crate::domain::MAX_GROUPS_PER_USER)]
+    TooManyGroups,
     #[error(transparent)]
     InvalidClaims(#[from] InvalidClaims),
     #[error("the current password is wrong")]

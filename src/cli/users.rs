@@ -98,7 +98,7 @@ pub(super) fn refusal(error: AccountError) -> CliError {
     let argument = match error {
         AccountError::InvalidUsername(_) | AccountError::UsernameTaken(_) | AccountError::NoSuchUser(_) => "USERNAME",
         AccountError::InvalidEmail(_) | AccountError::EmailTaken(_) => "--email",
-        AccountError::NoSuchGroup(_) => "GROUP",
+        AccountError::NoSuchGroup(_) | AccountError::TooManyGroups => "GROUP",
         AccountError::InvalidGroupName(_) | AccountError::GroupTaken(_) => "NAME",
         AccountError::InvalidClaims(_) => "CLAIMS",
         other => return CliError::from(other),

@@ -349,14 +349,6 @@ impl Config {
     pub fn longest_token_lifetime(&self) -> Duration {
         self.access_token_lifetime.max(self.refresh_token_lifetime) + self.jwt_leeway
     }
-
-    /// `JWT_SECRET`, under any HS* algorithm.
-    pub fn hs256_secret(&self) -> Option<&str> {
-        match &self.key_source {
-            KeySource::Secret { secret, .. } => Some(secret.expose_secret()),
-            _ => None,
-        }
-    }
 }
 
 fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {

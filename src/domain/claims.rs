@@ -9,6 +9,8 @@ use serde_json::{Map, Value};
 
 /// Django's `Group.name`: at most 150 characters.
 pub const GROUP_NAME_MAX_CHARS: usize = 150;
+/// Groups one user may belong to: every access token lists them all with `TOKEN_CLAIMS=groups`.
+pub const MAX_GROUPS_PER_USER: i64 = 100;
 /// Custom claims of one user, serialised: tokens travel in headers, which servers bound.
 pub const CUSTOM_CLAIMS_MAX_BYTES: usize = 4096;
 const CLAIM_NAME_MAX_CHARS: usize = 64;

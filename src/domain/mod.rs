@@ -9,7 +9,7 @@ pub mod username;
 use serde::Serialize;
 
 pub use audit::{AuditEvent, AuditKind};
-pub use claims::{CustomClaims, GroupName, InvalidClaims, InvalidGroupName};
+pub use claims::{CustomClaims, GroupName, InvalidClaims, InvalidGroupName, MAX_GROUPS_PER_USER};
 pub use username::{InvalidUsername, Username};
 
 /// A local user, as Django's user model names the fields.

@@ -302,6 +302,7 @@ impl From<AccountError> for AppError {
             AccountError::InvalidGroupName(e) => Self::field("name", &e.to_string()),
             AccountError::GroupTaken(_) => Self::field("name", "group with this name already exists."),
             AccountError::InvalidClaims(e) => Self::field("claims", &e.to_string()),
+            AccountError::TooManyGroups => Self::field("groups", &e.to_string()),
             AccountError::Throttle(e) => e.into(),
             // Retrying makes new candidate usernames.
             AccountError::NoFreeUsername => Self::Unavailable(e.to_string()),

@@ -213,6 +213,7 @@ fn oauth_error(error: ExchangeError) -> AppError {
             | AccountError::InvalidGroupName(_)
             | AccountError::GroupTaken(_)
             | AccountError::NoSuchGroup(_)
+            | AccountError::TooManyGroups
             | AccountError::InvalidClaims(_)
             | AccountError::WrongPassword
             | AccountError::Throttle(_)

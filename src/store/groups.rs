@@ -11,6 +11,14 @@ pub struct GroupSummary {
     pub members: i64,
 }
 
+/// What adding a user to a group came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupJoin {
+    Joined,
+    AlreadyMember,
+    TooManyGroups,
+}
+
 impl Store {
     /// `None` when the name is taken.
     pub async fn create_group(&self, name: &str) -> Result<Option<i64>> {
@@ -36,13 +44,22 @@ impl Store {
             .bind(name).fetch_optional(pool).await)?)
     }
 
-    /// Returns whether the user was not in the group before.
-    pub async fn add_user_to_group(&self, user_id: i64, group_id: i64) -> Result<bool> {
+    /// Adds the user to the group while the user is in fewer than `max_groups`; the count and
+    /// the insert are one statement.
+    pub async fn add_user_to_group(&self, user_id: i64, group_id: i64, max_groups: i64) -> Result<GroupJoin> {
         let added = on_writer!(self, pool => sqlx::query(
-            "INSERT INTO user_groups (user_id, group_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            "INSERT INTO user_groups (user_id, group_id) SELECT $1, $2 \
+             WHERE (SELECT COUNT(*) FROM user_groups WHERE user_id = $1) < $3 ON CONFLICT DO NOTHING",
         )
-        .bind(user_id).bind(group_id).execute(pool).await.map(|r| r.rows_affected()))?;
-        Ok(added == 1)
+        .bind(user_id).bind(group_id).bind(max_groups).execute(pool).await.map(|r| r.rows_affected()))?;
+        if added == 1 {
+            return Ok(GroupJoin::Joined);
+        }
+        let member = on_pool!(self, pool => sqlx::query_scalar::<_, i64>(
+            "SELECT user_id FROM user_groups WHERE user_id = $1 AND group_id = $2",
+        )
+        .bind(user_id).bind(group_id).fetch_optional(pool).await)?;
+        Ok(if member.is_some() { GroupJoin::AlreadyMember } else { GroupJoin::TooManyGroups })
     }
 
     /// Returns whether the user was in the group.

@@ -23,7 +23,7 @@ mod users;
 
 pub use audit::AuditRecord;
 pub use error::StoreError;
-pub use groups::GroupSummary;
+pub use groups::{GroupJoin, GroupSummary};
 pub use identities::{LinkedUserInsert, RolesWrite};
 pub use keys::StoredKey;
 pub use sessions::{NewRefreshToken, NewSession, RefreshTokenState, SessionOrigin, SlidingSessionState};

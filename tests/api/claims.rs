@@ -38,6 +38,7 @@ db_test!(
     custom_claims_are_merged_and_reserved_names_refused,
     me_shows_groups_and_custom_claims,
     a_custom_claim_named_like_a_later_user_id_claim_never_doubles_the_id,
+    a_user_belongs_to_at_most_a_hundred_groups,
     groups_are_managed_on_the_command_line,
 );
 
@@ -245,4 +246,22 @@ async fn a_custom_claim_named_like_a_later_user_id_claim_never_doubles_the_id(ba
     assert_eq!(raw.matches("\"uid\"").count(), 1, "the id claim appears once: {raw}");
     assert_eq!(claims(&access)["x"], 1, "the other custom claims stay");
     assert_eq!(app.get_bearer("/api/me/", &access).await.json()["username"], "mallory");
+}
+
+/// Every access token lists all of its user's groups (`TOKEN_CLAIMS=groups`): their number is
+/// bounded, so a token always fits in a header.
+async fn a_user_belongs_to_at_most_a_hundred_groups(backend: Backend) {
+    let app = spawn_app_with(backend, &[("TOKEN_CLAIMS", "groups")]).await;
+    app.create_user("alice", "pw");
+    let values: Vec<String> = (1..=101).map(|n| format!("('g{n:03}')")).collect();
+    app.db.execute(&format!("INSERT INTO groups (name) VALUES {}", values.join(", "))).await;
+    app.db.execute("INSERT INTO user_groups (user_id, group_id) SELECT 1, id FROM groups WHERE name <> 'g101'").await;
+
+    let line = refusal(&app.cli(&["user", "add-group", "alice", "g101"]));
+    assert_eq!(line, "GROUP: a user belongs to at most 100 groups");
+    assert!(ok(&app.cli(&["user", "add-group", "alice", "g001"])).contains("already"));
+    ok(&app.cli(&["user", "remove-group", "alice", "g001"]));
+    ok(&app.cli(&["user", "add-group", "alice", "g101"]));
+    let (access, _) = app.login("alice", "pw").await;
+    assert_eq!(claims(&access)["groups"].as_array().unwrap().len(), 100);
 }
