@@ -64,7 +64,7 @@ impl Sessions {
             jti,
             user_id: user.id,
             issued_at: now,
-            expires_at: (now + secs(self.settings.sliding_token_lifetime)).min(refresh_expires_at),
+            expires_at: (now + secs(self.settings.tokens.sliding_token_lifetime)).min(refresh_expires_at),
             refresh_expires_at: Some(refresh_expires_at),
             organization: None,
             user_claims: Some(&claims),

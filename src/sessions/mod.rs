@@ -96,8 +96,6 @@ struct Settings {
     exchange_session_max_lifetime: Duration,
     rotate_refresh_tokens: bool,
     refresh_reuse_grace: Duration,
-    sliding_token_lifetime: Duration,
-    sliding_token_refresh_lifetime: Duration,
     /// `JWT_LEEWAY`, for a sliding token's `refresh_exp`.
     leeway: Duration,
 }
@@ -127,8 +125,6 @@ impl Sessions {
             exchange_session_max_lifetime: config.exchange_session_max_lifetime,
             rotate_refresh_tokens: config.rotate_refresh_tokens,
             refresh_reuse_grace: config.refresh_reuse_grace,
-            sliding_token_lifetime: config.tokens.sliding_token_lifetime,
-            sliding_token_refresh_lifetime: config.tokens.sliding_token_refresh_lifetime,
             leeway: config.jwt_leeway,
         };
         Self { store, tokens, passwords, throttle, settings: Arc::new(settings) }

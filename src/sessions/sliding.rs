@@ -33,7 +33,7 @@ impl Sessions {
 
     async fn start_sliding_session(&self, user: &User, audit: &AuditEvent<'_>) -> Result<String, IssueError> {
         let now = unix_now();
-        let lifetime = self.settings.sliding_token_refresh_lifetime.min(self.settings.session_max_lifetime);
+        let lifetime = self.settings.tokens.sliding_token_refresh_lifetime.min(self.settings.session_max_lifetime);
         let refresh_expires_at = now + secs(lifetime);
         let jti = new_jti();
         let token = self.mint_sliding(user, &jti, now, refresh_expires_at).await?;

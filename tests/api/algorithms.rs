@@ -50,23 +50,6 @@ fn b64(bytes: &[u8]) -> Vec<u8> {
     URL_SAFE_NO_PAD.decode(bytes).expect("base64url")
 }
 
-async fn jwks(app: &TestApp) -> Value {
-    let reply = app.get("/.well-known/jwks.json").await;
-    assert_eq!(reply.status, 200, "{}", reply.text);
-    reply.json()
-}
-
-/// The published member with `kid`.
-fn member(set: &Value, kid: &str) -> Value {
-    set["keys"]
-        .as_array()
-        .expect("a keys array")
-        .iter()
-        .find(|k| k["kid"] == kid)
-        .unwrap_or_else(|| panic!("kid {kid} is not in the JWKS {set}"))
-        .clone()
-}
-
 /// What a JWK for `alg` must say about itself (RFC 7518 §6), checked from the JSON alone.
 fn assert_describes(jwk: &Value, alg: &str) {
     assert_eq!(jwk["alg"], alg, "{jwk}");
@@ -103,7 +86,7 @@ fn assert_describes(jwk: &Value, alg: &str) {
 fn verify_with_jwks(set: &Value, token: &str, alg: &str) -> Value {
     tokensmith::install_crypto_provider();
     let kid = header(token)["kid"].as_str().expect("a kid").to_owned();
-    let jwk: Jwk = serde_json::from_value(member(set, &kid)).expect("a standard JWK");
+    let jwk: Jwk = serde_json::from_value(jwk_with_kid(set, &kid)).expect("a standard JWK");
     let key = DecodingKey::from_jwk(&jwk).expect("a usable public key");
     let algorithm = Algorithm::from_str(alg).unwrap();
     jsonwebtoken::decode::<Value>(token, &key, &Validation::new(algorithm))
@@ -130,7 +113,7 @@ async fn verifies_from_the_jwks(backend: Backend, alg: &str) {
     let set = jwks(&app).await;
     assert_eq!(set["keys"].as_array().unwrap().len(), 1, "one generated key: {set}");
     let kid = header(&access)["kid"].as_str().unwrap().to_owned();
-    assert_describes(&member(&set, &kid), alg);
+    assert_describes(&jwk_with_kid(&set, &kid), alg);
 
     let claims = verify_with_jwks(&set, &access, alg);
     assert_eq!(claims["token_type"], "access");
@@ -390,10 +373,10 @@ async fn a_key_verifies_only_its_own_algorithm(backend: Backend) {
     }));
 
     let set = ps.get("/.well-known/jwks.json").await.json();
-    assert_describes(&member(&set, &rs_kid), "RS256");
+    assert_describes(&jwk_with_kid(&set, &rs_kid), "RS256");
     let (ps_token, _) = ps.login("alice", "correct horse").await;
     assert_eq!(header(&ps_token)["alg"], "PS256");
-    assert_describes(&member(&set, header(&ps_token)["kid"].as_str().unwrap()), "PS256");
+    assert_describes(&jwk_with_kid(&set, header(&ps_token)["kid"].as_str().unwrap()), "PS256");
     let verify = |token: String| {
         let ps = &ps;
         async move { ps.post_json("/api/token/verify/", json!({"token": token})).await }

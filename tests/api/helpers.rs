@@ -358,3 +358,21 @@ pub fn assert_401(reply: &Reply, body: &str) {
     assert_eq!(reply.text, body);
     assert_eq!(reply.header("www-authenticate"), Some("Bearer realm=\"api\""));
 }
+
+/// The published key set, `GET /.well-known/jwks.json`.
+pub async fn jwks(app: &TestApp) -> Value {
+    let reply = app.get("/.well-known/jwks.json").await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply.json()
+}
+
+/// The member of a key set with `kid`.
+pub fn jwk_with_kid(set: &Value, kid: &str) -> Value {
+    set["keys"]
+        .as_array()
+        .expect("a keys array")
+        .iter()
+        .find(|k| k["kid"] == kid)
+        .unwrap_or_else(|| panic!("kid {kid} is not in the JWKS {set}"))
+        .clone()
+}

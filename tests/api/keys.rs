@@ -40,22 +40,6 @@ fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-async fn jwks(app: &TestApp) -> Value {
-    let reply = app.get("/.well-known/jwks.json").await;
-    assert_eq!(reply.status, 200, "{}", reply.text);
-    reply.json()
-}
-
-fn jwk_with_kid(set: &Value, kid: &str) -> Value {
-    set["keys"]
-        .as_array()
-        .expect("a keys array")
-        .iter()
-        .find(|k| k["kid"] == kid)
-        .unwrap_or_else(|| panic!("kid {kid} is not in the JWKS {set}"))
-        .clone()
-}
-
 fn kids(set: &Value) -> Vec<String> {
     set["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect()
 }
