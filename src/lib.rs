@@ -10,6 +10,7 @@ pub mod store;
 pub mod throttle;
 pub mod tokens;
 pub mod accounts;
+pub mod django_import;
 pub mod sessions;
 pub mod external;
 pub mod exchange;

@@ -3,6 +3,7 @@
 
 mod chores;
 mod groups;
+mod import;
 mod users;
 
 use anyhow::Context;
@@ -50,6 +51,15 @@ pub enum Command {
     /// Clerk: pull users from the Backend API
     #[command(subcommand)]
     Clerk(ClerkCommand),
+    /// Bring users and live sessions over from another deployment
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+#[derive(Subcommand)]
+pub enum ImportCommand {
+    /// Django + simplejwt: users (ids, hashes, groups) and outstanding refresh tokens, in one transaction
+    Django(import::DjangoImport),
 }
 
 #[derive(Subcommand)]
@@ -200,6 +210,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Tokens(TokensCommand::FlushExpired) => chores::flush_expired(&config, &store).await,
         Command::Clerk(ClerkCommand::SyncUsers) => chores::clerk_sync_users(&config, &store).await,
         Command::Audit(AuditCommand::Tail { n, json }) => chores::audit_tail(&store, n, json).await,
+        Command::Import(ImportCommand::Django(args)) => import::django(args, &config, &store).await,
     };
     store.close().await;
     result

@@ -35,6 +35,8 @@ pub enum AuditKind {
     WebhookApplied,
     /// An identity provider's roles changed a user's `is_staff` / `is_superuser`.
     RolesChanged,
+    /// `tokensmith import django` wrote users, groups and sessions (the detail has the counts).
+    DjangoImported,
 }
 
 impl AuditKind {
@@ -61,6 +63,7 @@ impl AuditKind {
             Self::WebhookRejected => "webhook_rejected",
             Self::WebhookApplied => "webhook_applied",
             Self::RolesChanged => "roles_changed",
+            Self::DjangoImported => "django_imported",
         })
     }
 }

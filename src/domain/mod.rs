@@ -4,6 +4,7 @@
 
 mod audit;
 mod claims;
+pub mod django;
 pub mod username;
 
 use serde::Serialize;

@@ -12,6 +12,8 @@ use sqlx::{
 use crate::config::{DatabaseKind, DatabaseSettings};
 
 pub(crate) mod audit;
+mod django_import;
+mod django_source;
 mod error;
 mod groups;
 mod identities;
@@ -22,6 +24,8 @@ mod throttle;
 mod users;
 
 pub use audit::AuditRecord;
+pub use django_import::ImportRun;
+pub use django_source::read_django_database;
 pub use error::StoreError;
 pub use groups::{GroupJoin, GroupSummary};
 pub use identities::{LinkedUserInsert, RolesWrite};
