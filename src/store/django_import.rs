@@ -31,12 +31,16 @@ impl Store {
     ) -> Result<Result<ImportCounts, RecordError>> {
         match &self.db {
             Db::Sqlite { writer, .. } => {
-                let mut tx = writer.begin().await?;
+                // Takes the write lock first: a second import waits, then finds everything there.
+                let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
                 let counts = sqlite::import(&mut tx, snapshot, run).await?;
                 finish(tx, counts, run.dry_run).await
             }
             Db::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
+                // Imports take turns (every replica and CLI shares the lock): a second one
+                // waits, then finds everything there.
+                sqlx::query("SELECT pg_advisory_xact_lock(7212)").execute(&mut *tx).await?;
                 let counts = postgres::import(&mut tx, snapshot, run).await?;
                 if matches!(counts, Ok(c) if c.users_created > 0) {
                     advance_user_ids(&mut tx).await?;

@@ -22,6 +22,7 @@ mod config;
 mod connections;
 mod cookie;
 mod discovery;
+mod django_import;
 mod downstream;
 mod hostile;
 mod issuers;
