@@ -112,6 +112,9 @@ async fn the_whole_cut_over_keeps_every_user_password_id_and_live_session(backen
     let line = import(&app, &["--dumpdata", dump.to_str().unwrap()]);
     assert!(line.contains("users: 10 created, 0 updated, 0 unchanged"), "{line}");
     assert!(line.contains("groups: 2 created") && line.contains("sessions: 3 created"), "{line}");
+    let audit = String::from_utf8(app.cli(&["audit", "tail", "--json"]).stdout).unwrap();
+    let imported = audit.lines().filter(|l| l.contains("\"django_imported\"")).collect::<Vec<_>>();
+    assert!(imported.len() == 1 && imported[0].contains("10 created"), "the import is audited once: {audit}");
 
     // Every user logs in with the password Django knew, as the id Django gave them, and from
     // then on has tokensmith's own argon2id hash.
