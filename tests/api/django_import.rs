@@ -177,7 +177,10 @@ async fn database_and_dumpdata_give_the_same_result(backend: Backend) {
     let from_dump = tokensmith(backend).await;
     let from_database = tokensmith(backend).await;
     let dumped = import(&from_dump, &["--dumpdata", dump.to_str().unwrap()]);
+    let django_file = || (backend == Backend::Sqlite).then(|| std::fs::read(&site.database).unwrap());
+    let before = django_file();
     let read = import(&from_database, &["--database", &site.url()]);
+    assert!(before == django_file(), "the Django database is only read");
     assert_eq!(dumped, read);
     assert_eq!(users_json(&from_dump), users_json(&from_database));
     for app in [&from_dump, &from_database] {
