@@ -106,6 +106,7 @@ macro_rules! importer {
                         return Ok(Err(refused));
                     }
                 }
+                counts.users_gone_from_django = gone_from_django(&mut **tx, snapshot).await?;
                 for token in &snapshot.tokens {
                     if let Err(refused) = import_token(&mut **tx, token, run, &mut counts).await? {
                         return Ok(Err(refused));
@@ -181,6 +182,17 @@ macro_rules! importer {
                 }
                 remember(conn, user, now).await?;
                 Ok(Ok(()))
+            }
+
+            /// Users imported before, still here, whom Django no longer has.
+            async fn gone_from_django(conn: &mut Conn, snapshot: &DjangoSnapshot) -> Result<u64> {
+                let imported: Vec<i64> = sqlx::query_scalar(
+                    "SELECT d.user_id FROM django_imported_users d JOIN users u ON u.id = d.user_id",
+                )
+                .fetch_all(&mut *conn)
+                .await?;
+                let in_django: std::collections::HashSet<i64> = snapshot.users.iter().map(|u| u.id).collect();
+                Ok(imported.iter().filter(|id| !in_django.contains(id)).count() as u64)
             }
 
             /// Why `username` cannot be the name of user `id` here: another user has it.

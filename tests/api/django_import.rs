@@ -212,8 +212,10 @@ async fn importing_again_applies_only_what_changed_in_django(backend: Backend) {
     );
     // ...while Django takes a sign-up, a password change and a logout before the clients move.
     let meanwhile: Value = serde_json::from_str(&site.run(&["meanwhile"]).await).unwrap();
+    app.db.execute("DELETE FROM users WHERE username = 'no_password'").await;
     let line = import(&app, &["--database", &site.url()]);
-    assert!(line.contains("users: 1 created, 1 updated, 9 unchanged"), "{line}");
+    assert!(line.contains("users: 1 created, 1 updated, 7 unchanged, 1 deleted here (kept deleted)"), "{line}");
+    assert!(line.contains("1 gone from Django (kept)"), "{line}");
     assert!(line.contains("sessions: 1 created"), "the logged-out token comes over revoked: {line}");
 
     let login = |username: &'static str, password: String| {
@@ -236,6 +238,8 @@ async fn importing_again_applies_only_what_changed_in_django(backend: Backend) {
             .to_owned();
     assert_eq!(login("user_bcrypt", bcrypt_password).await, 401, "still deactivated");
     assert_eq!(login("user_scrypt", "set-in-tokensmith".into()).await, 200, "the password set here stands");
+    assert_eq!(login("user_argon2i", "argon2i-password".into()).await, 200, "deleted in Django, kept here");
+    assert!(app.store.user_by_username("no_password").await.unwrap().is_none(), "deleted here stays deleted");
     let logged_out = meanwhile["logged_out"].as_str().unwrap();
     assert_401(&app.post_json("/api/token/refresh/", json!({"refresh": logged_out})).await, "Token is blacklisted");
 }

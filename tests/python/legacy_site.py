@@ -76,7 +76,8 @@ def setup():
 
 
 def meanwhile():
-    """Between the first import and the second: a sign-up, a password changed, a logout."""
+    """Between the first import and the second: a sign-up, a password changed, a logout, a user
+    deleted."""
     latecomer = make_user("latecomer", "late-password", make_password("late-password"))
     changed = User.objects.get(username="user_md5")
     changed.password = make_password("changed-in-django")
@@ -84,6 +85,7 @@ def meanwhile():
     changed.save()
     logged_out = RefreshToken.for_user(changed)
     logged_out.blacklist()
+    User.objects.get(username="user_argon2i").delete()
     print(json.dumps({"latecomer": latecomer, "logged_out": str(logged_out)}))
 
 

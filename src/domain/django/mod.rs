@@ -141,6 +141,8 @@ pub struct ImportCounts {
     pub users_unchanged: u64,
     /// Imported before and deleted in tokensmith since: not brought back.
     pub users_deleted_here: u64,
+    /// Imported before and gone from Django since: left as they are here (the operator decides).
+    pub users_gone_from_django: u64,
     pub groups_created: u64,
     /// Outstanding tokens that became sessions here, live or (when blacklisted in Django) revoked.
     pub sessions_created: u64,
@@ -155,12 +157,14 @@ impl fmt::Display for ImportCounts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "users: {} created, {} updated, {} unchanged, {} deleted here (kept deleted); groups: {} created; \
+            "users: {} created, {} updated, {} unchanged, {} deleted here (kept deleted), {} gone from Django (kept); \
+             groups: {} created; \
              sessions: {} created, {} blacklisted since, {} unchanged, {} tokens skipped (expired or userless)",
             self.users_created,
             self.users_updated,
             self.users_unchanged,
             self.users_deleted_here,
+            self.users_gone_from_django,
             self.groups_created,
             self.sessions_created,
             self.sessions_blacklisted,
