@@ -244,6 +244,9 @@ async fn importing_again_applies_only_what_changed_in_django(backend: Backend) {
     assert_401(&app.post_json("/api/token/refresh/", json!({"refresh": logged_out})).await, "Token is blacklisted");
 }
 
+/// A change that breaks one record of a dump.
+type Breakage = dyn Fn(&mut Value);
+
 async fn a_malformed_record_stops_the_import_with_one_line_naming_it(backend: Backend) {
     let site = LegacySite::new(backend).await;
     site.setup().await;
@@ -259,7 +262,7 @@ async fn a_malformed_record_stops_the_import_with_one_line_naming_it(backend: Ba
         std::fs::write(&path, serde_json::to_vec(&records).unwrap()).unwrap();
         (path, md5_pk)
     };
-    let cases: [(&dyn Fn(&mut Value), &str, &str); 4] = [
+    let cases: [(&Breakage, &str, &str); 4] = [
         (&|r| r["fields"]["password"] = json!("sha1$salt$0123"), "password", "sha1"),
         (&|r| r["fields"]["date_joined"] = json!("last tuesday"), "date_joined", "not a datetime"),
         (&|r| r["fields"]["username"] = json!("two words"), "username", ""),
