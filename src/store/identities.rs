@@ -72,9 +72,11 @@ impl Store {
         }
     }
 
-    /// Writes the provider's view of linked user `user_id` unless the stored view is newer
-    /// (`None`): the guard and the write are one transaction, so of two deliveries racing, the
-    /// older loses. `active` is whether the provider allows the user: it never undoes the
+    /// Writes the provider's view of linked user `user_id` unless the stored view is newer, or
+    /// the identity is no longer linked to that user (`None`): the guard and the write are one
+    /// transaction, so of two deliveries racing, the older loses. A link that keeps the local
+    /// profile (an existing user linked by hand or by `external_id`) keeps its username, email
+    /// and names. `active` is whether the provider allows the user: it never undoes the
     /// operator's deactivation. The profile's roles, when it has any, set the staff flags in the
     /// same write unless roles newer than them were applied (a delivery or a session token), so
     /// an older view never brings back roles a newer one took away. Ties go to the user object:
@@ -89,23 +91,26 @@ impl Store {
         active: bool,
     ) -> Result<Option<User>> {
         let update_user = format!(
-            "UPDATE users SET username = $1, email = $2, first_name = $3, last_name = $4, provider_allows = $5, \
+            "UPDATE users SET username = CASE WHEN $9 THEN username ELSE $1 END, \
+             email = CASE WHEN $9 THEN email ELSE $2 END, first_name = CASE WHEN $9 THEN first_name ELSE $3 END, \
+             last_name = CASE WHEN $9 THEN last_name ELSE $4 END, provider_allows = $5, \
              is_active = (NOT disabled_locally) AND $5, is_staff = COALESCE($7, is_staff), \
              is_superuser = COALESCE($8, is_superuser) WHERE id = $6 RETURNING {USER_COLUMNS}"
         );
         let roles = (profile.roles.map(|r| r.0), profile.roles.map(|r| r.1));
         on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
-            let current = sqlx::query(
+            let keeps_local_profile = sqlx::query_scalar::<_, bool>(
                 "UPDATE external_identities SET source_updated_at = $1 \
-                 WHERE provider = $2 AND subject = $3 AND source_updated_at <= $1",
+                 WHERE provider = $2 AND subject = $3 AND user_id = $4 AND source_updated_at <= $1 \
+                 RETURNING keeps_local_profile",
             )
-            .bind(profile.updated_at_ms).bind(provider).bind(subject)
-            .execute(&mut *tx).await?.rows_affected() == 1;
-            if !current {
+            .bind(profile.updated_at_ms).bind(provider).bind(subject).bind(user_id)
+            .fetch_optional(&mut *tx).await?;
+            let Some(keeps_local_profile) = keeps_local_profile else {
                 tx.rollback().await?;
                 return Ok(None);
-            }
+            };
             let roles_current = match (profile.roles, profile.roles_as_of_ms) {
                 (Some(_), Some(as_of)) => sqlx::query(
                     "UPDATE external_identities SET roles_updated_at = $1 \
@@ -118,7 +123,7 @@ impl Store {
             let roles = if roles_current { roles } else { (None, None) };
             let user = sqlx::query_as::<_, User>(&update_user)
                 .bind(username).bind(&profile.email).bind(&profile.first_name).bind(&profile.last_name)
-                .bind(active).bind(user_id).bind(roles.0).bind(roles.1)
+                .bind(active).bind(user_id).bind(roles.0).bind(roles.1).bind(keeps_local_profile)
                 .fetch_one(&mut *tx).await?;
             tx.commit().await?;
             Ok(Some(user))

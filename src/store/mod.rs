@@ -18,6 +18,7 @@ mod error;
 mod groups;
 mod identities;
 mod keys;
+mod links;
 mod sessions;
 mod sqlite_file;
 mod throttle;
@@ -30,6 +31,7 @@ pub use error::StoreError;
 pub use groups::{GroupJoin, GroupSummary};
 pub use identities::{LinkedUserInsert, RolesWrite};
 pub use keys::StoredKey;
+pub use links::{IdentityLink, Unlinked};
 pub use sessions::{NewRefreshToken, NewSession, RefreshTokenState, SessionOrigin, SlidingSessionState};
 pub use users::{NewUser, UserInsert};
 
