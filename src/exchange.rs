@@ -1,11 +1,12 @@
 //! External sessions become local ones: a token verified by Clerk's verifier or a configured
-//! issuer's is exchanged for a local pair, for the local user linked to that identity (created
-//! through `accounts` at its first exchange). Refusals are audited and counted.
+//! issuer's is exchanged for a local pair, for the local user linked to that identity (at its
+//! first exchange, the existing user Clerk's `external_id` names, or one created through
+//! `accounts`). Refusals are audited and counted.
 
 use std::sync::Arc;
 
 use crate::{
-    accounts::{AccountError, Accounts},
+    accounts::{AccountError, Accounts, NamedLink},
     clock::unix_now,
     domain::{AuditEvent, AuditKind, ExternalProfile, User},
     external::{
@@ -30,6 +31,10 @@ pub enum ExchangeError {
     Refused(#[from] ExternalError),
     #[error("the local user is inactive")]
     Inactive,
+    /// The provider's user names (by Clerk's `external_id`) a local user that is linked to
+    /// another of the provider's users: neither that account nor a new one is signed in.
+    #[error("the local user named by the provider's user is linked to another of its users")]
+    LinkedElsewhere,
     #[error(transparent)]
     Account(#[from] AccountError),
     #[error(transparent)]
@@ -159,19 +164,37 @@ impl Exchange {
         Ok(self.sessions.start_session(&user, origin, &event).await?)
     }
 
-    /// The user linked to the identity; at its first exchange, created at `now`.
+    /// The user linked to the identity; at its first exchange, the existing user its profile
+    /// names (Clerk's `external_id`), else one created at `now`.
     async fn linked_user(&self, identity: &ExternalIdentity, now: i64, client: &str) -> Result<User> {
-        if let Some(user) = self.accounts.linked_user(identity.provider, &identity.subject).await? {
+        let (provider, subject) = (identity.provider, identity.subject.as_str());
+        if let Some(user) = self.accounts.linked_user(provider, subject).await? {
             return Ok(user);
         }
         let (profile, may_sign_in) = self.first_profile(identity).await;
-        let (provider, subject) = (identity.provider, identity.subject.as_str());
+        if let Some(local_id) = profile.local_user_id {
+            match self.accounts.link_named_user(provider, subject, local_id, &profile, may_sign_in, client).await? {
+                NamedLink::Linked(user) | NamedLink::AlreadyLinked(user) => return Ok(user),
+                NamedLink::Refused => {
+                    metrics::counter!("tokensmith_exchanges_total", "provider" => provider, "result" => "refused")
+                        .increment(1);
+                    let detail =
+                        format!("{subject}: its external_id names a local user linked to another {provider} user");
+                    let event = AuditEvent::new(AuditKind::ExchangeFailed { provider }).client(client).detail(&detail);
+                    self.store.record_audit_event(&event, now).await?;
+                    return Err(ExchangeError::LinkedElsewhere);
+                }
+                NamedLink::NoSuchUser => {}
+            }
+        }
         Ok(self.accounts.link_new_user(provider, subject, &profile, may_sign_in, now, client).await?)
     }
 
-    /// The profile of a user signing in for the first time: Clerk's Backend API has the username
-    /// and verified email that default session tokens lack. If it cannot be asked (no secret key,
-    /// Clerk down), the token's own claims do, and a webhook or sync fills in the rest later.
+    /// The profile of a user signing in for the first time: Clerk's Backend API has the username,
+    /// verified email and `external_id` (the local user it is) that default session tokens lack.
+    /// If it cannot be asked (no secret key, Clerk down), the token's own claims do, and a webhook
+    /// or sync fills in the rest later; the link is made by then, so an `external_id` is not
+    /// followed: the operator fixes such a link with `clerk unlink` and `clerk link`.
     /// Roles come from whichever of the token and the Backend API's user is newer, the user
     /// object on a tie (its `updated_at` is the change itself, the token's `iat` only a second).
     async fn first_profile(&self, identity: &ExternalIdentity) -> (ExternalProfile, bool) {

@@ -1,7 +1,7 @@
 //! Local users of identity providers: linked by (provider, subject), never by email; created at
 //! their first exchange or from the provider's events, and kept to the provider's view of them.
 
-use super::{AccountError, Accounts, Result};
+use super::{AccountError, Accounts, Result, links::NamedLink};
 use crate::{
     clock::unix_now,
     domain::{AuditEvent, AuditKind, ExternalProfile, User, Username, username},
@@ -12,6 +12,10 @@ use crate::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
     Created,
+    /// An existing local user, named by the provider (`external_id`), was linked.
+    Linked,
+    /// The provider named a local user linked to another of its users: nothing applied.
+    Skipped,
     Updated,
     Deactivated,
     SessionsEnded(u64),
@@ -96,9 +100,11 @@ impl Accounts {
     }
 
     /// The provider's current view of one user (a webhook, or a directory sync): creates the
-    /// linked user, or updates it unless the stored view is newer. The username changes only
-    /// when the new one is free; the staff flags follow the profile's roles when it has any. A
-    /// user who may not sign in is deactivated, its sessions ended.
+    /// linked user, links the existing user the profile names (`local_user_id`), or updates the
+    /// linked user unless the stored view is newer. The username changes only when the new one
+    /// is free, and never for a user that existed before its link; the staff flags follow the
+    /// profile's roles when it has any. A user who may not sign in is deactivated, its sessions
+    /// ended.
     pub async fn apply_provider_view(
         &self,
         provider: &str,
@@ -107,27 +113,47 @@ impl Accounts {
         may_sign_in: bool,
         actor: &str,
     ) -> Result<Applied> {
-        let Some(user) = self.store.user_by_identity(provider, subject).await? else {
-            let user = self.link_new_user(provider, subject, profile, may_sign_in, unix_now(), actor).await?;
-            if !user.is_active {
-                self.end_sessions(user.id, None).await?;
+        if let Some(user) = self.store.user_by_identity(provider, subject).await? {
+            return Ok(self.update_linked(provider, subject, &user, profile, may_sign_in, actor).await?.0);
+        }
+        if let Some(local_id) = profile.local_user_id {
+            match self.link_named_user(provider, subject, local_id, profile, may_sign_in, actor).await? {
+                NamedLink::Linked(_) => return Ok(Applied::Linked),
+                NamedLink::AlreadyLinked(user) => {
+                    return Ok(self.update_linked(provider, subject, &user, profile, may_sign_in, actor).await?.0);
+                }
+                NamedLink::Refused => return Ok(Applied::Skipped),
+                NamedLink::NoSuchUser => {}
             }
-            return Ok(Applied::Created);
-        };
-        let username = self.new_username(&user, profile).await?;
+        }
+        let user = self.link_new_user(provider, subject, profile, may_sign_in, unix_now(), actor).await?;
+        if !user.is_active {
+            self.end_sessions(user.id, None).await?;
+        }
+        Ok(Applied::Created)
+    }
+
+    /// The provider's view applied to `user`, linked to the identity: what it did, and the user
+    /// as it is now (`None` when the view was older than the stored one, or the link is gone).
+    pub(super) async fn update_linked(
+        &self,
+        provider: &str,
+        subject: &str,
+        user: &User,
+        profile: &ExternalProfile,
+        may_sign_in: bool,
+        actor: &str,
+    ) -> Result<(Applied, Option<User>)> {
+        let username = self.new_username(user, profile).await?;
         let updated =
             self.store.update_linked_user(provider, subject, user.id, &username, profile, may_sign_in).await?;
-        if let Some(updated) = &updated {
-            self.audit_roles(updated, (user.is_staff, user.is_superuser), provider, actor).await?;
+        let Some(updated) = updated else { return Ok((Applied::Ignored, None)) };
+        self.audit_roles(&updated, (user.is_staff, user.is_superuser), provider, actor).await?;
+        if !updated.is_active {
+            self.end_sessions(updated.id, None).await?;
+            return Ok((Applied::Deactivated, Some(updated)));
         }
-        match updated {
-            None => Ok(Applied::Ignored),
-            Some(user) if !user.is_active => {
-                self.end_sessions(user.id, None).await?;
-                Ok(Applied::Deactivated)
-            }
-            Some(_) => Ok(Applied::Updated),
-        }
+        Ok((Applied::Updated, Some(updated)))
     }
 
     /// The username the provider's view gives `user`: the one it asks for, made to satisfy the

@@ -5,12 +5,13 @@
 
 mod external;
 mod groups;
+mod links;
 
 use std::sync::Arc;
 
 use secrecy::SecretString;
 
-pub use self::external::Applied;
+pub use self::{external::Applied, links::NamedLink};
 use crate::{
     clock::unix_now,
     config::{Config, TokenCustomisation, UsernameField},
@@ -49,6 +50,14 @@ pub enum AccountError {
     /// Too many wrong passwords (they count as failed logins).
     #[error(transparent)]
     Throttle(#[from] ThrottleError),
+    /// `tokensmith clerk link`: the provider's user is linked to another local user.
+    #[error("{subject} is already linked to user {username:?}")]
+    IdentityLinkedElsewhere { subject: String, username: String },
+    /// `tokensmith clerk link`: the local user is linked to another of the provider's users.
+    #[error("user {username:?} is already linked to {subject}")]
+    UserLinkedElsewhere { username: String, subject: String },
+    #[error("user {0:?} is not linked")]
+    NotLinked(String),
     /// Every username made for a new linked user was taken (it ends with a random part, so
     /// this takes a collision after several inserts lost their races).
     #[error("no free username for the external user")]

@@ -104,26 +104,51 @@ pub(super) async fn clerk_sync_users(config: &Config, store: &Store) -> Result<(
         config.clerk_secret_key.clone().ok_or_else(|| anyhow!("CLERK_SECRET_KEY: required for clerk sync-users"))?;
     let api = ClerkApi::new(&config.clerk_api_url, secret);
     let accounts = super::accounts(config, store)?;
-    let (mut seen, mut created, mut updated, mut deactivated, mut unchanged) = (0, 0, 0, 0, 0);
+    let mut counts = SyncCounts::default();
     loop {
-        let page = api.users_page(seen).await?;
+        let page = api.users_page(counts.seen).await?;
         for user in &page {
-            match apply_clerk_user(&accounts, user, config.clerk_roles.as_ref(), "cli").await? {
-                Applied::Created => created += 1,
-                Applied::Updated => updated += 1,
-                Applied::Deactivated => deactivated += 1,
-                Applied::SessionsEnded(_) | Applied::Ignored => unchanged += 1,
-            }
+            counts.add(apply_clerk_user(&accounts, user, config.clerk_roles.as_ref(), "cli").await?);
         }
-        seen += page.len();
         if page.len() < PAGE_SIZE {
             break;
         }
     }
+    let SyncCounts { seen, created, linked, updated, deactivated, unchanged, skipped } = counts;
     println!(
-        "synced {seen} Clerk users: {created} created, {updated} updated, {deactivated} deactivated, {unchanged} unchanged"
+        "synced {seen} Clerk users: {created} created, {linked} linked, {updated} updated, {deactivated} deactivated, \
+         {unchanged} unchanged, {skipped} skipped"
     );
     Ok(())
+}
+
+/// What `clerk sync-users` did, user by user. `linked`: existing local users their
+/// `external_id` named; `skipped`: users whose `external_id` named a local user linked to another
+/// Clerk user (each a warning and an `identity_link_refused` audit event).
+#[derive(Default)]
+struct SyncCounts {
+    seen: usize,
+    created: usize,
+    linked: usize,
+    updated: usize,
+    deactivated: usize,
+    unchanged: usize,
+    skipped: usize,
+}
+
+impl SyncCounts {
+    fn add(&mut self, applied: Applied) {
+        self.seen += 1;
+        let count = match applied {
+            Applied::Created => &mut self.created,
+            Applied::Linked => &mut self.linked,
+            Applied::Updated => &mut self.updated,
+            Applied::Deactivated => &mut self.deactivated,
+            Applied::SessionsEnded(_) | Applied::Ignored => &mut self.unchanged,
+            Applied::Skipped => &mut self.skipped,
+        };
+        *count += 1;
+    }
 }
 
 #[cfg(test)]

@@ -37,6 +37,13 @@ pub enum AuditKind {
     RolesChanged,
     /// `tokensmith import django` wrote users, groups and sessions (the detail has the counts).
     DjangoImported,
+    /// An existing local user was linked to a provider's user (its `external_id`, or by hand).
+    IdentityLinked,
+    /// An operator unlinked a local user from its provider's user.
+    IdentityUnlinked,
+    /// A provider's user named (by `external_id`) a local user linked to another of its users:
+    /// not linked, and no new user made for it.
+    IdentityLinkRefused,
 }
 
 impl AuditKind {
@@ -64,6 +71,9 @@ impl AuditKind {
             Self::WebhookApplied => "webhook_applied",
             Self::RolesChanged => "roles_changed",
             Self::DjangoImported => "django_imported",
+            Self::IdentityLinked => "identity_linked",
+            Self::IdentityUnlinked => "identity_unlinked",
+            Self::IdentityLinkRefused => "identity_link_refused",
         })
     }
 }

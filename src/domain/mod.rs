@@ -59,4 +59,8 @@ pub struct ExternalProfile {
     /// an old session token cannot bring back a role a webhook took away. `None`: no order (a
     /// configured issuer's tokens, which nothing else sets roles against), applied as they come.
     pub roles_as_of_ms: Option<i64>,
+    /// The existing local user the provider says this is (Clerk's `external_id`, which only the
+    /// operator can set, with Clerk's secret key): an identity not linked yet is linked to it
+    /// instead of a new user. Never derived from an email.
+    pub local_user_id: Option<i64>,
 }

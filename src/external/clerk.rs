@@ -20,6 +20,17 @@ use crate::{
 
 pub const PROVIDER: &str = "clerk";
 
+/// The most characters after `user_` a Clerk user id given by hand may have (Clerk's are 27).
+pub const MAX_USER_ID_CHARS: usize = 64;
+
+/// Whether `id` is shaped as a Clerk user id: `user_` and 1 to `MAX_USER_ID_CHARS` ASCII letters
+/// and digits (base62). For ids an operator types (`tokensmith clerk link`).
+pub fn is_user_id(id: &str) -> bool {
+    id.strip_prefix("user_").is_some_and(|rest| {
+        (1..=MAX_USER_ID_CHARS).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    })
+}
+
 enum Keys {
     /// `CLERK_JWT_KEY`: no network at all.
     Pem(Arc<DecodingKey>),
@@ -151,6 +162,8 @@ fn profile_hints(claims: &Map<String, Value>) -> Result<ExternalProfile, Rejecti
         updated_at_ms: 0,
         roles: None,
         roles_as_of_ms: None,
+        // Read from the Backend API's user at the first exchange (a webhook's, a sync's).
+        local_user_id: None,
     })
 }
 
@@ -176,6 +189,16 @@ mod tests {
         });
         base.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         base.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn user_ids_are_user_and_base62() {
+        assert!(is_user_id("user_2NNEqL2nrIRdJ194ndJqAHwEfxC"));
+        assert!(is_user_id(&format!("user_{}", "a".repeat(MAX_USER_ID_CHARS))));
+        for bad in ["", "user_", "2NNEqL2n", "usr_abc", "user_abc-def", "user_abc def", "user_é", "USER_abc"] {
+            assert!(!is_user_id(bad), "{bad:?}");
+        }
+        assert!(!is_user_id(&format!("user_{}", "a".repeat(MAX_USER_ID_CHARS + 1))));
     }
 
     #[test]

@@ -34,6 +34,10 @@ pub struct ClerkUser {
     #[serde(default)]
     pub private_metadata: Option<serde_json::Value>,
     // `unsafe_metadata` is not read: the user writes it from the browser.
+    /// Set only with the secret key (the operator's import into Clerk): the id of the user in the
+    /// operator's own system, here the local user's id.
+    #[serde(default)]
+    pub external_id: Option<String>,
     /// Unix milliseconds.
     #[serde(default)]
     pub updated_at: i64,
@@ -74,6 +78,7 @@ impl ClerkUser {
             updated_at_ms: self.updated_at,
             roles: mapping.and_then(|mapping| roles::flags(mapping, &self.metadata())),
             roles_as_of_ms: Some(self.updated_at),
+            local_user_id: self.external_id.as_deref().and_then(local_user_id),
         }
     }
 
@@ -187,6 +192,13 @@ fn without_nul(text: &str) -> String {
     text.replace('\0', "")
 }
 
+/// The local user id an `external_id` names: only the canonical decimal form of a positive id
+/// (`42`, not `042`, `+42` or ` 42`), so one local user has exactly one spelling. Anything else
+/// is the operator's own identifier for something else, and names no local user.
+fn local_user_id(external_id: &str) -> Option<i64> {
+    external_id.parse::<i64>().ok().filter(|id| *id > 0 && id.to_string() == external_id)
+}
+
 fn usable_id(id: &str) -> bool {
     !id.contains('\0')
 }
@@ -286,5 +298,20 @@ impl ClerkEvent {
             Self::Ignored(_) => true,
         };
         Ok(if usable { event } else { Self::Ignored(format!("{} with an unusable id", envelope.kind)) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_user_id;
+
+    #[test]
+    fn only_the_canonical_decimal_of_a_positive_id_names_a_local_user() {
+        assert_eq!(local_user_id("42"), Some(42));
+        assert_eq!(local_user_id("9223372036854775807"), Some(i64::MAX));
+        for other in ["", "0", "-1", "042", "+42", " 42", "42 ", "4.2", "4e1", "9223372036854775808", "abc", "user_42"]
+        {
+            assert_eq!(local_user_id(other), None, "{other:?}");
+        }
     }
 }

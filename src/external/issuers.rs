@@ -179,6 +179,8 @@ impl IssuerVerifier {
                 updated_at_ms: 0,
                 roles,
                 roles_as_of_ms: None,
+                // A configured issuer's users are linked by subject only.
+                local_user_id: None,
             },
         })
     }

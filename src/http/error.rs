@@ -64,6 +64,10 @@ pub enum AppError {
     ExternalToken(Rejection),
     #[error("the identity provider's keys are unavailable")]
     ExternalKeysUnavailable,
+    /// A verified provider user names (Clerk's `external_id`) a local account that is linked to
+    /// another of the provider's users: an operator must sort it out.
+    #[error("the local account is linked to another external user")]
+    ExternalAccountConflict,
     #[error("webhook signature refused: {0}")]
     WebhookSignature(SignatureError),
     /// RFC 6749 §5.2 error bodies, for the RFC 8693 token-exchange endpoint.
@@ -131,6 +135,10 @@ impl AppError {
             Self::ExternalKeysUnavailable => (
                 S::SERVICE_UNAVAILABLE,
                 json!({"detail": "The identity provider's signing keys cannot be fetched; try again later.", "code": "external_keys_unavailable"}),
+            ),
+            Self::ExternalAccountConflict => (
+                S::CONFLICT,
+                json!({"detail": "The local account this user is assigned to is linked to another user of the identity provider.", "code": "external_account_conflict"}),
             ),
             Self::WebhookSignature(reason) => (
                 S::BAD_REQUEST,
@@ -303,6 +311,10 @@ impl From<AccountError> for AppError {
             AccountError::GroupTaken(_) => Self::field("name", "group with this name already exists."),
             AccountError::InvalidClaims(e) => Self::field("claims", &e.to_string()),
             AccountError::TooManyGroups => Self::field("groups", &e.to_string()),
+            AccountError::IdentityLinkedElsewhere { .. } | AccountError::UserLinkedElsewhere { .. } => {
+                Self::ExternalAccountConflict
+            }
+            AccountError::NotLinked(_) => Self::NotFound,
             AccountError::Throttle(e) => e.into(),
             // Retrying makes new candidate usernames.
             AccountError::NoFreeUsername => Self::Unavailable(e.to_string()),
@@ -318,6 +330,7 @@ impl From<ExchangeError> for AppError {
             ExchangeError::NotConfigured | ExchangeError::UntrustedIssuer => Self::NotFound,
             ExchangeError::Refused(e) => e.into(),
             ExchangeError::Inactive => Self::NoActiveAccountForToken,
+            ExchangeError::LinkedElsewhere => Self::ExternalAccountConflict,
             ExchangeError::Account(e) => e.into(),
             ExchangeError::Issue(e) => e.into(),
             ExchangeError::Store(e) => e.into(),

@@ -39,8 +39,10 @@ impl DrfRequest for ClerkExchangeRequest {}
 #[utoipa::path(
     post, path = "/api/token/clerk/", tag = "external",
     description = "Exchanges a Clerk session token (in `Authorization: Bearer …` or the `token` field) for a \
-                   local access/refresh pair for the local user linked to that Clerk user, created at the first \
-                   exchange. Enabled by CLERK_ISSUER.",
+                   local access/refresh pair for the local user linked to that Clerk user. At the first exchange \
+                   that is the existing local user whose id the Clerk user's `external_id` is (read from Clerk's \
+                   Backend API with CLERK_SECRET_KEY), else a new one; never one found by email. Enabled by \
+                   CLERK_ISSUER.",
     request_body(content(
         (ClerkExchangeRequest = "application/json"),
         (ClerkExchangeRequest = "application/x-www-form-urlencoded"),
@@ -54,6 +56,10 @@ impl DrfRequest for ClerkExchangeRequest {}
                                       listed in CORS_ALLOWED_ORIGINS nor the service's own, or a request using the \
                                       cookie without an Origin (CSRF defence)", body = ErrorDetail),
         (status = 404, description = "The Clerk exchange is not configured", body = ErrorDetail),
+        (status = 409, description = "At the Clerk user's first exchange: its `external_id` names a local user \
+                                      that is linked to another Clerk user (code external_account_conflict). \
+                                      Neither that account nor a new one is signed in; an operator decides \
+                                      (`tokensmith clerk unlink` / `clerk link`)", body = ErrorDetail),
         (status = 503, description = "Clerk's keys cannot be fetched and none are cached \
                                       (code external_keys_unavailable), or the database is unavailable", body = ErrorDetail),
     )
@@ -197,6 +203,9 @@ fn oauth_error(error: ExchangeError) -> AppError {
         ExchangeError::Refused(ExternalError::Rejected(reason)) => invalid_request(format!("subject_token: {reason}")),
         ExchangeError::Refused(ExternalError::KeysUnavailable) => temporarily_unavailable(),
         ExchangeError::Inactive => invalid_request("subject_token: the local user is inactive"),
+        ExchangeError::LinkedElsewhere => {
+            invalid_request("subject_token: the local account its user is assigned to is linked to another user")
+        }
         ExchangeError::NotConfigured | ExchangeError::UntrustedIssuer => {
             invalid_request("subject_token: the issuer is not trusted")
         }
@@ -215,6 +224,9 @@ fn oauth_error(error: ExchangeError) -> AppError {
             | AccountError::NoSuchGroup(_)
             | AccountError::TooManyGroups
             | AccountError::InvalidClaims(_)
+            | AccountError::IdentityLinkedElsewhere { .. }
+            | AccountError::UserLinkedElsewhere { .. }
+            | AccountError::NotLinked(_)
             | AccountError::WrongPassword
             | AccountError::Throttle(_)
             | AccountError::Passwords(_)),
@@ -253,8 +265,9 @@ fn body_oauth_error(error: BodyError) -> AppError {
     )),
     responses(
         (status = 200, description = "A new local session", body = TokenExchangeResponse),
-        (status = 400, description = "invalid_request (missing parameter, unsupported token type, or a subject \
-                                      token that failed a check) or unsupported_grant_type", body = OAuthErrorResponse),
+        (status = 400, description = "invalid_request (missing parameter, unsupported token type, a subject \
+                                      token that failed a check, or one whose Clerk user's `external_id` names a \
+                                      local user linked to another Clerk user) or unsupported_grant_type", body = OAuthErrorResponse),
         (status = 503, description = "temporarily_unavailable: the provider's keys or the database", body = OAuthErrorResponse),
     )
 )]

@@ -19,7 +19,10 @@ async fn sync_pages_through_every_user(backend: Backend) {
     let out = app.cli(&["clerk", "sync-users"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(stdout.trim(), "synced 230 Clerk users: 230 created, 0 updated, 0 deactivated, 0 unchanged");
+    assert_eq!(
+        stdout.trim(),
+        "synced 230 Clerk users: 230 created, 0 linked, 0 updated, 0 deactivated, 0 unchanged, 0 skipped"
+    );
     assert_eq!(clerk.user_pages_served(), 3, "100 + 100 + 30");
 
     let listed: Vec<serde_json::Value> = serde_json::from_slice(&app.cli(&["user", "list", "--json"]).stdout).unwrap();
@@ -45,7 +48,7 @@ async fn sync_pages_through_every_user(backend: Backend) {
     let out = app.cli(&["clerk", "sync-users"]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "synced 231 Clerk users: 1 created, 230 updated, 0 deactivated, 0 unchanged"
+        "synced 231 Clerk users: 1 created, 0 linked, 230 updated, 0 deactivated, 0 unchanged, 0 skipped"
     );
     let listed: Vec<serde_json::Value> = serde_json::from_slice(&app.cli(&["user", "list", "--json"]).stdout).unwrap();
     assert_eq!(listed.iter().find(|u| u["username"] == "late").unwrap()["is_active"], false);
