@@ -2,6 +2,7 @@
 //! HTTP API uses. Errors are one line naming the argument or variable at fault.
 
 mod chores;
+mod clerk;
 mod groups;
 mod import;
 mod users;
@@ -48,7 +49,7 @@ pub enum Command {
     /// Read the security audit trail
     #[command(subcommand)]
     Audit(AuditCommand),
-    /// Clerk: pull users from the Backend API
+    /// Clerk: pull users from the Backend API; link existing users to Clerk users
     #[command(subcommand)]
     Clerk(ClerkCommand),
     /// Bring users and live sessions over from another deployment
@@ -66,6 +67,16 @@ pub enum ImportCommand {
 pub enum ClerkCommand {
     /// Create or update the local user of every Clerk user (CLERK_SECRET_KEY, CLERK_API_URL)
     SyncUsers,
+    /// Link an existing local user to a Clerk user: that Clerk user's exchanges sign in as it
+    /// (its password login and sessions stay)
+    Link {
+        username: String,
+        /// The Clerk user id, user_…
+        clerk_user_id: String,
+    },
+    /// Unlink a local user from its Clerk user: Clerk has no further say over it, and the
+    /// sessions exchanged from Clerk end (its password login and password sessions stay)
+    Unlink { username: String },
 }
 
 #[derive(Subcommand)]
@@ -208,7 +219,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Group(c) => groups::run(c, &config, &store).await,
         Command::Keys(c) => chores::keys(c, &config, &store).await,
         Command::Tokens(TokensCommand::FlushExpired) => chores::flush_expired(&config, &store).await,
-        Command::Clerk(ClerkCommand::SyncUsers) => chores::clerk_sync_users(&config, &store).await,
+        Command::Clerk(c) => clerk::run(c, &config, &store).await,
         Command::Audit(AuditCommand::Tail { n, json }) => chores::audit_tail(&store, n, json).await,
         Command::Import(ImportCommand::Django(args)) => import::django(args, &config, &store).await,
     };
