@@ -244,9 +244,17 @@ pub fn clerk_user(id: &str, username: Option<&str>, email: &str, verified: bool,
             "id": format!("idn_{id}"), "object": "email_address", "email_address": email,
             "verification": {"status": if verified { "verified" } else { "unverified" }, "strategy": "email_code"},
         }],
-        "banned": false, "locked": false,
+        "banned": false, "locked": false, "external_id": null,
         "created_at": updated_at, "updated_at": updated_at,
     })
+}
+
+/// A Clerk User object whose `external_id` (set by the operator with the secret key, e.g. when
+/// importing users into Clerk) is `external_id`.
+pub fn clerk_user_with_external_id(id: &str, username: &str, external_id: &str, updated_at: i64) -> Value {
+    let mut user = clerk_user(id, Some(username), &format!("{username}@clerk.example"), true, updated_at);
+    user["external_id"] = json!(external_id);
+    user
 }
 
 /// A tokensmith that trusts `clerk`, plus `extra` settings.

@@ -12,6 +12,7 @@ mod algorithms;
 mod algorithms_pyjwt;
 mod auth_header;
 mod clerk;
+mod clerk_links;
 mod clerk_roles;
 mod clerk_roles_order;
 mod clerk_sync;
