@@ -63,4 +63,9 @@ pub struct ExternalProfile {
     /// operator can set, with Clerk's secret key): an identity not linked yet is linked to it
     /// instead of a new user. Never derived from an email.
     pub local_user_id: Option<i64>,
+    /// Refused only by the provider's lockout after failed sign-ins (Clerk's `locked`, not
+    /// `banned`): temporary, and anyone who knows the user's identifier can cause it. It does not
+    /// deactivate a user who had a local account before the link, whose password login and
+    /// sessions are not the provider's to end.
+    pub locked_out: bool,
 }

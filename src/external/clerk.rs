@@ -164,6 +164,7 @@ fn profile_hints(claims: &Map<String, Value>) -> Result<ExternalProfile, Rejecti
         roles_as_of_ms: None,
         // Read from the Backend API's user at the first exchange (a webhook's, a sync's).
         local_user_id: None,
+        locked_out: false,
     })
 }
 

@@ -79,6 +79,7 @@ impl ClerkUser {
             roles: mapping.and_then(|mapping| roles::flags(mapping, &self.metadata())),
             roles_as_of_ms: Some(self.updated_at),
             local_user_id: self.external_id.as_deref().and_then(local_user_id),
+            locked_out: self.locked && !self.banned,
         }
     }
 

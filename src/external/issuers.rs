@@ -181,6 +181,7 @@ impl IssuerVerifier {
                 roles_as_of_ms: None,
                 // A configured issuer's users are linked by subject only.
                 local_user_id: None,
+                locked_out: false,
             },
         })
     }

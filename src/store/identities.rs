@@ -93,8 +93,10 @@ impl Store {
         let update_user = format!(
             "UPDATE users SET username = CASE WHEN $9 THEN username ELSE $1 END, \
              email = CASE WHEN $9 THEN email ELSE $2 END, first_name = CASE WHEN $9 THEN first_name ELSE $3 END, \
-             last_name = CASE WHEN $9 THEN last_name ELSE $4 END, provider_allows = $5, \
-             is_active = (NOT disabled_locally) AND $5, is_staff = COALESCE($7, is_staff), \
+             last_name = CASE WHEN $9 THEN last_name ELSE $4 END, \
+             provider_allows = CASE WHEN $9 AND $10 THEN provider_allows ELSE $5 END, \
+             is_active = (NOT disabled_locally) AND CASE WHEN $9 AND $10 THEN provider_allows ELSE $5 END, \
+             is_staff = COALESCE($7, is_staff), \
              is_superuser = COALESCE($8, is_superuser) WHERE id = $6 RETURNING {USER_COLUMNS}"
         );
         let roles = (profile.roles.map(|r| r.0), profile.roles.map(|r| r.1));
@@ -124,6 +126,7 @@ impl Store {
             let user = sqlx::query_as::<_, User>(&update_user)
                 .bind(username).bind(&profile.email).bind(&profile.first_name).bind(&profile.last_name)
                 .bind(active).bind(user_id).bind(roles.0).bind(roles.1).bind(keeps_local_profile)
+                .bind(profile.locked_out)
                 .fetch_one(&mut *tx).await?;
             tx.commit().await?;
             Ok(Some(user))

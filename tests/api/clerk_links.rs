@@ -103,7 +103,7 @@ async fn the_first_exchange_lands_on_the_user_its_external_id_names(backend: Bac
 /// The operator imports the user into Clerk with its id as external_id: Clerk's `user.created`
 /// links it before its first sign-in. Clerk's later updates never rename it (its password login
 /// goes by its username) nor rewrite its email or names; its roles and bans apply as to any
-/// Clerk user.
+/// Clerk user, Clerk's lockouts after failed sign-ins not.
 async fn a_webhook_links_the_named_user_and_later_updates_keep_its_username(backend: Backend) {
     let clerk = FakeClerk::start().await;
     let app = app_with_roles(backend, &clerk).await;
@@ -130,6 +130,16 @@ async fn a_webhook_links_the_named_user_and_later_updates_keep_its_username(back
     );
     app.login("bob", "bob's password 1").await;
     assert_eq!(refresh(&app, &bob_refresh).await.status, 200);
+
+    // Clerk's lockout after failed sign-ins (anyone who knows bob's identifier can cause it) is
+    // not a ban: his password login and his sessions stay.
+    let (_, live_refresh) = app.login("bob", "bob's password 1").await;
+    let mut locked = clerk_user_with_external_id("user_bob", "bobby", &bob.to_string(), t + 1500);
+    locked["locked"] = json!(true);
+    assert_eq!(deliver(&app, "msg_locked", json!({"type": "user.updated", "data": locked})).await.status, 200);
+    assert_eq!(listed(&app, "bob")["is_active"], json!(true), "a lockout leaves the local account active");
+    assert_eq!(refresh(&app, &live_refresh).await.status, 200, "and its sessions live");
+    app.login("bob", "bob's password 1").await;
 
     let mut banned = clerk_user_with_external_id("user_bob", "bobby", &bob.to_string(), t + 2000);
     banned["banned"] = json!(true);
