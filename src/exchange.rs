@@ -35,6 +35,11 @@ pub enum ExchangeError {
     /// another of the provider's users: neither that account nor a new one is signed in.
     #[error("the local user named by the provider's user is linked to another of its users")]
     LinkedElsewhere,
+    /// A first exchange with `CLERK_SECRET_KEY` set, while Clerk's Backend API cannot be asked:
+    /// the user's `external_id` (the local account it is) would go unread, and the person would
+    /// land on a new account. The caller may retry later.
+    #[error("the identity provider's user record is unavailable")]
+    ProfileUnavailable,
     #[error(transparent)]
     Account(#[from] AccountError),
     #[error(transparent)]
@@ -171,7 +176,7 @@ impl Exchange {
         if let Some(user) = self.accounts.linked_user(provider, subject).await? {
             return Ok(user);
         }
-        let (profile, may_sign_in) = self.first_profile(identity).await;
+        let (profile, may_sign_in) = self.first_profile(identity).await?;
         if let Some(local_id) = profile.local_user_id {
             match self.accounts.link_named_user(provider, subject, local_id, &profile, may_sign_in, client).await? {
                 NamedLink::Linked(user) | NamedLink::AlreadyLinked(user) => return Ok(user),
@@ -192,15 +197,15 @@ impl Exchange {
 
     /// The profile of a user signing in for the first time: Clerk's Backend API has the username,
     /// verified email and `external_id` (the local user it is) that default session tokens lack.
-    /// If it cannot be asked (no secret key, Clerk down), the token's own claims do, and a webhook
-    /// or sync fills in the rest later; the link is made by then, so an `external_id` is not
-    /// followed: the operator fixes such a link with `clerk unlink` and `clerk link`.
+    /// Without a secret key the token's own claims do, and a webhook or sync fills in the rest
+    /// later. With one, a Backend API that cannot be asked refuses the exchange for now: its
+    /// `external_id` may name the person's existing account, and a link once made stays.
     /// Roles come from whichever of the token and the Backend API's user is newer, the user
     /// object on a tie (its `updated_at` is the change itself, the token's `iat` only a second).
-    async fn first_profile(&self, identity: &ExternalIdentity) -> (ExternalProfile, bool) {
+    async fn first_profile(&self, identity: &ExternalIdentity) -> Result<(ExternalProfile, bool)> {
         let from_token = (identity.profile.clone(), true);
         let Some(api) = self.providers.clerk_api.as_ref().filter(|_| identity.provider == clerk::PROVIDER) else {
-            return from_token;
+            return Ok(from_token);
         };
         let roles = self.providers.clerk.as_ref().and_then(ClerkVerifier::roles);
         match api.user(&identity.subject).await {
@@ -210,12 +215,14 @@ impl Exchange {
                 if token.roles.is_some() && (profile.roles.is_none() || token.roles_as_of_ms > profile.roles_as_of_ms) {
                     (profile.roles, profile.roles_as_of_ms) = (token.roles, token.roles_as_of_ms);
                 }
-                (profile, user.may_sign_in())
+                Ok((profile, user.may_sign_in()))
             }
-            Ok(None) => from_token,
+            Ok(None) => Ok(from_token),
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read the new user's profile from Clerk; using the token's claims");
-                from_token
+                tracing::warn!(error = %e, "cannot read the new user's record from Clerk: first exchange refused for now");
+                metrics::counter!("tokensmith_exchanges_total", "provider" => identity.provider, "result" => "unavailable")
+                    .increment(1);
+                Err(ExchangeError::ProfileUnavailable)
             }
         }
     }

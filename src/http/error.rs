@@ -64,6 +64,8 @@ pub enum AppError {
     ExternalToken(Rejection),
     #[error("the identity provider's keys are unavailable")]
     ExternalKeysUnavailable,
+    #[error("the identity provider's user record is unavailable")]
+    ExternalProfileUnavailable,
     /// A verified provider user names (Clerk's `external_id`) a local account that is linked to
     /// another of the provider's users: an operator must sort it out.
     #[error("the local account is linked to another external user")]
@@ -135,6 +137,10 @@ impl AppError {
             Self::ExternalKeysUnavailable => (
                 S::SERVICE_UNAVAILABLE,
                 json!({"detail": "The identity provider's signing keys cannot be fetched; try again later.", "code": "external_keys_unavailable"}),
+            ),
+            Self::ExternalProfileUnavailable => (
+                S::SERVICE_UNAVAILABLE,
+                json!({"detail": "The identity provider's record of this user cannot be read; try again later.", "code": "external_profile_unavailable"}),
             ),
             Self::ExternalAccountConflict => (
                 S::CONFLICT,
@@ -331,6 +337,7 @@ impl From<ExchangeError> for AppError {
             ExchangeError::Refused(e) => e.into(),
             ExchangeError::Inactive => Self::NoActiveAccountForToken,
             ExchangeError::LinkedElsewhere => Self::ExternalAccountConflict,
+            ExchangeError::ProfileUnavailable => Self::ExternalProfileUnavailable,
             ExchangeError::Account(e) => e.into(),
             ExchangeError::Issue(e) => e.into(),
             ExchangeError::Store(e) => e.into(),

@@ -61,7 +61,9 @@ impl DrfRequest for ClerkExchangeRequest {}
                                       Neither that account nor a new one is signed in; an operator decides \
                                       (`tokensmith clerk unlink` / `clerk link`)", body = ErrorDetail),
         (status = 503, description = "Clerk's keys cannot be fetched and none are cached \
-                                      (code external_keys_unavailable), or the database is unavailable", body = ErrorDetail),
+                                      (code external_keys_unavailable), a first exchange cannot read the user's \
+                                      record from Clerk's Backend API (code external_profile_unavailable), \
+                                      or the database is unavailable", body = ErrorDetail),
     )
 )]
 pub async fn clerk_exchange(
@@ -201,7 +203,9 @@ fn temporarily_unavailable() -> AppError {
 fn oauth_error(error: ExchangeError) -> AppError {
     match error {
         ExchangeError::Refused(ExternalError::Rejected(reason)) => invalid_request(format!("subject_token: {reason}")),
-        ExchangeError::Refused(ExternalError::KeysUnavailable) => temporarily_unavailable(),
+        ExchangeError::Refused(ExternalError::KeysUnavailable) | ExchangeError::ProfileUnavailable => {
+            temporarily_unavailable()
+        }
         ExchangeError::Inactive => invalid_request("subject_token: the local user is inactive"),
         ExchangeError::LinkedElsewhere => {
             invalid_request("subject_token: the local account its user is assigned to is linked to another user")
@@ -268,7 +272,8 @@ fn body_oauth_error(error: BodyError) -> AppError {
         (status = 400, description = "invalid_request (missing parameter, unsupported token type, a subject \
                                       token that failed a check, or one whose Clerk user's `external_id` names a \
                                       local user linked to another Clerk user) or unsupported_grant_type", body = OAuthErrorResponse),
-        (status = 503, description = "temporarily_unavailable: the provider's keys or the database", body = OAuthErrorResponse),
+        (status = 503, description = "temporarily_unavailable: the provider's keys, Clerk's record of a first-time \
+                                      user, or the database", body = OAuthErrorResponse),
     )
 )]
 pub async fn token_exchange(

@@ -344,11 +344,13 @@ async fn first_exchange_takes_the_profile_from_the_backend_api(backend: Backend)
         (&json!("grace"), &json!("grace@example.com"), &json!("Ada"))
     );
 
-    // Without CLERK_SECRET_KEY (or with Clerk unreachable) the token alone decides: the sub.
+    // With CLERK_SECRET_KEY but the Backend API not answering it, a first exchange waits: the
+    // record's external_id may name the person's account, and a link once made stays.
     let app = spawn_with_clerk(backend, &clerk, &[("CLERK_SECRET_KEY", "sk_test_wrong")]).await;
     let reply = exchange(&app, &clerk.session_token("user_grace")).await;
-    assert_eq!(reply.status, 200, "{}", reply.text);
-    assert_eq!(app.get_bearer("/api/me/", &reply.field("access")).await.json()["username"], "user_grace");
+    assert_eq!(reply.status, 503, "{}", reply.text);
+    assert_eq!(reply.json()["code"], "external_profile_unavailable");
+    assert!(app.cli(&["user", "list"]).stdout.is_empty(), "nobody created meanwhile");
 }
 
 async fn concurrent_first_exchanges_make_one_user(backend: Backend) {
@@ -464,7 +466,8 @@ async fn clerk_endpoints_are_404_when_not_configured(backend: Backend) {
 
 async fn nul_in_any_claim_is_a_401_naming_it(backend: Backend) {
     let clerk = FakeClerk::start().await;
-    let app = spawn_with_clerk(backend, &clerk, &[("CLERK_SECRET_KEY", "sk_test_wrong")]).await;
+    // The Backend API knows no user_nul: the token's claims are the profile.
+    let app = spawn_with_clerk(backend, &clerk, &[]).await;
     // Each of these is stored locally, and PostgreSQL cannot store a NUL: refused before.
     let cases = [
         ("sub", json!({"sub": "user_\u{0}"})),
