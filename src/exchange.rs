@@ -164,7 +164,7 @@ impl Exchange {
             exchanged: true,
             external_session_id: session_id,
             organization: identity.organization.as_ref(),
-            password_hash: None,
+            ..SessionOrigin::default()
         };
         Ok(self.sessions.start_session(&user, origin, &event).await?)
     }

@@ -174,7 +174,7 @@ impl Accounts {
         client: &str,
     ) -> Result<()> {
         let attempt = self.throttle.reserve(&user.username, client).await?;
-        if !self.passwords.verify(current, user.password_hash.as_deref()).await? {
+        if !self.passwords.verify(current, user.password_hash.as_deref()).await?.matched() {
             return Err(AccountError::WrongPassword);
         }
         self.throttle.succeeded(attempt, &user.username).await?;

@@ -1,5 +1,6 @@
-//! Password logins: one credential check (throttle, argon2, the failure's audit) for every kind
-//! of session a login starts, a pair of tokens or a sliding token.
+//! Password logins: one credential check (throttle, the password hash, the failure's audit) for
+//! every kind of session a login starts, a pair of tokens or a sliding token, and the upgrade of
+//! an outdated hash (one of Django's, moved over with its user) written with the session.
 
 use std::borrow::Cow;
 
@@ -9,25 +10,83 @@ use super::{AuthError, IssueError, Result, Sessions, TokenPair};
 use crate::{
     config::UsernameField,
     domain::{AuditEvent, AuditKind, User, username},
+    passwords::Verdict,
     store::SessionOrigin,
 };
 
 /// Django's `EmailField` bound, and RFC 5321's on a forward path.
 const EMAIL_MAX_CHARS: usize = 254;
 
+/// A login whose password matched: the user as read for the check and, when the stored hash was
+/// outdated, the hash that replaces it. The password stays (secret) for the one recheck that a
+/// lost upgrade race needs.
+pub(super) struct CheckedLogin {
+    pub(super) user: User,
+    upgrade: Option<Upgrade>,
+    password: SecretString,
+    rechecked: bool,
+}
+
+/// A stored hash's replacement, and what the login's audit event says of it.
+struct Upgrade {
+    hash: String,
+    detail: String,
+}
+
+impl CheckedLogin {
+    fn new(user: User, verdict: Verdict, password: SecretString, rechecked: bool) -> Self {
+        let upgrade = match verdict {
+            Verdict::MatchedOutdated { rehash, from } => {
+                Some(Upgrade { hash: rehash, detail: format!("password_upgraded from {from}") })
+            }
+            Verdict::Matched | Verdict::Mismatch => None,
+        };
+        Self { user, upgrade, password, rechecked }
+    }
+
+    /// The session starts only over the hash the login checked, and stores its upgrade.
+    pub(super) fn origin(&self) -> SessionOrigin<'_> {
+        SessionOrigin {
+            password_hash: self.user.password_hash.as_deref(),
+            upgraded_password_hash: self.upgrade.as_ref().map(|u| u.hash.as_str()),
+            ..SessionOrigin::default()
+        }
+    }
+
+    /// `login_ok`; an upgrade is said in its detail (`password_upgraded from pbkdf2_sha256`):
+    /// it is not a password change, and ends no session.
+    pub(super) fn event<'a>(&'a self, client: &'a str) -> AuditEvent<'a> {
+        let event = AuditEvent::new(AuditKind::LoginOk).user(&self.user).client(client);
+        match &self.upgrade {
+            Some(upgrade) => event.detail(&upgrade.detail),
+            None => event,
+        }
+    }
+}
+
 impl Sessions {
     /// `POST /api/token/`. `username` is an email with `USERNAME_FIELD=email`.
     pub async fn login(&self, username: &str, password: SecretString, client: &str) -> Result<TokenPair> {
-        let user = self.check_credentials(username, password, client).await?;
-        let event = AuditEvent::new(AuditKind::LoginOk).user(&user).client(client);
-        let origin = SessionOrigin { password_hash: user.password_hash.as_deref(), ..SessionOrigin::default() };
-        logged_in(self.start_session(&user, origin, &event).await)
+        let mut login = self.check_credentials(username, password, client).await?;
+        loop {
+            let issued = self.start_session(&login.user, login.origin(), &login.event(client)).await;
+            if let Some(pair) = self.settle_login(issued, &mut login).await? {
+                return Ok(pair);
+            }
+        }
     }
 
     /// The active user a login's credentials name, for every kind of login. Throttled before the
-    /// password is checked, so a throttled attempt costs no argon2 (only the user's lookup, which
-    /// says under what name failures count); a failure is counted and audited.
-    pub(super) async fn check_credentials(&self, username: &str, password: SecretString, client: &str) -> Result<User> {
+    /// password is checked, so a throttled attempt costs no hashing (only the user's lookup,
+    /// which says under what name failures count); a failure is counted and audited. Unknown
+    /// users, wrong passwords and imported hashes take this same path (one lookup, one
+    /// reservation, one hashing job, one audit row): only the stored hash's own cost differs.
+    pub(super) async fn check_credentials(
+        &self,
+        username: &str,
+        password: SecretString,
+        client: &str,
+    ) -> Result<CheckedLogin> {
         // No such user can exist: refused before the database (no audit row, no throttle row
         // grows from attacker-chosen megabytes). Nothing is learnt from how fast.
         if username.chars().count() > self.login_name_max_chars() {
@@ -38,9 +97,9 @@ impl Sessions {
         let throttled_name = self.throttled_name(username, user.as_ref());
         let attempt = self.throttle.reserve(&throttled_name, client).await?;
         let hash = user.as_ref().and_then(|u| u.password_hash.as_deref());
-        let password_ok = self.passwords.verify(password, hash).await?;
+        let verdict = self.passwords.verify(password.clone(), hash).await?;
         let user = match user {
-            Some(user) if password_ok && user.is_active => user,
+            Some(user) if verdict.matched() && user.is_active => user,
             other => {
                 // The attempt's reservation stays: it is the failure the throttle counts.
                 metrics::counter!("tokensmith_logins_total", "result" => "failed").increment(1);
@@ -51,7 +110,38 @@ impl Sessions {
             }
         };
         self.throttle.succeeded(attempt, &throttled_name).await?;
-        Ok(user)
+        Ok(CheckedLogin::new(user, verdict, password, false))
+    }
+
+    /// The answer to a login once its session started, or `None` to start it again. Two logins
+    /// of a user whose hash is outdated both upgrade it: the one that loses finds the hash it
+    /// checked gone, checks the password once more against the hash that won (the same
+    /// password, so it matches) and starts again over that one. Anything else that replaced the
+    /// hash meanwhile was a password change: refused as a wrong password is.
+    pub(super) async fn settle_login<T>(
+        &self,
+        issued: Result<T, IssueError>,
+        login: &mut CheckedLogin,
+    ) -> Result<Option<T>> {
+        let lost_upgrade = matches!(issued, Err(IssueError::PasswordChanged)) && login.upgrade.is_some();
+        if lost_upgrade
+            && !login.rechecked
+            && let Some(again) = self.recheck(login).await?
+        {
+            *login = again;
+            return Ok(None);
+        }
+        logged_in(issued).map(Some)
+    }
+
+    /// After losing the race to upgrade the hash: the user as stored now, if the password
+    /// matches the hash stored now.
+    async fn recheck(&self, login: &CheckedLogin) -> Result<Option<CheckedLogin>> {
+        let Some(user) = self.store.user_by_id(login.user.id).await?.filter(|u| u.is_active) else {
+            return Ok(None);
+        };
+        let verdict = self.passwords.verify(login.password.clone(), user.password_hash.as_deref()).await?;
+        Ok(verdict.matched().then(|| CheckedLogin::new(user, verdict, login.password.clone(), true)))
     }
 
     /// What failures are counted under. An email matches ignoring case, and the database's idea
@@ -88,7 +178,7 @@ impl Sessions {
 
 /// A login's answer: a session that could not start because the password changed meanwhile is
 /// refused as a wrong password would be.
-pub(super) fn logged_in<T>(issued: Result<T, IssueError>) -> Result<T> {
+fn logged_in<T>(issued: Result<T, IssueError>) -> Result<T> {
     match issued {
         Ok(issued) => {
             metrics::counter!("tokensmith_logins_total", "result" => "ok").increment(1);

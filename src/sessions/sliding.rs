@@ -14,7 +14,7 @@
 
 use secrecy::SecretString;
 
-use super::{AuthError, IssueError, Result, Sessions, login::logged_in};
+use super::{AuthError, IssueError, Result, Sessions};
 use crate::{
     clock::{secs, unix_now},
     domain::{AuditEvent, AuditKind, User},
@@ -26,12 +26,21 @@ impl Sessions {
     /// `POST /api/token/sliding/`: the login of `POST /api/token/` (throttle, audit and all),
     /// answered with a sliding token.
     pub async fn login_sliding(&self, username: &str, password: SecretString, client: &str) -> Result<String> {
-        let user = self.check_credentials(username, password, client).await?;
-        let event = AuditEvent::new(AuditKind::LoginOk).user(&user).client(client);
-        logged_in(self.start_sliding_session(&user, &event).await)
+        let mut login = self.check_credentials(username, password, client).await?;
+        loop {
+            let issued = self.start_sliding_session(&login.user, login.origin(), &login.event(client)).await;
+            if let Some(token) = self.settle_login(issued, &mut login).await? {
+                return Ok(token);
+            }
+        }
     }
 
-    async fn start_sliding_session(&self, user: &User, audit: &AuditEvent<'_>) -> Result<String, IssueError> {
+    async fn start_sliding_session(
+        &self,
+        user: &User,
+        origin: SessionOrigin<'_>,
+        audit: &AuditEvent<'_>,
+    ) -> Result<String, IssueError> {
         let now = unix_now();
         let lifetime = self.settings.tokens.sliding_token_refresh_lifetime.min(self.settings.session_max_lifetime);
         let refresh_expires_at = now + secs(lifetime);
@@ -39,7 +48,6 @@ impl Sessions {
         let token = self.mint_sliding(user, &jti, now, refresh_expires_at).await?;
         let session =
             NewSession { id: &jti, user_id: user.id, created_at: now, expires_at: refresh_expires_at, sliding: true };
-        let origin = SessionOrigin { password_hash: user.password_hash.as_deref(), ..SessionOrigin::default() };
         if !self.store.start_session(&session, origin, None, audit).await? {
             return Err(IssueError::PasswordChanged);
         }

@@ -14,6 +14,9 @@ pub struct SessionOrigin<'a> {
     pub organization: Option<&'a Organization>,
     /// The password hash a login checked: the session starts only while it is still current.
     pub password_hash: Option<&'a str>,
+    /// What replaces that hash when it was outdated (one of Django's, or argon2 at other
+    /// parameters): the same password hashed as new ones are. Not a password change: no session ends.
+    pub upgraded_password_hash: Option<&'a str>,
 }
 
 /// A session about to start: a refresh family, or a sliding token's session.
@@ -87,8 +90,9 @@ macro_rules! insert_token {
 
 impl Store {
     /// A login: the session, its first refresh token (none for a sliding session), the user's
-    /// `last_login` and the audit event, in one transaction (one commit per login). `false`, and
-    /// nothing written, when the password hash the login checked is no longer the user's.
+    /// `last_login`, the upgraded password hash if any, and the audit event, in one transaction
+    /// (one commit per login). `false`, and nothing written, when the password hash the login
+    /// checked is no longer the user's.
     pub async fn start_session(
         &self,
         session: &NewSession<'_>,
@@ -101,9 +105,11 @@ impl Store {
             // First, so that a password change waits for this session (and then ends it) or
             // this session sees the change and does not start.
             let current = sqlx::query(
-                "UPDATE users SET last_login = $1 WHERE id = $2 AND ($3 IS NULL OR password_hash = $3)",
+                "UPDATE users SET last_login = $1, password_hash = COALESCE($4, password_hash) \
+                 WHERE id = $2 AND ($3 IS NULL OR password_hash = $3)",
             )
             .bind(session.created_at).bind(session.user_id).bind(origin.password_hash)
+            .bind(origin.upgraded_password_hash)
             .execute(&mut *tx).await?.rows_affected() == 1;
             if !current {
                 tx.rollback().await?;
