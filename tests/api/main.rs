@@ -20,6 +20,7 @@ mod clerk_webhooks;
 mod claims;
 mod cli;
 mod config;
+mod django_hashes;
 mod connections;
 mod cookie;
 mod discovery;
