@@ -1,5 +1,6 @@
-//! Property tests: the token decoder and the Svix signature parser meet arbitrary input and
-//! answer with a refusal, never a panic; what they accept is exactly what they should.
+//! Property tests: the token decoder, the Svix signature parser and the stored password hash
+//! reader meet arbitrary input and answer with a refusal, never a panic; what they accept is
+//! exactly what they should.
 //! (`cargo test --test properties`; `PROPTEST_CASES=N` for a longer run.)
 
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use serde_json::{Value, json};
 use tokensmith::{
     config::Config,
     external::svix::SvixVerifier,
+    passwords::{Verdict, check_stored_hash, verify_with_memory},
     store::Store,
     tokens::{KeyRing, TokenService},
 };
@@ -164,5 +166,43 @@ proptest! {
             tampered[0] ^= 1;
             prop_assert!(verifier.verify(Some(&id), Some(&timestamp), Some(&entries.join(" ")), &tampered, now).is_err());
         }
+    }
+}
+
+/// Strings shaped like stored hashes: a hasher's name, then `$`-separated fields of small
+/// numbers, parameters and base64-ish text (small numbers, so any cost they name stays cheap).
+fn hash_shaped() -> impl Strategy<Value = String> {
+    let hasher = prop::sample::select(vec![
+        "pbkdf2_sha256",
+        "pbkdf2_sha1",
+        "argon2",
+        "bcrypt_sha256",
+        "bcrypt",
+        "scrypt",
+        "md5",
+        "$argon2id",
+        "sha1",
+        "!",
+    ]);
+    let field = prop_oneof![
+        "[0-9]{1,3}",
+        "[A-Za-z0-9+/.=]{0,50}",
+        "v=1[69]",
+        "m=[0-9]{1,3},t=[0-3],p=[0-2]",
+        "2[abxy]",
+        "0[0-9]",
+    ];
+    (hasher, prop::collection::vec(field, 0..7)).prop_map(|(hasher, fields)| format!("{hasher}${}", fields.join("$")))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Whatever a stored hash holds (an importer's input), reading it and checking a password
+    /// against it neither panics nor matches.
+    #[test]
+    fn arbitrary_stored_hashes_never_panic_nor_match(stored in prop_oneof![".{0,200}", hash_shaped()], password in ".{0,80}") {
+        let _ = check_stored_hash(&stored);
+        prop_assert_eq!(verify_with_memory(password.as_bytes(), Some(&stored), &mut Vec::new()), Verdict::Mismatch);
     }
 }
