@@ -7,12 +7,15 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::Deserialize;
 
-use crate::domain::{
-    GroupName, MAX_GROUPS_PER_USER, Username,
-    django::{
-        DjangoRecords, DjangoSnapshot, DjangoToken, DjangoUser, EMAIL_MAX_CHARS, GroupRef, JTI_MAX_CHARS,
-        NAME_MAX_CHARS, OutstandingKind, OutstandingRecord, PASSWORD_MAX_CHARS, RecordError, UserRecord,
+use crate::{
+    domain::{
+        GroupName, MAX_GROUPS_PER_USER, Username,
+        django::{
+            DjangoRecords, DjangoSnapshot, DjangoToken, DjangoUser, EMAIL_MAX_CHARS, GroupRef, JTI_MAX_CHARS,
+            NAME_MAX_CHARS, OutstandingKind, OutstandingRecord, PASSWORD_MAX_CHARS, RecordError, UserRecord,
+        },
     },
+    passwords,
 };
 
 /// The records, checked, with the outstanding tokens that expired by `now` left out.
@@ -65,7 +68,7 @@ fn checked_user(record: UserRecord, group_names: &HashMap<i64, String>) -> Resul
         }
     }
     if let Some(hash) = user.password_hash() {
-        check_stored_hash(hash).map_err(|e| error("password", &e.to_string()))?;
+        passwords::check_stored_hash(hash).map_err(|e| error("password", &e.to_string()))?;
     }
     let mut groups = BTreeSet::new();
     for group in record.groups {
@@ -135,16 +138,4 @@ fn checked_token(
         expires_at,
         blacklisted_at,
     }))
-}
-
-/// TEMPORARY until the Django hashers land in `passwords`.
-#[derive(Debug, thiserror::Error)]
-#[error("unknown hasher {0:?}")]
-struct UnsupportedHash(String);
-
-fn check_stored_hash(hash: &str) -> Result<(), UnsupportedHash> {
-    match hash.split('$').next().unwrap_or_default() {
-        "" | "argon2" | "pbkdf2_sha256" | "pbkdf2_sha1" | "bcrypt" | "bcrypt_sha256" | "scrypt" | "md5" => Ok(()),
-        other => Err(UnsupportedHash(other.to_owned())),
-    }
 }

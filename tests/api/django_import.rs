@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::{
     config::single_error_line,
     db_test,
-    helpers::{Backend, TestApp, TestDb, assert_401, claims, run_cli, spawn_app_on},
+    helpers::{Backend, TOKEN_BLACKLISTED, TestApp, TestDb, assert_401, claims, run_cli, spawn_app_on},
     python::run_script,
 };
 
@@ -153,9 +153,9 @@ async fn the_whole_cut_over_keeps_every_user_password_id_and_live_session(backen
     let next = first.field("refresh");
     assert_eq!(app.post_json("/api/token/refresh/", json!({"refresh": next})).await.status, 200);
     let reused = app.post_json("/api/token/refresh/", json!({"refresh": live})).await;
-    assert_401(&reused, "Token is blacklisted");
+    assert_401(&reused, TOKEN_BLACKLISTED);
     let blacklisted = made["refresh"]["blacklisted"].as_str().unwrap();
-    assert_401(&app.post_json("/api/token/refresh/", json!({"refresh": blacklisted})).await, "Token is blacklisted");
+    assert_401(&app.post_json("/api/token/refresh/", json!({"refresh": blacklisted})).await, TOKEN_BLACKLISTED);
     let verified = app.post_json("/api/token/verify/", json!({"token": made["access"]})).await;
     assert_eq!(verified.status, 200, "{}", verified.text);
     let sliding = app.post_json("/api/token/sliding/refresh/", json!({"token": made["sliding"]})).await;
@@ -241,7 +241,7 @@ async fn importing_again_applies_only_what_changed_in_django(backend: Backend) {
     assert_eq!(login("user_argon2i", "argon2i-password".into()).await, 200, "deleted in Django, kept here");
     assert!(app.store.user_by_username("no_password").await.unwrap().is_none(), "deleted here stays deleted");
     let logged_out = meanwhile["logged_out"].as_str().unwrap();
-    assert_401(&app.post_json("/api/token/refresh/", json!({"refresh": logged_out})).await, "Token is blacklisted");
+    assert_401(&app.post_json("/api/token/refresh/", json!({"refresh": logged_out})).await, TOKEN_BLACKLISTED);
 }
 
 /// A change that breaks one record of a dump.
