@@ -30,12 +30,6 @@ async fn app_with_webhooks(backend: Backend, clerk: &FakeClerk) -> TestApp {
     spawn_with_clerk(backend, clerk, &[("CLERK_WEBHOOK_SIGNING_SECRET", &secret())]).await
 }
 
-fn users(app: &TestApp) -> Vec<Value> {
-    let out = app.cli(&["user", "list", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 fn id_of(app: &TestApp, username: &str) -> i64 {
     listed(app, username)["id"].as_i64().unwrap()
 }
@@ -88,7 +82,7 @@ async fn the_first_exchange_lands_on_the_user_its_external_id_names(backend: Bac
     assert_eq!(claims(&access)["user_id"], alice.to_string());
     let me = app.get_bearer("/api/me/", &access).await.json();
     assert_eq!((&me["id"], &me["username"], &me["email"]), (&json!(alice), &json!("alice"), &json!("u@example.com")));
-    assert_eq!(users(&app).len(), 2, "nobody new");
+    assert_eq!(app.users().len(), 2, "nobody new");
     // The password login and the session it started are untouched.
     app.login("alice", "correct horse").await;
     assert_eq!(refresh(&app, &alice_refresh).await.status, 200, "linking ended a session");
@@ -114,7 +108,7 @@ async fn a_webhook_links_the_named_user_and_later_updates_keep_its_username(back
     let imported = clerk_user_with_external_id("user_bob", "robert", &bob.to_string(), t);
     let created = deliver(&app, "msg_created", user_created(imported)).await;
     assert_eq!((created.status, created.text.as_str()), (200, "{}"));
-    assert_eq!(users(&app).len(), 1, "nobody new");
+    assert_eq!(app.users().len(), 1, "nobody new");
     assert_eq!(exchanged_id(&app, &clerk, "user_bob").await, bob);
 
     let mut renamed = clerk_user_with_external_id("user_bob", "bobby", &bob.to_string(), t + 1000);
@@ -205,7 +199,7 @@ async fn an_external_id_naming_a_user_linked_elsewhere_is_refused_everywhere(bac
         "synced 1 Clerk users: 0 created, 0 linked, 0 updated, 0 deactivated, 0 unchanged, 1 skipped"
     );
 
-    assert_eq!(users(&app).len(), 1, "no new user was made for the refused Clerk user");
+    assert_eq!(app.users().len(), 1, "no new user was made for the refused Clerk user");
     assert!(app.store.user_by_identity("clerk", "user_second").await.unwrap().is_none());
     assert_eq!(exchanged_id(&app, &clerk, "user_first").await, dave, "the link stands");
     let refused = audited(&app, "identity_link_refused");
@@ -233,7 +227,7 @@ async fn never_by_email_and_only_by_a_local_id(backend: Backend) {
     for sub in ["user_same_email", "user_padded", "user_signed", "user_ghost", "user_word"] {
         assert_ne!(exchanged_id(&app, &clerk, sub).await, erin, "{sub} landed on erin");
     }
-    assert_eq!(users(&app).len(), 6, "five new users");
+    assert_eq!(app.users().len(), 6, "five new users");
     assert!(audited(&app, "identity_linked").is_empty());
     app.login("erin", "erin's password 1").await;
 }
@@ -342,7 +336,7 @@ async fn an_exchange_and_a_webhook_racing_link_the_named_user_once(backend: Back
     let (webhook, ids) = tokio::join!(deliver(&app, "msg_race", user_created(imported)), exchanges);
     assert_eq!(webhook.status, 200, "{}", webhook.text);
     assert_eq!(ids, [jo; 4], "every exchange landed on jo");
-    assert_eq!(users(&app).len(), 1, "nobody new");
+    assert_eq!(app.users().len(), 1, "nobody new");
     assert_eq!(app.store.user_by_identity("clerk", "user_jo").await.unwrap().unwrap().id, jo);
     assert_eq!(audited(&app, "identity_linked").len(), 1, "linked once");
 }
@@ -366,10 +360,10 @@ async fn clerk_link_racing_exchanges_leaves_one_local_user_for_the_clerk_user(ba
     let linked = app.store.user_by_identity("clerk", "user_kim").await.unwrap().expect("linked");
     assert!(ids.iter().all(|id| *id == linked.id), "{ids:?} for {}", linked.id);
     if out.status.success() {
-        assert_eq!((linked.username.as_str(), users(&app).len()), ("kim", 1));
+        assert_eq!((linked.username.as_str(), app.users().len()), ("kim", 1));
     } else {
         let line = single_error_line(&out);
         assert!(line.contains("user_kim is already linked to user"), "{line}");
-        assert_eq!(users(&app).len(), 2, "kim, and the user the first exchange made");
+        assert_eq!(app.users().len(), 2, "kim, and the user the first exchange made");
     }
 }

@@ -63,12 +63,6 @@ async fn app_with_webhooks(backend: Backend, clerk: &FakeClerk) -> TestApp {
     spawn_with_clerk(backend, clerk, &[("CLERK_WEBHOOK_SIGNING_SECRET", &secret())]).await
 }
 
-fn users(app: &TestApp) -> Vec<Value> {
-    let out = app.cli(&["user", "list", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 fn user_named<'a>(users: &'a [Value], username: &str) -> Option<&'a Value> {
     users.iter().find(|u| u["username"] == username)
 }
@@ -84,7 +78,7 @@ async fn user_events_upsert_the_linked_user(backend: Backend) {
     let t = now() * 1000;
     let created = deliver(&app, "msg_1", json!({"type": "user.created", "object": "event", "data": clerk_user("user_ada", Some("ada"), "ada@example.com", true, t)})).await;
     assert_eq!((created.status, created.text.as_str()), (200, "{}"));
-    let all = users(&app);
+    let all = app.users();
     let ada = user_named(&all, "ada").expect("the webhook created the user");
     assert_eq!(
         (&ada["email"], &ada["first_name"], &ada["last_name"]),
@@ -105,7 +99,7 @@ async fn user_events_upsert_the_linked_user(backend: Backend) {
     )
     .await;
     assert_eq!(updated.status, 200);
-    let all = users(&app);
+    let all = app.users();
     let ada = user_named(&all, "ada_l").expect("renamed");
     assert_eq!(ada["email"], "");
     // Events tokensmith does not act on are acknowledged.
@@ -124,7 +118,7 @@ async fn updates_arriving_out_of_order_keep_the_newest(backend: Backend) {
     let older = clerk_user("user_bo", Some("bo_old"), "old@example.com", true, t);
     assert_eq!(deliver(&app, "msg_new", json!({"type": "user.updated", "data": newer})).await.status, 200);
     assert_eq!(deliver(&app, "msg_old", json!({"type": "user.created", "data": older})).await.status, 200);
-    let all = users(&app);
+    let all = app.users();
     assert!(user_named(&all, "bo_new").is_some(), "{all:?}");
     assert!(user_named(&all, "bo_old").is_none(), "the older event overwrote the newer: {all:?}");
 }
@@ -140,7 +134,7 @@ async fn a_redelivery_is_a_no_op(backend: Backend) {
     assert!(app.cli(&["user", "deactivate", "cy"]).status.success());
     let again = post_webhook(&app, &headers, &body).await;
     assert_eq!((again.status, again.text.as_str()), (200, "{}"));
-    let all = users(&app);
+    let all = app.users();
     assert_eq!(user_named(&all, "cy").unwrap()["is_active"], false, "the redelivery was applied again");
 }
 
@@ -153,13 +147,13 @@ async fn delivery_records_expire_with_flush_expired(backend: Backend) {
     // Something the delivery sets changes locally: applying the delivery again would undo it.
     app.db.execute("UPDATE users SET email = 'changed@example.com' WHERE username = 'ivy'").await;
     assert_eq!(post_webhook(&app, &headers, &body).await.status, 200);
-    assert_eq!(user_named(&users(&app), "ivy").unwrap()["email"], "changed@example.com", "a redelivery applied");
+    assert_eq!(user_named(&app.users(), "ivy").unwrap()["email"], "changed@example.com", "a redelivery applied");
     // Eight days later the record is housekeeping's to delete (Svix stopped retrying long before).
     app.db.execute(&format!("UPDATE webhook_deliveries SET received_at = {}", now() - 8 * 24 * 3600)).await;
     assert!(app.cli(&["tokens", "flush-expired"]).status.success());
     assert_eq!(post_webhook(&app, &headers, &body).await.status, 200);
     assert_eq!(
-        user_named(&users(&app), "ivy").unwrap()["email"],
+        user_named(&app.users(), "ivy").unwrap()["email"],
         "ivy@example.com",
         "the record outlived its retention"
     );
@@ -191,12 +185,12 @@ async fn bad_signatures_apply_nothing(backend: Backend) {
         assert_eq!(reply.status, 400, "{case}: {}", reply.text);
         assert_eq!(reply.json()["code"], "webhook_signature_invalid", "{case}");
     }
-    assert!(user_named(&users(&app), "eve").is_none(), "a refused delivery was applied");
+    assert!(user_named(&app.users(), "eve").is_none(), "a refused delivery was applied");
     // Several signatures (Svix during secret rotation): any match passes.
     let mut rotating = good.clone();
     rotating[2].1 = format!("v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= {}", good[2].1);
     assert_eq!(post_webhook(&app, &rotating, &body).await.status, 200);
-    assert!(user_named(&users(&app), "eve").is_some());
+    assert!(user_named(&app.users(), "eve").is_some());
     let audit = String::from_utf8(app.cli(&["audit", "tail", "-n", "50"]).stdout).unwrap();
     assert!(audit.contains("webhook_rejected") && audit.contains("webhook_applied"), "{audit}");
 }
@@ -287,14 +281,14 @@ async fn nul_in_a_clerk_user_is_stripped_not_a_5xx(backend: Backend) {
     // A failed delivery would be retried by Svix for days: it is applied, without the NULs.
     let created = deliver(&app, "msg_nul_1", json!({"type": "user.created", "data": user})).await;
     assert_eq!((created.status, created.text.as_str()), (200, "{}"));
-    let all = users(&app);
+    let all = app.users();
     let ada = user_named(&all, "ada").expect("the webhook created the user");
     assert_eq!(
         (&ada["email"], &ada["first_name"], &ada["last_name"]),
         (&json!("ada@example.com"), &json!("Ada"), &json!(""))
     );
     // Ids no local record can carry name nothing here: acknowledged, nothing changes.
-    let before = users(&app).len();
+    let before = app.users().len();
     let odd_user = clerk_user("user_\u{0}", Some("odd"), "odd@example.com", true, now() * 1000);
     for (id, event) in [
         ("msg_nul_2", json!({"type": "user.updated", "data": odd_user})),
@@ -305,7 +299,7 @@ async fn nul_in_a_clerk_user_is_stripped_not_a_5xx(backend: Backend) {
         let reply = deliver(&app, id, event).await;
         assert_eq!((reply.status, reply.text.as_str()), (200, "{}"), "{id}");
     }
-    assert_eq!(users(&app).len(), before);
+    assert_eq!(app.users().len(), before);
 }
 
 /// `tokensmith user deactivate`, then Clerk says the user changed their name: the user stays
@@ -328,7 +322,7 @@ async fn a_provider_never_undoes_the_operators_deactivation(backend: Backend) {
     clerk.add_users([clerk_user("user_x", Some("xavier"), "x@example.com", true, t + 2)]);
     assert!(app.cli(&["clerk", "sync-users"]).status.success());
     assert_eq!(exchange(&app, &clerk, "user_x").await.status, 401, "sync undid the operator's deactivation");
-    let listed = users(&app);
+    let listed = app.users();
     assert_eq!(user_named(&listed, "xavier").unwrap()["is_active"], false);
 
     let activated = app.cli(&["user", "activate", "xavier"]);
@@ -359,13 +353,13 @@ async fn webhook_usernames_follow_the_username_rule(backend: Backend) {
         let user = clerk_user("user_m", Some(wanted), "", true, t + 1 + i as i64);
         let reply = deliver(&app, &format!("msg_r{i}"), json!({"type": "user.updated", "data": user})).await;
         assert_eq!(reply.status, 200);
-        let listed = users(&app);
+        let listed = app.users();
         assert!(user_named(&listed, stored).is_some(), "{wanted:?} should be stored as {stored:?}: {listed:?}");
     }
     let long = clerk_user("user_m", Some(&"x".repeat(300)), "", true, t + 10);
     assert_eq!(deliver(&app, "msg_long", json!({"type": "user.updated", "data": long})).await.status, 200);
-    assert!(user_named(&users(&app), &"x".repeat(150)).is_some(), "cut to Django's 150 characters");
-    assert!(user_named(&users(&app), "alice").is_some());
+    assert!(user_named(&app.users(), &"x".repeat(150)).is_some(), "cut to Django's 150 characters");
+    assert!(user_named(&app.users(), "alice").is_some());
 }
 
 /// Clerk's OrganizationMembership event for `user` in `org`, as Clerk sends it.

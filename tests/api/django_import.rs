@@ -90,12 +90,6 @@ fn import(app: &TestApp, args: &[&str]) -> String {
     stdout
 }
 
-fn users_json(app: &TestApp) -> Value {
-    let out = app.cli(&["user", "list", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 async fn stored_hash(app: &TestApp, username: &str) -> Option<String> {
     app.store.user_by_username(username).await.unwrap().unwrap().password_hash
 }
@@ -108,7 +102,7 @@ async fn the_whole_cut_over_keeps_every_user_password_id_and_live_session(backen
 
     let dry = import(&app, &["--dumpdata", dump.to_str().unwrap(), "--dry-run"]);
     assert!(dry.contains("dry run") && dry.contains("10 created"), "{dry}");
-    assert_eq!(users_json(&app), json!([]), "a dry run writes nothing");
+    assert_eq!(Value::from(app.users()), json!([]), "a dry run writes nothing");
     let line = import(&app, &["--dumpdata", dump.to_str().unwrap()]);
     assert!(line.contains("users: 10 created, 0 updated, 0 unchanged"), "{line}");
     assert!(line.contains("groups: 2 created") && line.contains("sessions: 3 created"), "{line}");
@@ -166,7 +160,8 @@ async fn the_whole_cut_over_keeps_every_user_password_id_and_live_session(backen
     let max_id = made["users"].as_array().unwrap().iter().map(|u| u["id"].as_i64().unwrap()).max().unwrap();
     let out = app.cli(&["user", "create", "newcomer"]);
     assert!(out.status.success());
-    let newcomer = users_json(&app).as_array().unwrap().iter().find(|u| u["username"] == "newcomer").unwrap().clone();
+    let newcomer =
+        Value::from(app.users()).as_array().unwrap().iter().find(|u| u["username"] == "newcomer").unwrap().clone();
     assert!(newcomer["id"].as_i64().unwrap() > max_id.max(made["inactive"]["id"].as_i64().unwrap()), "{newcomer}");
 }
 
@@ -182,7 +177,7 @@ async fn database_and_dumpdata_give_the_same_result(backend: Backend) {
     let read = import(&from_database, &["--database", &site.url()]);
     assert!(before == django_file(), "the Django database is only read");
     assert_eq!(dumped, read);
-    assert_eq!(users_json(&from_dump), users_json(&from_database));
+    assert_eq!(Value::from(from_dump.users()), Value::from(from_database.users()));
     for app in [&from_dump, &from_database] {
         assert!(app.cli(&["group", "list", "--json"]).status.success());
     }
@@ -224,7 +219,7 @@ async fn importing_again_applies_only_what_changed_in_django(backend: Backend) {
     };
     let latecomer = &meanwhile["latecomer"];
     assert_eq!(login("latecomer", latecomer["password"].as_str().unwrap().to_owned()).await, 200);
-    let listed = users_json(&app);
+    let listed = Value::from(app.users());
     let late = listed.as_array().unwrap().iter().find(|u| u["username"] == "latecomer").unwrap();
     assert_eq!(late["id"], latecomer["id"], "the latecomer keeps Django's id");
     let md5 = listed.as_array().unwrap().iter().find(|u| u["username"] == "user_md5").unwrap();
@@ -274,7 +269,7 @@ async fn a_malformed_record_stops_the_import_with_one_line_naming_it(backend: Ba
         let line = single_error_line(&out);
         assert!(line.contains(&format!("auth.user pk={pk}, field \"{field}\"")) && line.contains(says), "{line}");
         assert!(!line.contains("0123"), "no hash in the error: {line}");
-        assert_eq!(users_json(&app), json!([]), "nothing half-written after {line}");
+        assert_eq!(Value::from(app.users()), json!([]), "nothing half-written after {line}");
     }
     let missing = app.cli(&["import", "django", "--dumpdata", "/nonexistent/dump.json"]);
     assert!(single_error_line(&missing).contains("/nonexistent/dump.json"));
@@ -291,7 +286,7 @@ async fn an_id_held_by_a_user_of_tokensmith_is_refused(backend: Backend) {
     let out = app.cli(&["import", "django", "--database", &site.url()]);
     let line = single_error_line(&out);
     assert!(line.contains("auth.user pk=2") && line.contains("second-here"), "{line}");
-    let users = users_json(&app);
+    let users = Value::from(app.users());
     assert_eq!(users.as_array().unwrap().len(), 2, "nothing imported: {users}");
 }
 
@@ -333,5 +328,5 @@ async fn two_imports_at_once_create_each_user_once(backend: Backend) {
     let created: usize = lines.iter().filter(|l| l.contains("users: 10 created")).count();
     let unchanged: usize = lines.iter().filter(|l| l.contains("0 created, 0 updated, 10 unchanged")).count();
     assert_eq!((created, unchanged), (1, 1), "{lines:?}");
-    assert_eq!(users_json(&app).as_array().unwrap().len(), 10);
+    assert_eq!(Value::from(app.users()).as_array().unwrap().len(), 10);
 }

@@ -292,6 +292,13 @@ impl TestApp {
         self.login("alice", "correct horse").await
     }
 
+    /// `tokensmith user list --json`: every user, as the operator sees them.
+    pub fn users(&self) -> Vec<Value> {
+        let out = self.cli(&["user", "list", "--json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
     pub fn cli(&self, args: &[&str]) -> Output {
         run_cli(&self.env, self.db.dir(), args, None)
     }
