@@ -16,7 +16,8 @@ pub struct ImportRun {
     pub now: i64,
     pub dry_run: bool,
     /// `SESSION_MAX_LIFETIME`, in seconds: a carried-over refresh token's session lasts that
-    /// long from when Django issued it (or until the token's own expiry, if later).
+    /// long from when Django issued it, as a session here lasts from its login, however long
+    /// Django let the token itself live.
     pub session_max_lifetime: i64,
 }
 
@@ -350,7 +351,7 @@ macro_rules! importer {
                 }
                 let sliding = token.kind == OutstandingKind::Sliding;
                 let session_expires_at = match token.kind {
-                    OutstandingKind::Refresh => token.expires_at.max(token.issued_at + run.session_max_lifetime),
+                    OutstandingKind::Refresh => token.issued_at.saturating_add(run.session_max_lifetime),
                     OutstandingKind::Sliding => token.expires_at,
                 };
                 let inserted = sqlx::query(

@@ -25,16 +25,16 @@ db_test!(
 );
 
 /// Django's `SECRET_KEY`, which simplejwt signs with: tokensmith's `JWT_SECRET` after the move.
-const SIGNING_KEY: &str = "legacy-django-secret-key-for-the-import-tests-only";
+pub(crate) const SIGNING_KEY: &str = "legacy-django-secret-key-for-the-import-tests-only";
 
 /// The Django site's database (SQLite file or a PostgreSQL database of its own).
-struct LegacySite {
-    db: TestDb,
+pub(crate) struct LegacySite {
+    pub(crate) db: TestDb,
     database: String,
 }
 
 impl LegacySite {
-    async fn new(backend: Backend) -> Self {
+    pub(crate) async fn new(backend: Backend) -> Self {
         let db = TestDb::new(backend).await;
         let database = match backend {
             Backend::Sqlite => db.dir().join("django.sqlite3").display().to_string(),
@@ -44,7 +44,7 @@ impl LegacySite {
     }
 
     /// What `tokensmith import django --database` is given.
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         if self.database.starts_with("postgres") {
             self.database.clone()
         } else {
@@ -52,7 +52,7 @@ impl LegacySite {
         }
     }
 
-    async fn run(&self, args: &[&str]) -> String {
+    pub(crate) async fn run(&self, args: &[&str]) -> String {
         let env = [("LEGACY_SECRET_KEY", SIGNING_KEY), ("LEGACY_DATABASE", self.database.as_str())];
         let out = run_script("legacy_site.py", args, &env).await;
         out.assert_success();
@@ -60,11 +60,11 @@ impl LegacySite {
     }
 
     /// Migrates and fills the site; what it made.
-    async fn setup(&self) -> Value {
+    pub(crate) async fn setup(&self) -> Value {
         serde_json::from_str(&self.run(&["setup"]).await).unwrap()
     }
 
-    async fn dump(&self) -> PathBuf {
+    pub(crate) async fn dump(&self) -> PathBuf {
         let path = self.db.dir().join(format!("dump-{}.json", uuid::Uuid::new_v4().simple()));
         self.run(&["dump", path.to_str().unwrap()]).await;
         path
@@ -72,14 +72,20 @@ impl LegacySite {
 }
 
 /// tokensmith with Django's signing key, on a database of its own.
-async fn tokensmith(backend: Backend) -> TestApp {
-    let settings =
-        [("JWT_ALGORITHM", "HS256"), ("JWT_SECRET", SIGNING_KEY), ("TOKEN_CLAIMS", "username,is_staff,groups")];
+pub(crate) async fn tokensmith(backend: Backend) -> TestApp {
+    tokensmith_with(backend, &[]).await
+}
+
+/// tokensmith as `tokensmith` makes it, with `more` settings.
+pub(crate) async fn tokensmith_with(backend: Backend, more: &[(&str, &str)]) -> TestApp {
+    let mut settings =
+        vec![("JWT_ALGORITHM", "HS256"), ("JWT_SECRET", SIGNING_KEY), ("TOKEN_CLAIMS", "username,is_staff,groups")];
+    settings.extend_from_slice(more);
     spawn_app_on(TestDb::new(backend).await, &settings).await
 }
 
 /// Runs `tokensmith import django ARGS…`; its one line of output.
-fn import(app: &TestApp, args: &[&str]) -> String {
+pub(crate) fn import(app: &TestApp, args: &[&str]) -> String {
     let mut argv = vec!["import", "django"];
     argv.extend(args);
     let out = app.cli(&argv);

@@ -25,6 +25,7 @@ mod connections;
 mod cookie;
 mod discovery;
 mod django_import;
+mod django_sessions;
 mod downstream;
 mod hostile;
 mod issuers;
