@@ -306,8 +306,10 @@ macro_rules! importer {
             }
 
             /// An outstanding simplejwt token becomes a session here: a refresh token's record
-            /// (by its own jti, in a session of its own), or a sliding token's session. One that
-            /// was carried over before is only revoked, if Django blacklisted it since.
+            /// (by its own jti, in a session of its own), or a sliding token's session; revoked
+            /// when Django blacklisted it, or when it was issued before the user's sessions were
+            /// last ended here. One that was carried over before is only revoked, if Django
+            /// blacklisted it since.
             async fn import_token(
                 conn: &mut Conn,
                 token: &DjangoToken,
@@ -341,14 +343,18 @@ macro_rules! importer {
                 run: &ImportRun,
                 counts: &mut ImportCounts,
             ) -> Outcome<()> {
-                let user_here: Option<i64> = sqlx::query_scalar("SELECT id FROM users WHERE id = $1")
-                    .bind(token.user_id)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-                if user_here.is_none() {
+                let user_here: Option<Option<i64>> =
+                    sqlx::query_scalar("SELECT sessions_ended_at FROM users WHERE id = $1")
+                        .bind(token.user_id)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                let Some(sessions_ended_at) = user_here else {
                     counts.tokens_skipped += 1;
                     return Ok(Ok(()));
-                }
+                };
+                // Issued before the user's sessions were last ended here: ended with them.
+                let ended_here = sessions_ended_at.filter(|ended| token.issued_at <= *ended);
+                let revoked_at = token.blacklisted_at.or(ended_here);
                 let sliding = token.kind == OutstandingKind::Sliding;
                 let session_expires_at = match token.kind {
                     OutstandingKind::Refresh => token.issued_at.saturating_add(run.session_max_lifetime),
@@ -362,7 +368,7 @@ macro_rules! importer {
                 .bind(token.user_id)
                 .bind(token.issued_at)
                 .bind(session_expires_at)
-                .bind(token.blacklisted_at)
+                .bind(revoked_at)
                 .bind(sliding)
                 .execute(&mut *conn)
                 .await?
@@ -386,7 +392,7 @@ macro_rules! importer {
                     .bind(token.user_id)
                     .bind(token.issued_at)
                     .bind(token.expires_at)
-                    .bind(token.blacklisted_at)
+                    .bind(revoked_at)
                     .execute(&mut *conn)
                     .await?
                     .rows_affected();

@@ -227,13 +227,22 @@ impl Store {
         })
     }
 
-    /// Ends every session of a user but `keep_family`. Returns how many ended.
+    /// Ends every session of a user but `keep_family`, and remembers when (`sessions_ended_at`:
+    /// a simplejwt token issued before then, imported later, comes over ended). Returns how many
+    /// ended.
     pub async fn revoke_user_sessions(&self, user_id: i64, keep_family: Option<&str>, now: i64) -> Result<u64> {
-        let done = on_writer!(self, pool => sqlx::query(
-            "UPDATE refresh_families SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL AND id <> $3",
-        )
-        .bind(now).bind(user_id).bind(keep_family.unwrap_or(""))
-        .execute(pool).await.map(|r| r.rows_affected()))?;
+        let done = on_writer!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("UPDATE users SET sessions_ended_at = $1 WHERE id = $2")
+                .bind(now).bind(user_id).execute(&mut *tx).await?;
+            let ended = sqlx::query(
+                "UPDATE refresh_families SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL AND id <> $3",
+            )
+            .bind(now).bind(user_id).bind(keep_family.unwrap_or(""))
+            .execute(&mut *tx).await?.rows_affected();
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(ended)
+        })?;
         Ok(done)
     }
 

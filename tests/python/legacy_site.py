@@ -4,6 +4,7 @@
                                  print what was made (ids, passwords, tokens) as JSON
     legacy_site.py dump FILE     manage.py dumpdata auth.group auth.user token_blacklist > FILE
     legacy_site.py meanwhile     what happens in Django between two imports (prints JSON)
+    legacy_site.py refresh USER  a new simplejwt refresh token for USER (a login in Django)
 """
 
 import json
@@ -97,5 +98,7 @@ if __name__ == "__main__":
         call_command("dumpdata", "auth.group", "auth.user", "token_blacklist", output=sys.argv[2], verbosity=0)
     elif command == "meanwhile":
         meanwhile()
+    elif command == "refresh":
+        print(RefreshToken.for_user(User.objects.get(username=sys.argv[2])))
     else:
         sys.exit(f"unknown command {command}")

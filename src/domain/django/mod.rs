@@ -144,7 +144,8 @@ pub struct ImportCounts {
     /// Imported before and gone from Django since: left as they are here (the operator decides).
     pub users_gone_from_django: u64,
     pub groups_created: u64,
-    /// Outstanding tokens that became sessions here, live or (when blacklisted in Django) revoked.
+    /// Outstanding tokens that became sessions here, live or revoked (blacklisted in Django, or
+    /// issued before the user's sessions were last ended here).
     pub sessions_created: u64,
     /// Sessions carried over before and blacklisted in Django since: revoked here now.
     pub sessions_blacklisted: u64,
