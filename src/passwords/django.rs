@@ -18,8 +18,9 @@
 //!
 //! A stored hash sets its own cost, so each is bounded before any work, well above Django's
 //! defaults (in brackets); beyond a ceiling the hash never matches: PBKDF2 at most 10,000,000
-//! iterations (1,000,000), bcrypt cost at most 16 (12), scrypt memory (128·N·r) at most 256 MiB
-//! (16 MiB) and its work (memory × p) at most 1 GiB (80 MiB), argon2 as `phc` says.
+//! iterations (1,000,000), bcrypt cost at most 16 (12), scrypt memory (128·r·(N + p), its blocks
+//! and its lanes) at most 256 MiB (16 MiB) and its work (128·N·r × p) at most 1 GiB (80 MiB),
+//! argon2 as `phc` says.
 //! Unsalted MD5 and SHA-1, `sha1` and `crypt`, which Django 5.2 no longer enables, are unknown.
 
 use std::num::NonZeroU32;
@@ -202,11 +203,13 @@ fn scrypt(rest: &str) -> Result<DjangoHash<'_>, UnsupportedHash> {
         (Some(n), Some(r), Some(p)) if n > 1 && n.is_power_of_two() && r > 0 && p > 0 => (n, r, p),
         _ => return Err(malformed("with malformed parameters")),
     };
-    let memory = 128 * u128::from(n) * u128::from(r);
+    // What scrypt allocates (as OpenSSL counts it for its `maxmem`): 128·r bytes for each of
+    // N blocks and of p lanes. A small N with a large r and p would take its memory in the lanes.
+    let memory = 128 * u128::from(r) * (u128::from(n) + u128::from(p));
     if memory > SCRYPT_MAX_MEMORY {
         return Err(UnsupportedHash::AboveCeiling { hasher: HASHER, what: "memory", ceiling: "256 MiB" });
     }
-    if memory * u128::from(p) > SCRYPT_MAX_WORK {
+    if 128 * u128::from(n) * u128::from(r) * u128::from(p) > SCRYPT_MAX_WORK {
         return Err(UnsupportedHash::AboveCeiling { hasher: HASHER, what: "memory × parallelism", ceiling: "1 GiB" });
     }
     // OpenSSL, which Django's hashlib.scrypt calls, also wants N < 2^(16·r).

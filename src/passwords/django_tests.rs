@@ -174,11 +174,13 @@ fn costs_beyond_the_ceilings_are_refused_before_any_work() {
     assert_eq!(refusal(&bcrypt("31")), "bcrypt cost above the 16 ceiling");
     let scrypt_hash = "5zsXq3MtXxm/oRPkuqaP3Ac8/dL9jlbeOU2pD9/8XNzBzD73ZRFnrYL5avIqe8VfNfGDRrpJSVXRtI/dpwTt+g==";
     let scrypt = |n: u64, r: u64, p: u64| refusal(&format!("scrypt${n}$seasalt${r}${p}${scrypt_hash}"));
-    assert_eq!(scrypt(1 << 18, 8, 4), "accepted");
+    assert_eq!(scrypt(1 << 17, 8, 4), "accepted");
     assert_eq!(scrypt(1 << 19, 8, 1), "scrypt memory above the 256 MiB ceiling");
     assert_eq!(scrypt(2, 1 << 21, 1), "scrypt memory above the 256 MiB ceiling");
-    assert_eq!(scrypt(1 << 18, 8, 5), "scrypt memory × parallelism above the 1 GiB ceiling");
-    assert_eq!(scrypt(1 << 14, 8, 4_000_000_000), "scrypt memory × parallelism above the 1 GiB ceiling");
+    // A small N with a large r and p takes its memory in the p lanes (128·r each), not in N.
+    assert_eq!(scrypt(2, 1 << 20, 4), "scrypt memory above the 256 MiB ceiling");
+    assert_eq!(scrypt(1 << 17, 8, 9), "scrypt memory × parallelism above the 1 GiB ceiling");
+    assert_eq!(scrypt(1 << 14, 8, 4_000_000_000), "scrypt memory above the 256 MiB ceiling");
     assert_eq!(scrypt(1 << 62, 1 << 40, 1), "scrypt memory above the 256 MiB ceiling");
     let argon2 = |params: &str| {
         refusal(&format!(
