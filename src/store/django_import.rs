@@ -43,7 +43,8 @@ impl Store {
                 // waits, then finds everything there.
                 sqlx::query("SELECT pg_advisory_xact_lock(7212)").execute(&mut *tx).await?;
                 let counts = postgres::import(&mut tx, snapshot, run).await?;
-                if matches!(counts, Ok(c) if c.users_created > 0) {
+                // A sequence is not rolled back with the transaction: a dry run leaves it alone.
+                if !run.dry_run && matches!(counts, Ok(c) if c.users_created > 0) {
                     advance_user_ids(&mut tx).await?;
                 }
                 finish(tx, counts, run.dry_run).await

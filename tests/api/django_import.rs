@@ -22,6 +22,7 @@ db_test!(
     an_id_held_by_a_user_of_tokensmith_is_refused,
     a_carried_over_refresh_token_refreshes_once_when_raced,
     two_imports_at_once_create_each_user_once,
+    a_dry_run_leaves_the_ids_of_users_made_later_alone,
 );
 
 /// Django's `SECRET_KEY`, which simplejwt signs with: tokensmith's `JWT_SECRET` after the move.
@@ -335,4 +336,15 @@ async fn two_imports_at_once_create_each_user_once(backend: Backend) {
     let unchanged: usize = lines.iter().filter(|l| l.contains("0 created, 0 updated, 10 unchanged")).count();
     assert_eq!((created, unchanged), (1, 1), "{lines:?}");
     assert_eq!(Value::from(app.users()).as_array().unwrap().len(), 10);
+}
+
+/// A dry run writes nothing, PostgreSQL's id sequence included: the next user made here gets
+/// the id it would have had without it.
+async fn a_dry_run_leaves_the_ids_of_users_made_later_alone(backend: Backend) {
+    let site = LegacySite::new(backend).await;
+    site.setup().await;
+    let app = tokensmith(backend).await;
+    import(&app, &["--database", &site.url(), "--dry-run"]);
+    app.create_user("first-here", "a password");
+    assert_eq!(users_json(&app)[0]["id"], 1, "{}", users_json(&app));
 }
