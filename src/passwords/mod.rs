@@ -121,18 +121,21 @@ impl<'a> StoredHash<'a> {
 
 /// Checks `password` against `stored` in `memory`, as the hashing threads do it, as its format
 /// says. Whatever cannot match (no hash, an unusable or unsupported one) costs a check against
-/// the dummy hash instead.
+/// the dummy hash instead; a wrong password against a hash of another format or parameters
+/// costs one too, so that a hash cheaper than tokensmith's own (salted MD5, the PBKDF2 of old
+/// Django versions) does not answer faster than an unknown username does.
 pub fn verify_with_memory(password: &[u8], stored: Option<&str>, memory: &mut Vec<Block>) -> Verdict {
     let hash = match stored.map(StoredHash::parse) {
         Some(Ok(Some(hash))) => hash,
         _ => {
-            if let Ok(dummy) = Argon2Hash::parse(DUMMY_HASH, "argon2") {
-                dummy.verify(password, memory);
-            }
+            check_dummy(password, memory);
             return Verdict::Mismatch;
         }
     };
     if !hash.verify(password, memory) {
+        if hash.outdated().is_some() {
+            check_dummy(password, memory);
+        }
         return Verdict::Mismatch;
     }
     let Some(from) = hash.outdated() else { return Verdict::Matched };
@@ -140,6 +143,13 @@ pub fn verify_with_memory(password: &[u8], stored: Option<&str>, memory: &mut Ve
         Ok(rehash) => Verdict::MatchedOutdated { rehash, from },
         // The password is right all the same: the hash is upgraded at a later login.
         Err(_) => Verdict::Matched,
+    }
+}
+
+/// What a wrong password against a hash tokensmith makes now costs.
+fn check_dummy(password: &[u8], memory: &mut Vec<Block>) {
+    if let Ok(dummy) = Argon2Hash::parse(DUMMY_HASH, "argon2") {
+        dummy.verify(password, memory);
     }
 }
 
@@ -261,6 +271,21 @@ mod tests {
         for unusable in ["", "!", "!abcdef", "not a hash"] {
             assert_eq!(verify_with_memory(b"", Some(unusable), &mut memory), Verdict::Mismatch, "{unusable:?}");
             assert_eq!(verify_with_memory(unusable.as_bytes(), Some(unusable), &mut memory), Verdict::Mismatch);
+        }
+    }
+
+    /// Salted MD5, or PBKDF2 at the iterations of old Django versions, takes far less than
+    /// tokensmith's argon2id: a wrong password against one does the dummy hash's work too (its
+    /// working memory is used), so it takes no less than an unknown username does.
+    #[test]
+    fn a_wrong_password_against_a_cheaper_hash_costs_what_an_unknown_user_costs() {
+        for cheap in [
+            "md5$seasalt2024abcdefgh$684f470ce5580bb18626457290b9b092",
+            "pbkdf2_sha256$1000$seasalt$rm4xNGznWUi/NcYgguI9Fx1GzxmmnVaA8KPX69eUAvE=",
+        ] {
+            let mut memory = Vec::new();
+            assert_eq!(verify_with_memory(b"wrong", Some(cheap), &mut memory), Verdict::Mismatch);
+            assert_eq!(memory.len(), phc::params().block_count(), "{cheap}: the dummy hash was checked too");
         }
     }
 }
