@@ -174,19 +174,34 @@ impl Accounts {
         client: &str,
     ) -> Result<()> {
         let attempt = self.throttle.reserve(&user.username, client).await?;
-        if !self.passwords.verify(current, user.password_hash.as_deref()).await?.matched() {
+        if !self.passwords.verify(current.clone(), user.password_hash.as_deref()).await?.matched() {
             return Err(AccountError::WrongPassword);
         }
         self.throttle.succeeded(attempt, &user.username).await?;
         let hash = self.passwords.hash(new).await?;
         // Only over the hash just checked: of two changes racing (a thief with the old password
-        // and the owner), the second finds the password changed and is refused.
-        if !self.store.replace_password_hash(user.id, user.password_hash.as_deref(), &hash).await? {
+        // and the owner), the second finds the password changed and is refused. A login that
+        // upgraded the hash meanwhile (an imported one, rehashed) changed no password.
+        if !self.store.replace_password_hash(user.id, user.password_hash.as_deref(), &hash).await?
+            && !self.replace_upgraded_hash(user.id, current, &hash).await?
+        {
             return Err(AccountError::WrongPassword);
         }
         let keep = self.store.family_of_access_token(access_jti).await?;
         self.end_sessions(user.id, keep.as_deref()).await?;
         self.audit(AuditKind::PasswordChanged, user, client).await
+    }
+
+    /// After a password change lost the hash it checked: replaces the hash stored now if
+    /// `current` matches it too (a login upgraded the same password), else `false`.
+    async fn replace_upgraded_hash(&self, user_id: i64, current: SecretString, hash: &str) -> Result<bool> {
+        let Some(stored) = self.store.user_by_id(user_id).await?.and_then(|u| u.password_hash) else {
+            return Ok(false);
+        };
+        if !self.passwords.verify(current, Some(&stored)).await?.matched() {
+            return Ok(false);
+        }
+        Ok(self.store.replace_password_hash(user_id, Some(&stored), hash).await?)
     }
 
     /// No login and no refresh from now on: every session of the user ends. Returns how many.

@@ -19,6 +19,7 @@ db_test!(
     concurrent_first_logins_of_an_imported_user_all_succeed,
     a_sliding_login_upgrades_the_hash_too,
     an_upgrade_ends_no_session,
+    a_password_change_racing_the_upgrade_of_its_current_password_succeeds,
 );
 
 /// One password and the hash Django made of it.
@@ -188,4 +189,32 @@ async fn an_upgrade_ends_no_session(backend: Backend) {
     let refreshed = app.post_json("/api/token/refresh/", json!({"refresh": earlier})).await;
     assert_eq!(refreshed.status, 200, "{}", refreshed.text);
     assert!(audit(&app).iter().all(|e| e["event"] != "password_changed" && e["event"] != "password_set"));
+}
+
+/// An imported user changes their password (the current one right) while their first logins on
+/// other devices upgrade its hash: the upgrade is the same password, not a change, so the change
+/// goes through rather than being refused as a wrong current password; then only the new
+/// password logs in.
+async fn a_password_change_racing_the_upgrade_of_its_current_password_succeeds(backend: Backend) {
+    let made = made_by_django(&["pbkdf2_sha256"]).await;
+    let django = &made[0];
+    let app = spawn_app_with(
+        backend,
+        &[("PASSWORD_HASH_CONCURRENCY", "2"), ("LOGIN_FAILURE_LIMIT", "1000"), ("LOGIN_ADDRESS_FAILURE_LIMIT", "1000")],
+    )
+    .await;
+    let (access, _) = app.alice().await;
+    let sql_hash = django.hash.replace('\'', "''");
+    app.db.execute(&format!("UPDATE users SET password_hash = '{sql_hash}' WHERE username = 'alice'")).await;
+    let body = json!({"current_password": django.password, "new_password": "a brand new passphrase"});
+    // The change's check goes first; the logins' upgrades land while it hashes the new password.
+    let change = app.post_bearer("/api/password/change/", &access, body);
+    let logins = futures::future::join_all((0..3).map(|_| login_reply(&app, "alice", &django.password)));
+    let (change, logins) = tokio::join!(change, logins);
+    assert_eq!(change.status, 200, "{}", change.text);
+    assert!(logins.iter().all(|l| l.status == 200 || l.status == 401));
+    let upgrades = audit(&app).iter().filter(|e| e["detail"] == "password_upgraded from pbkdf2_sha256").count();
+    assert_eq!(upgrades, 1, "a login upgraded the hash meanwhile");
+    app.login("alice", "a brand new passphrase").await;
+    assert_401(&login_reply(&app, "alice", &django.password).await, NO_ACTIVE_ACCOUNT);
 }
