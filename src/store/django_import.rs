@@ -291,9 +291,11 @@ macro_rules! importer {
                 Ok(())
             }
 
-            /// Keeps Django's record as imported now: the next import compares with it.
+            /// Keeps Django's record as imported now, its password only as a fingerprint: the
+            /// next import compares with it.
             async fn remember(conn: &mut Conn, user: &DjangoUser, now: i64) -> Result<()> {
-                let record = serde_json::to_string(user).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+                let record =
+                    serde_json::to_string(&user.remembered()).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
                 sqlx::query(
                     "INSERT INTO django_imported_users (user_id, record, imported_at) VALUES ($1, $2, $3) \
                      ON CONFLICT (user_id) DO UPDATE SET record = excluded.record, imported_at = excluded.imported_at",

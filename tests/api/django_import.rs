@@ -23,6 +23,7 @@ db_test!(
     a_carried_over_refresh_token_refreshes_once_when_raced,
     two_imports_at_once_create_each_user_once,
     a_dry_run_leaves_the_ids_of_users_made_later_alone,
+    no_copy_of_a_django_hash_outlives_its_upgrade,
 );
 
 /// Django's `SECRET_KEY`, which simplejwt signs with: tokensmith's `JWT_SECRET` after the move.
@@ -347,4 +348,31 @@ async fn a_dry_run_leaves_the_ids_of_users_made_later_alone(backend: Backend) {
     import(&app, &["--database", &site.url(), "--dry-run"]);
     app.create_user("first-here", "a password");
     assert_eq!(users_json(&app)[0]["id"], 1, "{}", users_json(&app));
+}
+
+/// Once a user has logged in, Django's hash of their password (salted MD5, say) is replaced by
+/// argon2id, and tokensmith keeps no other copy of it: what the next import compares with
+/// tells a changed password without holding the hash.
+async fn no_copy_of_a_django_hash_outlives_its_upgrade(backend: Backend) {
+    let site = LegacySite::new(backend).await;
+    let made = site.setup().await;
+    let app = tokensmith(backend).await;
+    import(&app, &["--database", &site.url()]);
+    let mut django_hashes = Vec::new();
+    for user in made["users"].as_array().unwrap() {
+        let (username, password) = (user["username"].as_str().unwrap(), user["password"].as_str().unwrap());
+        django_hashes.push(stored_hash(&app, username).await.unwrap());
+        app.login(username, password).await;
+    }
+    let kept = app
+        .db
+        .strings("SELECT COALESCE(password_hash, '') FROM users UNION ALL SELECT record FROM django_imported_users")
+        .await;
+    for hash in &django_hashes {
+        // The hash's last part: its digest, whatever surrounds it.
+        let digest = hash.rsplit('$').next().unwrap();
+        assert!(kept.iter().all(|text| !text.contains(digest)), "{hash} is still kept");
+    }
+    let again = import(&app, &["--database", &site.url()]);
+    assert!(again.contains("0 created, 0 updated, 10 unchanged"), "{again}");
 }

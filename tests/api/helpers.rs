@@ -106,6 +106,18 @@ impl TestDb {
         }
     }
 
+    /// The first column of every row `sql` selects, as text.
+    pub async fn strings(&self, sql: &str) -> Vec<String> {
+        use sqlx::Connection;
+        if self.url.starts_with("sqlite:") {
+            let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+            sqlx::query_scalar(sql).fetch_all(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+        } else {
+            let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+            sqlx::query_scalar(sql).fetch_all(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+        }
+    }
+
     /// A scratch directory that lives as long as the database.
     pub fn dir(&self) -> &Path {
         self.dir.path()

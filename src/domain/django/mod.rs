@@ -45,6 +45,22 @@ impl DjangoUser {
     pub fn password_hash(&self) -> Option<&str> {
         Some(self.password.as_str()).filter(|p| !p.is_empty() && !p.starts_with('!'))
     }
+
+    /// The record as kept for the next import to compare with: the password field only as a
+    /// SHA-256 fingerprint, which tells whether it changed in Django but is no hash of the
+    /// password. A kept copy of Django's hash (salted MD5, say) would outlive its upgrade to
+    /// argon2id at the first login, and undo that upgrade for anyone who reads the database.
+    pub fn remembered(&self) -> DjangoUser {
+        DjangoUser { password: password_fingerprint(&self.password), ..self.clone() }
+    }
+}
+
+/// `sha256:` and the hex SHA-256 of Django's password field. Django's hashes carry a random salt
+/// of their own, so the fingerprint cannot be computed from a guessed password.
+fn password_fingerprint(password: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(password.as_bytes());
+    format!("sha256:{}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
 /// What kind of simplejwt token an outstanding record is: a refresh token, or a sliding token
@@ -116,7 +132,7 @@ impl DjangoUser {
             is_superuser: changed(&self.is_superuser, &previous.is_superuser).copied(),
             date_joined: changed(&self.date_joined, &previous.date_joined).copied(),
             last_login: self.last_login.filter(|new| previous.last_login.is_none_or(|old| *new > old)),
-            password_hash: (self.password != previous.password).then(|| self.password_hash()),
+            password_hash: password_changed(&self.password, &previous.password).then(|| self.password_hash()),
             groups_joined: difference(&self.groups, &previous.groups),
             groups_left: difference(&previous.groups, &self.groups),
         };
@@ -173,6 +189,12 @@ impl fmt::Display for ImportCounts {
             self.tokens_skipped,
         )
     }
+}
+
+/// Whether Django's password field `now` differs from the one last imported, `kept` as
+/// `DjangoUser::remembered` keeps it (or as it is, in a record kept before fingerprints).
+fn password_changed(now: &str, kept: &str) -> bool {
+    now != kept && password_fingerprint(now) != kept
 }
 
 /// The names in `a` that are not in `b`.
@@ -241,6 +263,16 @@ mod tests {
         assert_eq!(now.update_since(&alice()), None);
         now.last_login = Some(1_800_000_000);
         assert_eq!(now.update_since(&alice()).unwrap().last_login, Some(1_800_000_000));
+    }
+
+    #[test]
+    fn the_remembered_record_holds_no_hash_and_still_tells_a_password_change() {
+        let kept = alice().remembered();
+        assert!(!kept.password.contains("hash") && kept.password.starts_with("sha256:"), "{}", kept.password);
+        assert_eq!(alice().update_since(&kept), None);
+        let mut now = alice();
+        now.password = "pbkdf2_sha256$1000000$salt$other".into();
+        assert_eq!(now.update_since(&kept).unwrap().password_hash, Some(Some("pbkdf2_sha256$1000000$salt$other")));
     }
 
     #[test]
