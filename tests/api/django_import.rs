@@ -347,7 +347,7 @@ async fn a_dry_run_leaves_the_ids_of_users_made_later_alone(backend: Backend) {
     let app = tokensmith(backend).await;
     import(&app, &["--database", &site.url(), "--dry-run"]);
     app.create_user("first-here", "a password");
-    assert_eq!(users_json(&app)[0]["id"], 1, "{}", users_json(&app));
+    assert_eq!(app.users()[0]["id"], 1, "{:?}", app.users());
 }
 
 /// Once a user has logged in, Django's hash of their password (salted MD5, say) is replaced by
