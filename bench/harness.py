@@ -77,7 +77,8 @@ class Server:
                 db.execute(statement)
             db.close()
         else:
-            out = subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", url, "-c", statement],
+            # On stdin: a statement may be longer than one command-line argument may be.
+            out = subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", url, "-f", "-"], input=statement,
                                  capture_output=True, text=True)
             if out.returncode != 0:
                 sys.exit(f"bench: psql failed: {out.stderr.strip()}")

@@ -10,7 +10,7 @@
 //!
 //! The primitives are well-kept crates, not code of ours: PBKDF2 is aws-lc-rs's (already the
 //! crypto provider; its `pbkdf2::verify` compares in constant time, and it is C with assembly
-//! SHA-2, as fast as the OpenSSL Django calls); bcrypt is the `bcrypt` crate, the one pyca/bcrypt
+//! SHA-2, like the OpenSSL Django's hashlib calls); bcrypt is the `bcrypt` crate, the one pyca/bcrypt
 //! (which Django calls) is built on, so salt, cost and version prefixes (`2a`, `2b`, `2x`, `2y`)
 //! are handled by the same code; scrypt and MD5 are RustCrypto's `scrypt` and `md-5`; argon2 is
 //! read as libargon2 reads it (`phc`). As with pyca/bcrypt 5 (Django 5.2's), a password longer
@@ -20,7 +20,8 @@
 //! defaults (in brackets); beyond a ceiling the hash never matches: PBKDF2 at most 10,000,000
 //! iterations (1,000,000), bcrypt cost at most 16 (12), scrypt memory (128·r·(N + p), its blocks
 //! and its lanes) at most 256 MiB (16 MiB) and its work (128·N·r × p) at most 1 GiB (80 MiB),
-//! argon2 as `phc` says.
+//! argon2 as `phc` says. (Stock Django cannot even check a scrypt hash above 32 MiB, OpenSSL's
+//! default `maxmem`; the ceiling leaves room for sites that raised it.)
 //! Unsalted MD5 and SHA-1, `sha1` and `crypt`, which Django 5.2 no longer enables, are unknown.
 
 use std::num::NonZeroU32;
@@ -65,9 +66,11 @@ pub(super) enum DjangoHash<'a> {
         hash: Vec<u8>,
     },
     Argon2(Argon2Hash),
-    /// `data` is bcrypt's own string (`$2b$12$…`), which Django stores after `bcrypt$`.
+    /// `data` is bcrypt's own string (`$2b$12$…`), which Django stores after `bcrypt$`;
+    /// `bcrypt_sha256` hashes the password's SHA-256 (so every byte of it counts).
     Bcrypt {
         hasher: &'static str,
+        sha256: bool,
         version: bcrypt::Version,
         cost: u32,
         salt: [u8; 16],
@@ -93,8 +96,8 @@ impl<'a> DjangoHash<'a> {
             "pbkdf2_sha1" => pbkdf2("pbkdf2_sha1", pbkdf2::PBKDF2_HMAC_SHA1, 20, rest),
             // Django hands libargon2 `$` and what follows its `argon2`.
             "argon2" => Ok(Self::Argon2(Argon2Hash::parse(&stored[hasher.len()..], "argon2")?)),
-            "bcrypt_sha256" => bcrypt("bcrypt_sha256", rest),
-            "bcrypt" => bcrypt("bcrypt", rest),
+            "bcrypt_sha256" => bcrypt("bcrypt_sha256", true, rest),
+            "bcrypt" => bcrypt("bcrypt", false, rest),
             "scrypt" => scrypt(rest),
             "md5" => md5(rest),
             name if is_hasher_name(name) => Err(UnsupportedHash::UnknownHasher(name.to_owned())),
@@ -119,10 +122,10 @@ impl<'a> DjangoHash<'a> {
                 pbkdf2::verify(*prf, *iterations, salt.as_bytes(), password, hash).is_ok()
             }
             Self::Argon2(hash) => hash.verify(password, memory),
-            Self::Bcrypt { hasher, version, cost, salt, data } => {
-                // bcrypt_sha256 hashes the SHA-256 of the password, in lowercase hex.
+            Self::Bcrypt { sha256, version, cost, salt, data, .. } => {
+                // Django hands bcrypt the SHA-256 in lowercase hex.
                 let prehashed;
-                let password = if *hasher == "bcrypt_sha256" {
+                let password = if *sha256 {
                     prehashed = hex(digest::digest(&digest::SHA256, password).as_ref());
                     prehashed.as_bytes()
                 } else if password.len() > BCRYPT_MAX_PASSWORD {
@@ -166,7 +169,7 @@ fn pbkdf2<'a>(
 }
 
 /// bcrypt's `$2b$12$` + 22 characters of salt + 31 of hash, after Django's `bcrypt$`.
-fn bcrypt<'a>(hasher: &'static str, data: &'a str) -> Result<DjangoHash<'a>, UnsupportedHash> {
+fn bcrypt<'a>(hasher: &'static str, sha256: bool, data: &'a str) -> Result<DjangoHash<'a>, UnsupportedHash> {
     let malformed = |why| UnsupportedHash::Invalid { hasher, why };
     let shape =
         data.len() == 60 && data.is_ascii() && data.char_indices().all(|(i, c)| (c == '$') == [0, 3, 6].contains(&i));
@@ -191,7 +194,7 @@ fn bcrypt<'a>(hasher: &'static str, data: &'a str) -> Result<DjangoHash<'a>, Uns
     let salt = decoded(hasher, &BCRYPT_BASE64, &data[7..29], 16).map_err(|_| malformed("with a malformed salt"))?;
     decoded(hasher, &BCRYPT_BASE64, &data[29..], 23)?;
     let salt = salt.try_into().map_err(|_| malformed("with a malformed salt"))?;
-    Ok(DjangoHash::Bcrypt { hasher, version, cost: cost as u32, salt, data })
+    Ok(DjangoHash::Bcrypt { hasher, sha256, version, cost: cost as u32, salt, data })
 }
 
 /// `N$salt$r$p$hash`, the hash in padded standard base64.
