@@ -23,6 +23,24 @@ fn per_op<F: FnMut()>(iterations: u32, mut op: F) -> f64 {
     started.elapsed().as_secs_f64() / f64::from(iterations)
 }
 
+/// Operations per second with every core doing `op` `per_thread` times at once, as under a login
+/// flood: cores share caches and memory bandwidth, so each takes longer than alone.
+fn all_cores_rate(per_thread: u32, op: impl Fn(&mut Vec<argon2::Block>) + Sync) -> f64 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..cores {
+            scope.spawn(|| {
+                let mut memory = Vec::new();
+                for _ in 0..per_thread {
+                    op(&mut memory);
+                }
+            });
+        }
+    });
+    (cores as f64 * f64::from(per_thread)) / started.elapsed().as_secs_f64()
+}
+
 fn main() {
     tokensmith::install_crypto_provider();
     // As the server's hashing threads do it: the 19 MiB of working memory reused.
@@ -33,20 +51,9 @@ fn main() {
 
     // Every core hashing at once, as under a login flood: cores share caches and memory
     // bandwidth, so each hash takes longer than alone.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let per_thread = 20;
-    let started = Instant::now();
-    std::thread::scope(|scope| {
-        for _ in 0..cores {
-            scope.spawn(|| {
-                let mut memory = Vec::new();
-                for _ in 0..per_thread {
-                    tokensmith::passwords::hash_with_memory(b"benchmark password", &mut memory).unwrap();
-                }
-            });
-        }
+    let parallel_rate = all_cores_rate(20, |memory| {
+        tokensmith::passwords::hash_with_memory(b"benchmark password", memory).unwrap();
     });
-    let parallel_rate = (cores * per_thread) as f64 / started.elapsed().as_secs_f64();
 
     // `make_password("lètmein 🔑", salt, hasher)` by Django 5.2.19 at its default costs.
     let django = [
@@ -77,19 +84,9 @@ fn main() {
     }
 
     // Every core checking Django's default hash at once, as under a flood of imported users' logins.
-    let per_thread = 4;
-    let started = Instant::now();
-    std::thread::scope(|scope| {
-        for _ in 0..cores {
-            scope.spawn(|| {
-                let mut memory = Vec::new();
-                for _ in 0..per_thread {
-                    verify_with_memory(b"wrong", Some(django[0].1), &mut memory);
-                }
-            });
-        }
+    let pbkdf2_parallel_rate = all_cores_rate(4, |memory| {
+        verify_with_memory(b"wrong", Some(django[0].1), memory);
     });
-    let pbkdf2_parallel_rate = (cores * per_thread) as f64 / started.elapsed().as_secs_f64();
 
     let claims = json!({"token_type": "access", "exp": 4_000_000_000u64, "iat": 1, "jti": "0123456789abcdef0123456789abcdef", "user_id": "1"});
     let pem = generate_pem(JwtAlgorithm::Es256).unwrap();
