@@ -9,15 +9,13 @@ use serde_json::{Value, json};
 use crate::{
     db_test,
     django_import::{LegacySite, import, tokensmith_with},
-    helpers::{Backend, TOKEN_BLACKLISTED, assert_401, now},
+    helpers::{Backend, TOKEN_BLACKLISTED, TOKEN_EXPIRED, assert_401, now},
 };
 
 db_test!(
     a_carried_over_session_ends_session_max_lifetime_after_django_issued_it,
     importing_again_never_revives_a_session_ended_here,
 );
-
-const TOKEN_EXPIRED: &str = r#"{"detail":"Token is expired","code":"token_not_valid"}"#;
 
 /// The dump with the outstanding record of `jti` issued `ago` seconds before now.
 fn issued_ago(dump: &std::path::Path, jti: &str, ago: i64) -> std::path::PathBuf {
