@@ -9,6 +9,9 @@ pub mod username;
 
 use serde::Serialize;
 
+/// Django's `EmailField` bound, and RFC 5321's on a forward path.
+pub const EMAIL_MAX_CHARS: usize = 254;
+
 pub use audit::{AuditEvent, AuditKind};
 pub use claims::{CustomClaims, GroupName, InvalidClaims, InvalidGroupName, MAX_GROUPS_PER_USER};
 pub use username::{InvalidUsername, Username};

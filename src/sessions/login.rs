@@ -9,13 +9,10 @@ use secrecy::SecretString;
 use super::{AuthError, IssueError, Result, Sessions, TokenPair};
 use crate::{
     config::UsernameField,
-    domain::{AuditEvent, AuditKind, User, username},
+    domain::{AuditEvent, AuditKind, EMAIL_MAX_CHARS, User, username},
     passwords::Verdict,
     store::SessionOrigin,
 };
-
-/// Django's `EmailField` bound, and RFC 5321's on a forward path.
-const EMAIL_MAX_CHARS: usize = 254;
 
 /// A login whose password matched: the user as read for the check and, when the stored hash was
 /// outdated, the hash that replaces it. The password stays (secret) for the one recheck that a

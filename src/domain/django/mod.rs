@@ -15,7 +15,7 @@ pub use records::{
 };
 
 /// Django's `max_length`s (auth.User, auth.Group, OutstandingToken.jti): longer is malformed.
-pub const EMAIL_MAX_CHARS: usize = 254;
+/// (An email's is `domain::EMAIL_MAX_CHARS`.)
 pub const NAME_MAX_CHARS: usize = 150;
 pub const PASSWORD_MAX_CHARS: usize = 128;
 pub const JTI_MAX_CHARS: usize = 255;
