@@ -18,15 +18,14 @@ macro_rules! user_steps {
                 now: i64,
                 counts: &mut ImportCounts,
             ) -> Outcome<()> {
-                let previous: Option<String> =
-                    sqlx::query_scalar("SELECT record FROM django_imported_users WHERE user_id = $1")
-                        .bind(user.id)
-                        .fetch_optional(&mut *conn)
-                        .await?;
-                let here: Option<String> = sqlx::query_scalar("SELECT username FROM users WHERE id = $1")
-                    .bind(user.id)
-                    .fetch_optional(&mut *conn)
-                    .await?;
+                // The record as last imported, and who holds the id here, in one round trip.
+                let (previous, here): (Option<String>, Option<String>) = sqlx::query_as(
+                    "SELECT d.record, u.username FROM (SELECT CAST($1 AS BIGINT) AS id) k \
+                     LEFT JOIN django_imported_users d ON d.user_id = k.id LEFT JOIN users u ON u.id = k.id",
+                )
+                .bind(user.id)
+                .fetch_one(&mut *conn)
+                .await?;
                 let refused = |problem: String| Ok(Err(RecordError::new("auth.user", user.id, problem)));
                 match (previous, here) {
                     (None, Some(holder)) => {
@@ -61,19 +60,29 @@ macro_rules! user_steps {
                             return refused(problem);
                         }
                         update_user(conn, user.id, &update, now).await?;
+                        // Groups joined in Django beside those joined here may be too many (a new
+                        // user's are Django's alone, checked with the records).
+                        if !update.groups_joined.is_empty()
+                            && let Some(refused) = too_many_groups(conn, user.id).await?
+                        {
+                            return Ok(Err(refused));
+                        }
                         counts.users_updated += 1;
                     }
                 }
-                let groups: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM user_groups WHERE user_id = $1")
-                    .bind(user.id)
-                    .fetch_one(&mut *conn)
-                    .await?;
-                if groups > MAX_GROUPS_PER_USER {
-                    let problem = format!("would belong to {groups} groups, above the {MAX_GROUPS_PER_USER} allowed");
-                    return Ok(Err(RecordError::new("auth.user", user.id, problem).field("groups")));
-                }
                 remember(conn, user, now).await?;
                 Ok(Ok(()))
+            }
+
+            async fn too_many_groups(conn: &mut Conn, id: i64) -> Result<Option<RecordError>> {
+                let groups: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM user_groups WHERE user_id = $1")
+                    .bind(id)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                Ok((groups > MAX_GROUPS_PER_USER).then(|| {
+                    let problem = format!("would belong to {groups} groups, above the {MAX_GROUPS_PER_USER} allowed");
+                    RecordError::new("auth.user", id, problem).field("groups")
+                }))
             }
 
             /// Users imported before, still here, whom Django no longer has.
