@@ -161,6 +161,8 @@ impl Exchange {
         let event = AuditEvent::new(AuditKind::ExchangeOk { provider }).user(&user).client(client);
         let session_id = Some(identity.session_id.as_str()).filter(|sid| !sid.is_empty());
         let origin = SessionOrigin {
+            provider,
+            client_addr: Some(client),
             exchanged: true,
             external_session_id: session_id,
             organization: identity.organization.as_ref(),

@@ -1,14 +1,14 @@
 //! Groups and custom claims: what a user's access tokens say besides the user record. Every
 //! change is audited, naming the actor, as the other account chores are.
 
-use super::{AccountError, Accounts, Result};
+use super::{AccountError, Accounts, Actor, Result};
 use crate::{
     domain::{AuditKind, CustomClaims, GroupName, MAX_GROUPS_PER_USER, User},
     store::{GroupJoin, GroupSummary},
 };
 
 impl Accounts {
-    pub async fn create_group(&self, name: &str, actor: &str) -> Result<i64> {
+    pub async fn create_group(&self, name: &str, actor: Actor<'_>) -> Result<i64> {
         let name = GroupName::parse(name)?;
         let id =
             self.store.create_group(name.as_str()).await?.ok_or_else(|| AccountError::GroupTaken(name.to_string()))?;
@@ -27,7 +27,7 @@ impl Accounts {
     }
 
     /// Returns whether the user was not in the group yet.
-    pub async fn add_to_group(&self, user: &User, group: &str, actor: &str) -> Result<bool> {
+    pub async fn add_to_group(&self, user: &User, group: &str, actor: Actor<'_>) -> Result<bool> {
         let id = self.group_id(group).await?;
         let added = match self.store.add_user_to_group(user.id, id, MAX_GROUPS_PER_USER).await? {
             GroupJoin::Joined => true,
@@ -42,7 +42,7 @@ impl Accounts {
     }
 
     /// Returns whether the user was in the group.
-    pub async fn remove_from_group(&self, user: &User, group: &str, actor: &str) -> Result<bool> {
+    pub async fn remove_from_group(&self, user: &User, group: &str, actor: Actor<'_>) -> Result<bool> {
         let id = self.group_id(group).await?;
         let removed = self.store.remove_user_from_group(user.id, id).await?;
         if removed {
@@ -54,7 +54,7 @@ impl Accounts {
 
     /// Replaces the user's custom claims with the JSON object `json`. Names tokensmith writes
     /// itself (`exp`, `sub`, the `USER_ID_CLAIM`, …) are refused.
-    pub async fn set_claims(&self, user: &User, json: &str, actor: &str) -> Result<CustomClaims> {
+    pub async fn set_claims(&self, user: &User, json: &str, actor: Actor<'_>) -> Result<CustomClaims> {
         let claims = CustomClaims::parse(json, |name| self.settings.tokens.is_reserved_claim(name))?;
         if !self.store.set_custom_claims(user.id, &claims.to_json()).await? {
             return Err(AccountError::NoSuchUser(user.username.clone()));

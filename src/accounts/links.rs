@@ -5,7 +5,7 @@
 //! moves by itself, and a local user already linked to someone else is never handed to another.
 //! Linking ends no session and touches no password; unlinking takes every say from the provider.
 
-use super::{AccountError, Accounts, Result, no_such};
+use super::{AccountError, Accounts, Actor, Result, no_such};
 use crate::{
     clock::unix_now,
     domain::{AuditKind, ExternalProfile, User},
@@ -46,7 +46,7 @@ impl Accounts {
         match self.store.link_existing_user(provider, subject, user.id, unix_now()).await? {
             IdentityLink::Linked => {
                 let detail = format!("{provider} {subject}, by its external_id");
-                self.record(AuditKind::IdentityLinked, Some(&user), actor, &detail).await?;
+                self.record(AuditKind::IdentityLinked, Some(&user), Actor::client(actor), &detail).await?;
                 let (_, updated) = self.update_linked(provider, subject, &user, profile, may_sign_in, actor).await?;
                 // A newer view applied meanwhile leaves `updated` empty: the user is as it made it.
                 let now = match updated {
@@ -68,7 +68,7 @@ impl Accounts {
                     "the provider's user names a local user linked to another of its users: not linked"
                 );
                 let detail = format!("{provider} {subject} names this user by its external_id; linked to {other}");
-                self.record(AuditKind::IdentityLinkRefused, Some(&user), actor, &detail).await?;
+                self.record(AuditKind::IdentityLinkRefused, Some(&user), Actor::client(actor), &detail).await?;
                 Ok(NamedLink::Refused)
             }
             IdentityLink::NoSuchUser => Ok(NamedLink::NoSuchUser),
@@ -80,7 +80,7 @@ impl Accounts {
     pub async fn link(&self, user: &User, provider: &str, subject: &str, actor: &str) -> Result<bool> {
         match self.store.link_existing_user(provider, subject, user.id, unix_now()).await? {
             IdentityLink::Linked => {
-                self.record(AuditKind::IdentityLinked, Some(user), actor, &format!("{provider} {subject}")).await?;
+                self.record(AuditKind::IdentityLinked, Some(user), Actor::client(actor), &format!("{provider} {subject}")).await?;
                 Ok(true)
             }
             IdentityLink::SubjectLinked(id) if id == user.id => Ok(false),
@@ -105,7 +105,7 @@ impl Accounts {
             .await?
             .ok_or_else(|| AccountError::NotLinked(user.username.clone()))?;
         let detail = format!("{provider} {}; {} exchanged sessions ended", unlinked.subject, unlinked.sessions_ended);
-        self.record(AuditKind::IdentityUnlinked, Some(user), actor, &detail).await?;
+        self.record(AuditKind::IdentityUnlinked, Some(user), Actor::client(actor), &detail).await?;
         Ok(unlinked)
     }
 }

@@ -3,6 +3,7 @@
 //! deactivating. Whatever ends a user's right to a session ends its sessions here, and each
 //! operator action writes its audit event here.
 
+mod editing;
 mod external;
 mod groups;
 mod links;
@@ -10,12 +11,13 @@ mod links;
 use std::sync::Arc;
 
 use secrecy::SecretString;
+use serde_json::{Map, Value};
 
-pub use self::{external::Applied, links::NamedLink};
+pub use self::{editing::{AccountEdit, NAME_MAX_CHARS}, external::Applied, links::NamedLink};
 use crate::{
     clock::unix_now,
     config::{Config, TokenCustomisation, UsernameField},
-    domain::{AuditEvent, AuditKind, InvalidClaims, InvalidGroupName, InvalidUsername, User, Username},
+    domain::{AuditEvent, AuditKind, EMAIL_MAX_CHARS, InvalidClaims, InvalidGroupName, InvalidUsername, User, Username},
     passwords::{PasswordError, PasswordHasherPool},
     store::{NewUser, Store, StoreError, UserInsert},
     throttle::{LoginThrottle, ThrottleError},
@@ -34,6 +36,9 @@ pub enum AccountError {
     /// With `USERNAME_FIELD=email`, where emails name users.
     #[error("another user has the email {0:?}")]
     EmailTaken(String),
+    /// First and last names are at most `NAME_MAX_CHARS` characters (the field's name).
+    #[error("{0} is longer than {NAME_MAX_CHARS} characters")]
+    NameTooLong(&'static str),
     #[error(transparent)]
     InvalidGroupName(#[from] InvalidGroupName),
     #[error("a group named {0:?} already exists")]
@@ -62,6 +67,12 @@ pub enum AccountError {
     /// this takes a collision after several inserts lost their races).
     #[error("no free username for the external user")]
     NoFreeUsername,
+    /// Group names that name no group.
+    #[error("no group named {0:?}")]
+    UnknownGroup(String),
+    /// Several of an edit's fields were refused (each error names its field).
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Several(Vec<AccountError>),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -80,6 +91,43 @@ pub struct NewAccount<'a> {
     pub password: Option<SecretString>,
     pub is_staff: bool,
     pub is_superuser: bool,
+    /// `false`: created deactivated (by the operator, as `deactivate` does).
+    pub is_active: bool,
+    /// The names of the groups it joins.
+    pub groups: &'a [String],
+    /// Its custom claims.
+    pub claims: Option<&'a Map<String, Value>>,
+}
+
+/// Who acts on an account, as the audit trail names them: the client address (or `cli`), and
+/// the admin when one acts over the admin API.
+#[derive(Clone, Copy)]
+pub struct Actor<'a> {
+    client: &'a str,
+    admin: Option<&'a User>,
+}
+
+impl<'a> Actor<'a> {
+    /// An operator at the command line.
+    pub const CLI: Actor<'static> = Actor { client: "cli", admin: None };
+
+    /// A user on their own account, or a provider's event, from `client`.
+    pub fn client(client: &'a str) -> Self {
+        Self { client, admin: None }
+    }
+
+    /// A staff user over the admin API, from `client`.
+    pub fn admin(admin: &'a User, client: &'a str) -> Self {
+        Self { client, admin: Some(admin) }
+    }
+
+    fn event(self, kind: AuditKind) -> AuditEvent<'a> {
+        let event = AuditEvent::new(kind).client(self.client);
+        match self.admin {
+            Some(admin) => event.actor(admin),
+            None => event,
+        }
+    }
 }
 
 fn no_such(user: &User) -> AccountError {
@@ -90,10 +138,16 @@ fn no_such(user: &User) -> AccountError {
 /// given) that is at least shaped like one.
 pub fn check_profile(username: &str, email: &str) -> Result<Username> {
     let username = Username::parse(username)?;
-    if !email.is_empty() && !email.contains('@') {
+    check_email(email)?;
+    Ok(username)
+}
+
+/// Empty, or at least shaped like an address, and within Django's `EmailField` bound.
+fn check_email(email: &str) -> Result<()> {
+    if !email.is_empty() && (!email.contains('@') || email.chars().count() > EMAIL_MAX_CHARS) {
         return Err(AccountError::InvalidEmail(email.to_owned()));
     }
-    Ok(username)
+    Ok(())
 }
 
 /// The settings account rules follow.
@@ -119,8 +173,10 @@ impl Accounts {
     }
 
     /// Creates a user; `actor` (a client address, or `cli`) is what the audit trail names.
-    pub async fn create(&self, new: NewAccount<'_>, actor: &str) -> Result<User> {
-        let username = check_profile(new.username, new.email)?;
+    pub async fn create(&self, new: NewAccount<'_>, actor: Actor<'_>) -> Result<User> {
+        let username = Username::parse(new.username).map_err(AccountError::from);
+        let checked = self.check_fields(&editing::Fields::of_new(&new)).await;
+        let (username, checked) = editing::together(username, checked)?;
         let password_hash = match new.password {
             Some(password) => Some(self.passwords.hash(password).await?),
             None => None,
@@ -133,6 +189,9 @@ impl Accounts {
             password_hash: password_hash.as_deref(),
             is_staff: new.is_staff,
             is_superuser: new.is_superuser,
+            disabled_locally: !new.is_active,
+            custom_claims: checked.claims_json.as_deref().unwrap_or("{}"),
+            group_ids: checked.group_ids.as_deref().unwrap_or_default(),
             created_at: unix_now(),
         };
         let unique_email = self.settings.tokens.username_field == UsernameField::Email && !new.email.is_empty();
@@ -154,7 +213,7 @@ impl Accounts {
     }
 
     /// An operator sets the password: every session of the user ends. Returns how many.
-    pub async fn set_password(&self, user: &User, password: SecretString, actor: &str) -> Result<u64> {
+    pub async fn set_password(&self, user: &User, password: SecretString, actor: Actor<'_>) -> Result<u64> {
         let hash = self.passwords.hash(password).await?;
         self.store.set_password_hash(user.id, &hash).await?;
         let ended = self.end_sessions(user.id, None).await?;
@@ -189,7 +248,7 @@ impl Accounts {
         }
         let keep = self.store.family_of_access_token(access_jti).await?;
         self.end_sessions(user.id, keep.as_deref()).await?;
-        self.audit(AuditKind::PasswordChanged, user, client).await
+        self.audit(AuditKind::PasswordChanged, user, Actor::client(client)).await
     }
 
     /// After a password change lost the hash it checked: replaces the hash stored now if
@@ -207,7 +266,7 @@ impl Accounts {
     /// No login and no refresh from now on: every session of the user ends. Returns how many.
     /// An operator's deactivation stands until an operator undoes it: no identity provider's
     /// event or sync reactivates the user.
-    pub async fn deactivate(&self, user: &User, actor: &str) -> Result<u64> {
+    pub async fn deactivate(&self, user: &User, actor: Actor<'_>) -> Result<u64> {
         self.store.set_disabled_locally(user.id, true).await?.ok_or_else(|| no_such(user))?;
         let ended = self.end_sessions(user.id, None).await?;
         self.audit(AuditKind::UserDeactivated, user, actor).await?;
@@ -216,7 +275,7 @@ impl Accounts {
 
     /// Undoes the operator's deactivation. Returns whether the user is active now: not while
     /// its identity provider refuses it (banned, locked or deleted there).
-    pub async fn activate(&self, user: &User, actor: &str) -> Result<bool> {
+    pub async fn activate(&self, user: &User, actor: Actor<'_>) -> Result<bool> {
         let active = self.store.set_disabled_locally(user.id, false).await?.ok_or_else(|| no_such(user))?;
         self.audit(AuditKind::UserActivated, user, actor).await?;
         Ok(active)
@@ -227,12 +286,12 @@ impl Accounts {
         Ok(self.store.revoke_user_sessions(user_id, keep, unix_now()).await?)
     }
 
-    async fn audit(&self, kind: AuditKind, user: &User, actor: &str) -> Result<()> {
+    async fn audit(&self, kind: AuditKind, user: &User, actor: Actor<'_>) -> Result<()> {
         self.record(kind, Some(user), actor, "").await
     }
 
-    async fn record(&self, kind: AuditKind, user: Option<&User>, actor: &str, detail: &str) -> Result<()> {
-        let mut event = AuditEvent::new(kind).client(actor).detail(detail);
+    async fn record(&self, kind: AuditKind, user: Option<&User>, actor: Actor<'_>, detail: &str) -> Result<()> {
+        let mut event = actor.event(kind).detail(detail);
         if let Some(user) = user {
             event = event.user(user);
         }

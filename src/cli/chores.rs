@@ -66,12 +66,14 @@ pub(super) async fn audit_tail(store: &Store, n: i64, json: bool) -> Result<(), 
             // Usernames (a failed login's is whatever the client sent) and details are
             // untrusted: escaped, so they can neither forge a line nor drive the terminal.
             let who = event.username.as_deref().map(escaped).or(event.user_id.map(|id| id.to_string()));
+            let by = event.actor_username.as_deref().map(|name| format!("\tby={}", escaped(name)));
             println!(
-                "{}\t{}\tuser={}\taddr={}\t{}",
+                "{}\t{}\tuser={}\taddr={}{}\t{}",
                 rfc3339(event.occurred_at),
                 escaped(&event.event),
                 who.unwrap_or_default(),
                 escaped(event.client_addr.as_deref().unwrap_or_default()),
+                by.unwrap_or_default(),
                 escaped(&event.detail)
             );
         }

@@ -4,7 +4,7 @@
 
 use anyhow::anyhow;
 
-use super::{ACTOR, ClerkCommand, CliError, users::refusal};
+use super::{ClerkCommand, CliError, users::refusal};
 use crate::{
     accounts::AccountError,
     config::Config,
@@ -25,7 +25,7 @@ pub(super) async fn run(command: ClerkCommand, config: &Config, store: &Store) -
             }
             let accounts = accounts()?;
             let user = accounts.by_username(&username).await.map_err(refusal)?;
-            if accounts.link(&user, clerk::PROVIDER, &clerk_user_id, ACTOR).await.map_err(link_refusal)? {
+            if accounts.link(&user, clerk::PROVIDER, &clerk_user_id, "cli").await.map_err(link_refusal)? {
                 println!("linked {username} (id {}) to Clerk user {clerk_user_id}", user.id);
             } else {
                 println!("{username} is already linked to Clerk user {clerk_user_id}");
@@ -34,7 +34,7 @@ pub(super) async fn run(command: ClerkCommand, config: &Config, store: &Store) -
         ClerkCommand::Unlink { username } => {
             let accounts = accounts()?;
             let user = accounts.by_username(&username).await.map_err(refusal)?;
-            let unlinked = accounts.unlink(&user, clerk::PROVIDER, ACTOR).await.map_err(link_refusal)?;
+            let unlinked = accounts.unlink(&user, clerk::PROVIDER, "cli").await.map_err(link_refusal)?;
             let reactivated = if unlinked.active && !unlinked.was_active { "; active again" } else { "" };
             println!(
                 "unlinked {username} from Clerk user {}; {} sessions exchanged from Clerk ended{reactivated}",

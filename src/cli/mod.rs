@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
-    accounts::Accounts,
+    accounts::{Accounts, Actor},
     config::Config,
     http::{self, Application},
     passwords::PasswordHasherPool,
@@ -168,7 +168,7 @@ pub enum AuditCommand {
 }
 
 /// What the audit trail names as the actor of an operator's command.
-const ACTOR: &str = "cli";
+const ACTOR: Actor<'static> = Actor::CLI;
 
 /// A failure the operator must fix; `main` prints it as one line.
 #[derive(Debug)]

@@ -26,6 +26,9 @@ pub(super) async fn run(command: UserCommand, config: &Config, store: &Store) ->
                 password,
                 is_staff: args.staff,
                 is_superuser: args.superuser,
+                is_active: true,
+                groups: &[],
+                claims: None,
             };
             let user = accounts.create(new, ACTOR).await.map_err(refusal)?;
             println!("created user {} (id {})", user.username, user.id);

@@ -44,6 +44,14 @@ pub enum AuditKind {
     /// A provider's user named (by `external_id`) a local user linked to another of its users:
     /// not linked, and no new user made for it.
     IdentityLinkRefused,
+    /// An admin changed a user's profile or flags (the detail names the fields).
+    UserUpdated,
+    UserDeleted,
+    GroupDeleted,
+    /// An admin ended one or all of a user's sessions.
+    SessionsEnded,
+    /// A superuser was given a session of another user (`POST /api/admin/users/{id}/tokens/`).
+    AdminTokensIssued,
 }
 
 impl AuditKind {
@@ -74,6 +82,11 @@ impl AuditKind {
             Self::IdentityLinked => "identity_linked",
             Self::IdentityUnlinked => "identity_unlinked",
             Self::IdentityLinkRefused => "identity_link_refused",
+            Self::UserUpdated => "user_updated",
+            Self::UserDeleted => "user_deleted",
+            Self::GroupDeleted => "group_deleted",
+            Self::SessionsEnded => "sessions_ended",
+            Self::AdminTokensIssued => "admin_tokens_issued",
         })
     }
 }
@@ -86,11 +99,14 @@ pub struct AuditEvent<'a> {
     pub username: Option<&'a str>,
     pub client_addr: Option<&'a str>,
     pub detail: &'a str,
+    /// The admin who did it (the user fields name whom it was done to).
+    pub actor_id: Option<i64>,
+    pub actor_username: Option<&'a str>,
 }
 
 impl<'a> AuditEvent<'a> {
     pub fn new(kind: AuditKind) -> Self {
-        Self { kind, user_id: None, username: None, client_addr: None, detail: "" }
+        Self { kind, user_id: None, username: None, client_addr: None, detail: "", actor_id: None, actor_username: None }
     }
 
     /// The user it is about: id and username.
@@ -111,6 +127,13 @@ impl<'a> AuditEvent<'a> {
 
     pub fn client(mut self, addr: &'a str) -> Self {
         self.client_addr = Some(addr);
+        self
+    }
+
+    /// The admin acting on the user.
+    pub fn actor(mut self, admin: &'a super::User) -> Self {
+        self.actor_id = Some(admin.id);
+        self.actor_username = Some(prefix(&admin.username, MAX_USERNAME_CHARS));
         self
     }
 

@@ -97,6 +97,23 @@ impl AppError {
         Self::Validation(errors)
     }
 
+    /// Several refusals as one: their field errors together; anything else wins as it is.
+    fn merged(errors: impl Iterator<Item = AppError>) -> Self {
+        let mut fields = FieldErrors::new();
+        for error in errors {
+            let Self::Validation(more) = error else { return error };
+            for (name, messages) in more {
+                match (fields.get_mut(&name), messages) {
+                    (Some(Value::Array(known)), Value::Array(messages)) => known.extend(messages),
+                    (_, messages) => {
+                        fields.insert(name, messages);
+                    }
+                }
+            }
+        }
+        Self::Validation(fields)
+    }
+
     pub fn internal(error: impl std::fmt::Display) -> Self {
         Self::Internal(error.to_string())
     }
@@ -317,6 +334,10 @@ impl From<AccountError> for AppError {
             AccountError::GroupTaken(_) => Self::field("name", "group with this name already exists."),
             AccountError::InvalidClaims(e) => Self::field("claims", &e.to_string()),
             AccountError::TooManyGroups => Self::field("groups", &e.to_string()),
+            AccountError::NameTooLong(field) => Self::field(field, "Ensure this field has no more than 150 characters."),
+            // DRF's SlugRelatedField.
+            AccountError::UnknownGroup(name) => Self::field("groups", &format!("Object with name={name} does not exist.")),
+            AccountError::Several(refusals) => Self::merged(refusals.into_iter().map(Self::from)),
             AccountError::IdentityLinkedElsewhere { .. } | AccountError::UserLinkedElsewhere { .. } => {
                 Self::ExternalAccountConflict
             }

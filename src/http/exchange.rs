@@ -228,6 +228,9 @@ fn oauth_error(error: ExchangeError) -> AppError {
             | AccountError::NoSuchGroup(_)
             | AccountError::TooManyGroups
             | AccountError::InvalidClaims(_)
+            | AccountError::NameTooLong(_)
+            | AccountError::UnknownGroup(_)
+            | AccountError::Several(_)
             | AccountError::IdentityLinkedElsewhere { .. }
             | AccountError::UserLinkedElsewhere { .. }
             | AccountError::NotLinked(_)

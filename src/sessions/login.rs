@@ -42,8 +42,9 @@ impl CheckedLogin {
     }
 
     /// The session starts only over the hash the login checked, and stores its upgrade.
-    pub(super) fn origin(&self) -> SessionOrigin<'_> {
+    pub(super) fn origin<'a>(&'a self, client: &'a str) -> SessionOrigin<'a> {
         SessionOrigin {
+            client_addr: Some(client),
             password_hash: self.user.password_hash.as_deref(),
             upgraded_password_hash: self.upgrade.as_ref().map(|u| u.hash.as_str()),
             ..SessionOrigin::default()
@@ -66,7 +67,7 @@ impl Sessions {
     pub async fn login(&self, username: &str, password: SecretString, client: &str) -> Result<TokenPair> {
         let mut login = self.check_credentials(username, password, client).await?;
         loop {
-            let issued = self.start_session(&login.user, login.origin(), &login.event(client)).await;
+            let issued = self.start_session(&login.user, login.origin(client), &login.event(client)).await;
             if let Some(pair) = self.settle_login(issued, &mut login).await? {
                 return Ok(pair);
             }

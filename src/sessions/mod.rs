@@ -223,7 +223,7 @@ impl Sessions {
     async fn live_refresh_state(&self, token: &VerifiedToken, client: &str) -> Result<RefreshTokenState> {
         let state = self.store.refresh_token_state(&token.jti).await?;
         let Some(state) = state.filter(|s| s.user_id == token.user_id) else {
-            return Err(TokenError::Invalid.into());
+            return Err(self.unknown_session(token.user_id).await);
         };
         match self.check_reuse(&state, client).await? {
             RefreshStatus::Live => {}
@@ -241,6 +241,16 @@ impl Sessions {
             return Err(TokenError::Expired.into());
         }
         Ok(state)
+    }
+
+    /// Why a validly signed token names no session: its user was deleted (their sessions went
+    /// with them), as simplejwt says of a user who is gone, or else the token is not one of ours.
+    async fn unknown_session(&self, user_id: i64) -> AuthError {
+        match self.store.user_by_id(user_id).await {
+            Ok(Some(_)) => TokenError::Invalid.into(),
+            Ok(None) => AuthError::NoActiveAccountForToken,
+            Err(e) => e.into(),
+        }
     }
 
     /// What a presented refresh token is worth. One rotated away longer than the grace ago has

@@ -28,7 +28,7 @@ impl Sessions {
     pub async fn login_sliding(&self, username: &str, password: SecretString, client: &str) -> Result<String> {
         let mut login = self.check_credentials(username, password, client).await?;
         loop {
-            let issued = self.start_sliding_session(&login.user, login.origin(), &login.event(client)).await;
+            let issued = self.start_sliding_session(&login.user, login.origin(client), &login.event(client)).await;
             if let Some(token) = self.settle_login(issued, &mut login).await? {
                 return Ok(token);
             }
@@ -69,7 +69,9 @@ impl Sessions {
         if self.refresh_expired(refresh_expires_at) {
             return Err(TokenError::RefreshExpired.into());
         }
-        state.ok_or(TokenError::Invalid)?;
+        if state.is_none() {
+            return Err(self.unknown_session(verified.user_id).await);
+        }
         // The record as it is now: claims follow a role change at the next refresh.
         let user = self.store.user_by_id(verified.user_id).await?.filter(|u| u.is_active);
         let user = user.ok_or(AuthError::NoActiveAccountForToken)?;

@@ -14,10 +14,12 @@ pub struct AuditRecord {
     pub username: Option<String>,
     pub client_addr: Option<String>,
     pub detail: String,
+    pub actor_id: Option<i64>,
+    pub actor_username: Option<String>,
 }
 
 pub(crate) const INSERT_AUDIT: &str = "INSERT INTO audit_events (occurred_at, event, user_id, username, \
-                                       client_addr, detail) VALUES ($1, $2, $3, $4, $5, $6)";
+                                       client_addr, detail, actor_id, actor_username) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
 /// Records `$event` through `$executor`: a pool, or a transaction the event belongs to.
 macro_rules! insert_audit {
@@ -29,6 +31,8 @@ macro_rules! insert_audit {
             .bind($event.username)
             .bind($event.client_addr)
             .bind($event.detail)
+            .bind($event.actor_id)
+            .bind($event.actor_username)
             .execute($executor)
             .await
     };
@@ -51,7 +55,7 @@ impl Store {
     /// The latest `limit` events, oldest first.
     pub async fn latest_audit_events(&self, limit: i64) -> Result<Vec<AuditRecord>> {
         let mut records = on_pool!(self, pool => sqlx::query_as::<_, AuditRecord>(
-            "SELECT id, occurred_at, event, user_id, username, client_addr, detail FROM audit_events \
+            "SELECT id, occurred_at, event, user_id, username, client_addr, detail, actor_id, actor_username FROM audit_events \
              ORDER BY id DESC LIMIT $1",
         )
         .bind(limit).fetch_all(pool).await)?;

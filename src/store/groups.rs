@@ -1,7 +1,11 @@
 //! Groups, who belongs to them, and users' custom claims: what access tokens carry besides the
 //! user record's own fields.
 
-use super::{Result, Store, is_unique_violation, on_pool, on_writer};
+use super::{
+    Found, Result, Store, Window, audit::insert_audit, is_unique_violation, on_pool, on_writer,
+    user_admin::contains_pattern,
+};
+use crate::domain::AuditEvent;
 
 /// A group and how many users it has.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
@@ -84,5 +88,71 @@ impl Store {
         let done = on_writer!(self, pool => sqlx::query("UPDATE users SET custom_claims = $1 WHERE id = $2")
             .bind(claims_json).bind(user_id).execute(pool).await.map(|r| r.rows_affected()))?;
         Ok(done == 1)
+    }
+}
+
+impl Store {
+    /// Groups whose name contains every term (ignoring ASCII case), by name.
+    pub async fn search_groups(&self, terms: &[String], window: Window) -> Result<Found<GroupSummary>> {
+        let mut filter = String::from("TRUE");
+        for n in 1..=terms.len() {
+            filter.push_str(&format!(" AND lower(g.name) LIKE ${n} ESCAPE '\\'"));
+        }
+        let patterns: Vec<String> = terms.iter().map(|t| contains_pattern(t)).collect();
+        let (limit, offset) = (terms.len() + 1, terms.len() + 2);
+        let count_sql = format!("SELECT COUNT(*) FROM groups g WHERE {filter}");
+        let rows_sql = format!(
+            "SELECT g.id, g.name, (SELECT COUNT(*) FROM user_groups m WHERE m.group_id = g.id) AS members \
+             FROM groups g WHERE {filter} ORDER BY g.name LIMIT ${limit} OFFSET ${offset}"
+        );
+        on_pool!(self, pool => {
+            let mut count = sqlx::query_scalar::<_, i64>(&count_sql);
+            let mut rows = sqlx::query_as::<_, GroupSummary>(&rows_sql);
+            for pattern in &patterns {
+                count = count.bind(pattern);
+                rows = rows.bind(pattern);
+            }
+            let count = count.fetch_one(pool).await?;
+            let rows = rows.bind(window.limit).bind(window.offset).fetch_all(pool).await?;
+            Ok(Found { count, rows })
+        })
+    }
+
+    /// The ids of the groups named `names`, by name; names of no group are left out.
+    pub async fn group_ids(&self, names: &[String]) -> Result<Vec<(String, i64)>> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (1..=names.len()).map(|n| format!("${n}")).collect();
+        let sql = format!("SELECT name, id FROM groups WHERE name IN ({})", placeholders.join(", "));
+        Ok(on_pool!(self, pool => {
+            let mut query = sqlx::query_as::<_, (String, i64)>(&sql);
+            for name in names {
+                query = query.bind(name);
+            }
+            query.fetch_all(pool).await
+        })?)
+    }
+
+    pub async fn group_name(&self, group_id: i64) -> Result<Option<String>> {
+        Ok(on_pool!(self, pool => sqlx::query_scalar::<_, String>("SELECT name FROM groups WHERE id = $1")
+            .bind(group_id).fetch_optional(pool).await)?)
+    }
+
+    /// Deletes the group (its memberships go with it) and records `audit`. `false`, and nothing
+    /// written, when there was no such group.
+    pub async fn delete_group(&self, group_id: i64, now: i64, audit: &AuditEvent<'_>) -> Result<bool> {
+        on_writer!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let deleted = sqlx::query("DELETE FROM groups WHERE id = $1")
+                .bind(group_id).execute(&mut *tx).await?.rows_affected() == 1;
+            if !deleted {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            insert_audit!(audit, now, &mut *tx)?;
+            tx.commit().await?;
+            Ok(true)
+        })
     }
 }

@@ -19,9 +19,11 @@ mod groups;
 mod identities;
 mod keys;
 mod links;
+mod session_list;
 mod sessions;
 mod sqlite_file;
 mod throttle;
+mod user_admin;
 mod users;
 
 pub use audit::AuditRecord;
@@ -32,7 +34,9 @@ pub use groups::{GroupJoin, GroupSummary};
 pub use identities::{LinkedUserInsert, RolesWrite};
 pub use keys::StoredKey;
 pub use links::{IdentityLink, Unlinked};
+pub use session_list::SessionSummary;
 pub use sessions::{NewRefreshToken, NewSession, RefreshTokenState, SessionOrigin, SlidingSessionState};
+pub use user_admin::{Found, UserChanges, UserUpdate, Window};
 pub use users::{NewUser, UserInsert};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

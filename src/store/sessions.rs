@@ -7,8 +7,13 @@ use crate::domain::{AuditEvent, Organization};
 /// Where a session came from besides the user: whether it was exchanged from a provider's token
 /// (such a session ends sooner), the external session it was exchanged from, and the
 /// organization active there, which every access token of the session carries.
-#[derive(Default, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct SessionOrigin<'a> {
+    /// How it started, as the admin API lists it: `password` (a login), a provider's name (an
+    /// exchange), `admin` (tokens a superuser minted).
+    pub provider: &'a str,
+    /// The address that started it.
+    pub client_addr: Option<&'a str>,
     pub exchanged: bool,
     pub external_session_id: Option<&'a str>,
     pub organization: Option<&'a Organization>,
@@ -17,6 +22,20 @@ pub struct SessionOrigin<'a> {
     /// What replaces that hash when it was outdated (one of Django's, or argon2 at other
     /// parameters): the same password hashed as new ones are. Not a password change: no session ends.
     pub upgraded_password_hash: Option<&'a str>,
+}
+
+impl Default for SessionOrigin<'_> {
+    fn default() -> Self {
+        Self {
+            provider: "password",
+            client_addr: None,
+            exchanged: false,
+            external_session_id: None,
+            organization: None,
+            password_hash: None,
+            upgraded_password_hash: None,
+        }
+    }
 }
 
 /// A session about to start: a refresh family, or a sliding token's session.
@@ -117,7 +136,8 @@ impl Store {
             }
             sqlx::query(
                 "INSERT INTO refresh_families (id, user_id, created_at, expires_at, external_session_id, \
-                 org_id, org_role, org_slug, sliding) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                 org_id, org_role, org_slug, sliding, provider, client_addr) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(session.id).bind(session.user_id).bind(session.created_at).bind(session.expires_at)
             .bind(origin.external_session_id)
@@ -125,6 +145,7 @@ impl Store {
             .bind(origin.organization.and_then(|o| o.role.as_deref()))
             .bind(origin.organization.and_then(|o| o.slug.as_deref()))
             .bind(session.sliding)
+            .bind(origin.provider).bind(origin.client_addr)
             .execute(&mut *tx).await?;
             if let Some(token) = token {
                 insert_token!(token, &mut *tx)?;

@@ -11,6 +11,12 @@ pub struct NewUser<'a> {
     pub password_hash: Option<&'a str>,
     pub is_staff: bool,
     pub is_superuser: bool,
+    /// Created deactivated by the operator.
+    pub disabled_locally: bool,
+    /// A JSON object.
+    pub custom_claims: &'a str,
+    /// The groups it joins (ids; a group deleted meanwhile is skipped).
+    pub group_ids: &'a [i64],
     pub created_at: i64,
 }
 
@@ -25,45 +31,39 @@ pub(super) const USER_COLUMNS: &str = "id, username, email, first_name, last_nam
                                        is_staff, is_superuser, created_at, last_login, custom_claims";
 
 impl Store {
-    /// With `unique_email`, no user is created while another has the same email (ignoring
-    /// case): the check is part of the insert, and on PostgreSQL such inserts take turns on an
-    /// advisory lock (every replica shares it), so two racing creations cannot both pass it.
+    /// Creates the user and its group memberships in one transaction. With `unique_email`, no
+    /// user is created while another has the same email (ignoring case): the check is part of
+    /// the insert, and on PostgreSQL such inserts take turns on an advisory lock (every replica
+    /// shares it), so two racing creations cannot both pass it.
     pub async fn create_user(&self, user: &NewUser<'_>, unique_email: bool) -> Result<UserInsert> {
         let sql = format!(
             "INSERT INTO users (username, email, first_name, last_name, password_hash, is_active, is_staff, \
-             is_superuser, created_at) SELECT $1, $2, $3, $4, $5, TRUE, $6, $7, $8 \
+             is_superuser, created_at, disabled_locally, custom_claims) \
+             SELECT $1, $2, $3, $4, $5, NOT $10, $6, $7, $8, $10, $11 \
              WHERE NOT ($9 AND EXISTS (SELECT 1 FROM users WHERE lower(email) = lower($2))) RETURNING {USER_COLUMNS}"
         );
-        macro_rules! insert {
-            ($executor:expr) => {
-                sqlx::query_as::<_, User>(&sql)
-                    .bind(user.username)
-                    .bind(user.email)
-                    .bind(user.first_name)
-                    .bind(user.last_name)
-                    .bind(user.password_hash)
-                    .bind(user.is_staff)
-                    .bind(user.is_superuser)
-                    .bind(user.created_at)
-                    .bind(unique_email)
-                    .fetch_optional($executor)
-                    .await
-            };
-        }
-        let result = match &self.db {
-            // One writer connection: the statement is the check and the insert at once.
-            Db::Sqlite { writer, .. } => insert!(writer),
-            Db::Postgres(pool) if unique_email => {
-                let mut tx = pool.begin_with("BEGIN ISOLATION LEVEL READ COMMITTED").await?;
+        let lock = unique_email && matches!(self.db, Db::Postgres(_));
+        let result = on_writer!(self, pool => {
+            let mut tx = pool.begin().await?;
+            if lock {
                 sqlx::query("SELECT pg_advisory_xact_lock(7211)").execute(&mut *tx).await?;
-                let result = insert!(&mut *tx);
-                if result.is_ok() {
-                    tx.commit().await?;
-                }
-                result
             }
-            Db::Postgres(pool) => insert!(pool),
-        };
+            let inserted = sqlx::query_as::<_, User>(&sql)
+                .bind(user.username).bind(user.email).bind(user.first_name).bind(user.last_name)
+                .bind(user.password_hash).bind(user.is_staff).bind(user.is_superuser).bind(user.created_at)
+                .bind(unique_email).bind(user.disabled_locally).bind(user.custom_claims)
+                .fetch_optional(&mut *tx).await;
+            if let Ok(Some(created)) = &inserted {
+                for group_id in user.group_ids {
+                    sqlx::query("INSERT INTO user_groups (user_id, group_id) SELECT $1, id FROM groups WHERE id = $2")
+                        .bind(created.id).bind(group_id).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+            } else {
+                tx.rollback().await?;
+            }
+            Ok::<_, sqlx::Error>(inserted)
+        })?;
         match result {
             Ok(Some(user)) => Ok(UserInsert::Created(Box::new(user))),
             Ok(None) => Ok(UserInsert::EmailTaken),

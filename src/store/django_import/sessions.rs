@@ -65,8 +65,8 @@ macro_rules! session_steps {
                     OutstandingKind::Sliding => token.expires_at,
                 };
                 let inserted = sqlx::query(
-                    "INSERT INTO refresh_families (id, user_id, created_at, expires_at, revoked_at, sliding) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+                    "INSERT INTO refresh_families (id, user_id, created_at, expires_at, revoked_at, sliding, provider) \
+                     VALUES ($1, $2, $3, $4, $5, $6, 'django') ON CONFLICT (id) DO NOTHING",
                 )
                 .bind(session_id)
                 .bind(token.user_id)

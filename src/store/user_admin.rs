@@ -1,0 +1,222 @@
+//! What the admin API reads and writes of users beyond the CLI's chores: pages of users found by
+//! a search, the groups of a page's users in one query, an edit of several fields in one
+//! transaction (with its audit events), and deletion.
+
+use std::collections::HashMap;
+
+use super::{Db, Result, Store, audit::insert_audit, is_unique_violation, on_pool, on_writer, users::USER_COLUMNS};
+use crate::{
+    clock::unix_now,
+    domain::{AuditEvent, User},
+};
+
+/// Which rows of a list: `limit` of them after skipping `offset`.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub offset: i64,
+    pub limit: i64,
+}
+
+/// How many rows match, and those in the window.
+pub struct Found<T> {
+    pub count: i64,
+    pub rows: Vec<T>,
+}
+
+/// The fields of a user an edit sets; `None` leaves one as it is.
+#[derive(Debug, Default)]
+pub struct UserChanges<'a> {
+    pub username: Option<&'a str>,
+    pub email: Option<&'a str>,
+    pub first_name: Option<&'a str>,
+    pub last_name: Option<&'a str>,
+    pub is_staff: Option<bool>,
+    pub is_superuser: Option<bool>,
+    /// The operator's deactivation (`Some(true)`) or its undoing: `is_active` follows it unless
+    /// the user's identity provider refuses the user.
+    pub disabled_locally: Option<bool>,
+    /// A JSON object.
+    pub custom_claims: Option<&'a str>,
+    /// Replaces the user's groups (ids).
+    pub group_ids: Option<&'a [i64]>,
+    /// No other user may have the email (`USERNAME_FIELD=email`).
+    pub unique_email: bool,
+}
+
+/// What an edit came to.
+pub enum UserUpdate {
+    Updated(Box<User>),
+    NoSuchUser,
+    UsernameTaken,
+    EmailTaken,
+}
+
+/// `%` and `_` match themselves in a `LIKE … ESCAPE '\'` pattern.
+pub(super) fn contains_pattern(term: &str) -> String {
+    let mut pattern = String::from("%");
+    for c in term.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+impl Store {
+    /// Users, by id, whose username, email or names contain every term, ignoring case (ASCII
+    /// case only on SQLite, whose `lower()` folds nothing else).
+    pub async fn search_users(&self, terms: &[String], window: Window) -> Result<Found<User>> {
+        let mut filter = String::from("TRUE");
+        for n in 1..=terms.len() {
+            filter.push_str(&format!(
+                " AND (lower(username) LIKE ${n} ESCAPE '\\' OR lower(email) LIKE ${n} ESCAPE '\\' \
+                 OR lower(first_name) LIKE ${n} ESCAPE '\\' OR lower(last_name) LIKE ${n} ESCAPE '\\')"
+            ));
+        }
+        let patterns: Vec<String> = terms.iter().map(|t| contains_pattern(t)).collect();
+        let (limit, offset) = (terms.len() + 1, terms.len() + 2);
+        let count_sql = format!("SELECT COUNT(*) FROM users WHERE {filter}");
+        let rows_sql =
+            format!("SELECT {USER_COLUMNS} FROM users WHERE {filter} ORDER BY id LIMIT ${limit} OFFSET ${offset}");
+        on_pool!(self, pool => {
+            let mut count = sqlx::query_scalar::<_, i64>(&count_sql);
+            let mut rows = sqlx::query_as::<_, User>(&rows_sql);
+            for pattern in &patterns {
+                count = count.bind(pattern);
+                rows = rows.bind(pattern);
+            }
+            let count = count.fetch_one(pool).await?;
+            let rows = rows.bind(window.limit).bind(window.offset).fetch_all(pool).await?;
+            Ok(Found { count, rows })
+        })
+    }
+
+    /// The group names of each of `user_ids` (a page of users), in name order, in one query.
+    pub async fn group_names_of_users(&self, user_ids: &[i64]) -> Result<HashMap<i64, Vec<String>>> {
+        if user_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let placeholders: Vec<String> = (1..=user_ids.len()).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "SELECT m.user_id, g.name FROM groups g JOIN user_groups m ON m.group_id = g.id \
+             WHERE m.user_id IN ({}) ORDER BY g.name",
+            placeholders.join(", ")
+        );
+        let pairs = on_pool!(self, pool => {
+            let mut query = sqlx::query_as::<_, (i64, String)>(&sql);
+            for id in user_ids {
+                query = query.bind(id);
+            }
+            query.fetch_all(pool).await
+        })?;
+        let mut groups: HashMap<i64, Vec<String>> = HashMap::new();
+        for (user_id, name) in pairs {
+            groups.entry(user_id).or_default().push(name);
+        }
+        Ok(groups)
+    }
+
+    /// Applies `changes` and records `audit` in one transaction: every field lands or none does,
+    /// and two edits of different fields of one user both land. A deactivation ends the user's
+    /// sessions in the same transaction.
+    pub async fn update_user(&self, user_id: i64, changes: &UserChanges<'_>, audit: &[AuditEvent<'_>]) -> Result<UserUpdate> {
+        let now = unix_now();
+        let sql = format!(
+            "UPDATE users SET username = COALESCE($1, username), email = COALESCE($2, email), \
+             first_name = COALESCE($3, first_name), last_name = COALESCE($4, last_name), \
+             is_staff = COALESCE($5, is_staff), is_superuser = COALESCE($6, is_superuser), \
+             disabled_locally = COALESCE($7, disabled_locally), \
+             is_active = (NOT COALESCE($7, disabled_locally)) AND provider_allows, \
+             custom_claims = COALESCE($8, custom_claims) WHERE id = $9 RETURNING {USER_COLUMNS}"
+        );
+        let email_check = changes.unique_email && changes.email.is_some_and(|e| !e.is_empty());
+        on_writer!(self, pool => {
+            let mut tx = pool.begin().await?;
+            if email_check {
+                if matches!(self.db, Db::Postgres(_)) {
+                    // The lock user creation takes: a creation and an edit cannot both pass the check.
+                    sqlx::query("SELECT pg_advisory_xact_lock(7211)").execute(&mut *tx).await?;
+                }
+                let taken = sqlx::query_scalar::<_, i64>(
+                    "SELECT id FROM users WHERE lower(email) = lower($1) AND id <> $2 LIMIT 1",
+                )
+                .bind(changes.email).bind(user_id).fetch_optional(&mut *tx).await?;
+                if taken.is_some() {
+                    tx.rollback().await?;
+                    return Ok(UserUpdate::EmailTaken);
+                }
+            }
+            let updated = sqlx::query_as::<_, User>(&sql)
+                .bind(changes.username).bind(changes.email).bind(changes.first_name).bind(changes.last_name)
+                .bind(changes.is_staff).bind(changes.is_superuser).bind(changes.disabled_locally)
+                .bind(changes.custom_claims).bind(user_id)
+                .fetch_optional(&mut *tx).await;
+            let refused = match updated {
+                Ok(Some(user)) => Ok(user),
+                Ok(None) => Err(UserUpdate::NoSuchUser),
+                Err(e) if is_unique_violation(&e) => Err(UserUpdate::UsernameTaken),
+                Err(e) => return Err(e.into()),
+            };
+            let user = match refused {
+                Ok(user) => user,
+                Err(refusal) => {
+                    tx.rollback().await?;
+                    return Ok(refusal);
+                }
+            };
+            if changes.disabled_locally == Some(true) {
+                sqlx::query("UPDATE users SET sessions_ended_at = $1 WHERE id = $2")
+                    .bind(now).bind(user_id).execute(&mut *tx).await?;
+                sqlx::query("UPDATE refresh_families SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
+                    .bind(now).bind(user_id).execute(&mut *tx).await?;
+            }
+            if let Some(group_ids) = changes.group_ids {
+                sqlx::query("DELETE FROM user_groups WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
+                for group_id in group_ids {
+                    // A group deleted meanwhile is skipped, not an error: it is gone either way.
+                    sqlx::query(
+                        "INSERT INTO user_groups (user_id, group_id) SELECT $1, id FROM groups WHERE id = $2 \
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(user_id).bind(group_id).execute(&mut *tx).await?;
+                }
+            }
+            for event in audit {
+                insert_audit!(event, now, &mut *tx)?;
+            }
+            tx.commit().await?;
+            Ok(UserUpdate::Updated(Box::new(user)))
+        })
+    }
+
+    /// Deletes the user, its sessions, groups and links with it (the schema cascades), and records
+    /// `audit`. `false` when there was no such user.
+    pub async fn delete_user(&self, user_id: i64, audit: &AuditEvent<'_>) -> Result<bool> {
+        let now = unix_now();
+        on_writer!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let deleted = sqlx::query("DELETE FROM users WHERE id = $1")
+                .bind(user_id).execute(&mut *tx).await?.rows_affected() == 1;
+            if !deleted {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            insert_audit!(audit, now, &mut *tx)?;
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_terms_match_their_wildcards_literally() {
+        assert_eq!(contains_pattern("Ada"), "%ada%");
+        assert_eq!(contains_pattern("50%_a\\b"), "%50\\%\\_a\\\\b%");
+    }
+}
