@@ -58,6 +58,9 @@ async fn insert_user(app: &TestApp, username: &str, hash: &str) {
         password_hash: Some(hash),
         is_staff: false,
         is_superuser: false,
+        disabled_locally: false,
+        custom_claims: "{}",
+        group_ids: &[],
         created_at: now(),
     };
     let created = app.store.create_user(&user, false).await.unwrap();

@@ -367,6 +367,9 @@ async fn django_argon2_hashes_still_log_in(backend: Backend) {
         password_hash: Some(&django_hash),
         is_staff: false,
         is_superuser: false,
+        disabled_locally: false,
+        custom_claims: "{}",
+        group_ids: &[],
         created_at: now(),
     };
     let created = app.store.create_user(&user, false).await.unwrap();
