@@ -15,6 +15,7 @@ pub mod sessions;
 pub mod external;
 pub mod exchange;
 pub mod webhooks;
+pub mod admin;
 pub mod http;
 pub mod cli;
 

@@ -18,7 +18,7 @@ use crate::{
     clock::unix_now,
     config::{Config, TokenCustomisation, UsernameField},
     domain::{AuditEvent, AuditKind, EMAIL_MAX_CHARS, InvalidClaims, InvalidGroupName, InvalidUsername, User, Username},
-    passwords::{PasswordError, PasswordHasherPool},
+    passwords::{PasswordError, PasswordHasherPool, PasswordOwner, PasswordPolicy, PasswordRejected},
     store::{NewUser, Store, StoreError, UserInsert},
     throttle::{LoginThrottle, ThrottleError},
 };
@@ -52,6 +52,9 @@ pub enum AccountError {
     InvalidClaims(#[from] InvalidClaims),
     #[error("the current password is wrong")]
     WrongPassword,
+    /// The password policy refused a new password (Django's messages).
+    #[error(transparent)]
+    WeakPassword(#[from] PasswordRejected),
     /// Too many wrong passwords (they count as failed logins).
     #[error(transparent)]
     Throttle(#[from] ThrottleError),
@@ -121,7 +124,8 @@ impl<'a> Actor<'a> {
         Self { client, admin: Some(admin) }
     }
 
-    fn event(self, kind: AuditKind) -> AuditEvent<'a> {
+    /// An audit event of `kind` naming this actor.
+    pub fn event(self, kind: AuditKind) -> AuditEvent<'a> {
         let event = AuditEvent::new(kind).client(self.client);
         match self.admin {
             Some(admin) => event.actor(admin),
@@ -155,6 +159,8 @@ struct Settings {
     /// Custom claims may not take the names tokensmith writes (the `USER_ID_CLAIM` among them);
     /// `USERNAME_FIELD=email` makes emails unique.
     tokens: TokenCustomisation,
+    /// What a new password must be (`PASSWORD_MIN_LENGTH` and Django's other validators).
+    policy: PasswordPolicy,
 }
 
 #[derive(Clone)]
@@ -168,7 +174,8 @@ pub struct Accounts {
 
 impl Accounts {
     pub fn new(config: &Config, store: Store, passwords: PasswordHasherPool, throttle: LoginThrottle) -> Self {
-        let settings = Settings { tokens: config.tokens.clone() };
+        let settings =
+            Settings { tokens: config.tokens.clone(), policy: PasswordPolicy::new(config.password_min_length) };
         Self { settings: Arc::new(settings), store, passwords, throttle }
     }
 
@@ -210,6 +217,12 @@ impl Accounts {
 
     pub async fn list(&self) -> Result<Vec<User>> {
         Ok(self.store.list_users().await?)
+    }
+
+    /// Whether `password` may be set for `owner`: the password policy, Django's validators. Checked
+    /// where a person chooses a password (the admin API); the password's hashing comes after.
+    pub fn check_new_password(&self, password: &str, owner: &PasswordOwner<'_>) -> Result<()> {
+        Ok(self.settings.policy.check(password, owner)?)
     }
 
     /// An operator sets the password: every session of the user ends. Returns how many.

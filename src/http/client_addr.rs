@@ -30,6 +30,21 @@ where
     }
 }
 
+/// Whether the request reached a trusted proxy over HTTPS (`X-Forwarded-Proto: https` from a
+/// peer in `TRUSTED_PROXIES`): the links the service writes to itself then say `https`.
+pub fn forwarded_https(parts: &Parts, trusted_proxies: &[IpNet]) -> bool {
+    let Some(peer) = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_canonical()) else {
+        return false;
+    };
+    let mapped = match peer {
+        IpAddr::V4(v4) => IpAddr::V6(v4.to_ipv6_mapped()),
+        IpAddr::V6(_) => peer,
+    };
+    let trusted = trusted_proxies.iter().any(|net| net.contains(&peer) || net.contains(&mapped));
+    let proto = parts.headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok());
+    trusted && proto.is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
+}
+
 /// Walking `X-Forwarded-For` from the right while the address reached is a trusted proxy: the
 /// first address that is not one, else the last address reached. Each proxy appends the
 /// address it saw, so everything left of an untrusted address could be forged by the client;

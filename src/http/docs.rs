@@ -11,7 +11,7 @@ use utoipa::{
     },
 };
 
-use super::{HttpSettings, account, discovery, exchange, ops, sliding, tokens, webhooks};
+use super::{HttpSettings, account, admin, discovery, exchange, ops, sliding, tokens, webhooks};
 use crate::config::UsernameField;
 
 #[derive(OpenApi)]
@@ -26,6 +26,10 @@ use crate::config::UsernameField;
         sliding::obtain_sliding, sliding::refresh_sliding,
         exchange::clerk_exchange, exchange::provider_exchange, exchange::token_exchange, webhooks::clerk_webhook,
         account::me, account::change_password,
+        admin::users::list_users, admin::users::create_user, admin::users::get_user, admin::users::patch_user,
+        admin::users::delete_user, admin::users::set_password, admin::users::issue_tokens,
+        admin::sessions::list_sessions, admin::sessions::end_session, admin::sessions::end_sessions,
+        admin::groups::list_groups, admin::groups::create_group, admin::groups::delete_group,
         ops::jwks, discovery::openid_configuration, ops::healthz, ops::readyz, ops::metrics, openapi_json,
     ),
     components(schemas(tokens::EmailTokenObtainRequest)),
@@ -34,6 +38,8 @@ use crate::config::UsernameField;
         (name = "tokens", description = "Obtain, refresh, verify and revoke tokens"),
         (name = "external", description = "Sign-in through an identity provider (Clerk): token exchange and webhooks"),
         (name = "account", description = "The signed-in user"),
+        (name = "admin", description = "Users, sessions and groups, for staff access tokens (superusers for \
+                                         granting staff and minting tokens)"),
         (name = "keys", description = "Public keys for downstream verification"),
         (name = "operations", description = "Health, readiness, metrics and this document"),
     )

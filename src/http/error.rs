@@ -16,6 +16,7 @@ use serde_json::{Map, Value, json};
 use super::{HttpSettings, extract::BodyError};
 use crate::{
     accounts::AccountError,
+    admin::AdminError,
     exchange::ExchangeError,
     external::{ExternalError, Rejection, svix::SignatureError},
     passwords::PasswordError,
@@ -54,6 +55,9 @@ pub enum AppError {
     MethodNotAllowed(String),
     #[error("not found")]
     NotFound,
+    /// A page number past the last page, or not a page number (DRF's pagination).
+    #[error("invalid page")]
+    InvalidPage,
     /// Refused by policy (a cookie request from a foreign origin).
     #[error("forbidden: {0}")]
     Forbidden(String),
@@ -142,6 +146,7 @@ impl AppError {
                 (S::METHOD_NOT_ALLOWED, json!({"detail": format!("Method \"{method}\" not allowed.")}))
             }
             Self::NotFound => (S::NOT_FOUND, json!({"detail": "Not found."})),
+            Self::InvalidPage => (S::NOT_FOUND, json!({"detail": "Invalid page."})),
             Self::Forbidden(detail) => (S::FORBIDDEN, json!({"detail": detail})),
             // DRF's `Throttled` wording, singular and plural.
             Self::Throttled(wait) => (
@@ -334,6 +339,9 @@ impl From<AccountError> for AppError {
             AccountError::GroupTaken(_) => Self::field("name", "group with this name already exists."),
             AccountError::InvalidClaims(e) => Self::field("claims", &e.to_string()),
             AccountError::TooManyGroups => Self::field("groups", &e.to_string()),
+            AccountError::WeakPassword(rejected) => Self::Validation(
+                [("password".to_owned(), json!(rejected.0))].into_iter().collect(),
+            ),
             AccountError::NameTooLong(field) => Self::field(field, "Ensure this field has no more than 150 characters."),
             // DRF's SlugRelatedField.
             AccountError::UnknownGroup(name) => Self::field("groups", &format!("Object with name={name} does not exist.")),
@@ -347,6 +355,20 @@ impl From<AccountError> for AppError {
             AccountError::NoFreeUsername => Self::Unavailable(e.to_string()),
             AccountError::Store(e) => e.into(),
             AccountError::Passwords(e) => e.into(),
+        }
+    }
+}
+
+impl From<AdminError> for AppError {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::Forbidden => Self::Forbidden("You do not have permission to perform this action.".to_owned()),
+            AdminError::SelfLockout => {
+                Self::Forbidden("You cannot deactivate, delete or demote your own account.".to_owned())
+            }
+            AdminError::InactiveUser => Self::field("non_field_errors", "User is inactive."),
+            AdminError::Account(e) => e.into(),
+            AdminError::Issue(e) => e.into(),
         }
     }
 }

@@ -229,6 +229,7 @@ fn oauth_error(error: ExchangeError) -> AppError {
             | AccountError::TooManyGroups
             | AccountError::InvalidClaims(_)
             | AccountError::NameTooLong(_)
+            | AccountError::WeakPassword(_)
             | AccountError::UnknownGroup(_)
             | AccountError::Several(_)
             | AccountError::IdentityLinkedElsewhere { .. }

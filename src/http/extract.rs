@@ -54,6 +54,14 @@ pub trait DrfRequest: DeserializeOwned + ToSchema + 'static {
 pub struct Fields(Map<String, Value>);
 
 impl Fields {
+    pub fn from_map(fields: Map<String, Value>) -> Self {
+        Self(fields)
+    }
+
+    pub fn into_map(self) -> Map<String, Value> {
+        self.0
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.0.contains_key(name)
     }

@@ -2,6 +2,7 @@
 //! handlers (thin: they call the services) and the OpenAPI document; `server` runs it all.
 
 pub mod account;
+pub mod admin;
 mod client_addr;
 pub mod cookie;
 pub mod discovery;
@@ -46,6 +47,7 @@ pub use self::server::{Application, shutdown_signal};
 use self::{error::AppError, ops::Readiness};
 use crate::{
     accounts::Accounts,
+    admin::Admin,
     config::{Config, UsernameField},
     exchange::Exchange,
     sessions::Sessions,
@@ -107,6 +109,7 @@ fn challenge(auth_header_types: &[String]) -> HeaderValue {
 pub struct AppState {
     sessions: Sessions,
     accounts: Accounts,
+    admin: Admin,
     exchange: Exchange,
     webhooks: ClerkWebhooks,
     tokens: Arc<TokenService>,
@@ -167,6 +170,7 @@ fn api_routes(metrics_on_api: bool) -> Router<AppState> {
     ];
     routes
         .into_iter()
+        .chain(admin::routes())
         .filter(|(path, _)| metrics_on_api || *path != "/metrics")
         .fold(Router::new(), |r, (path, handler)| route_both(r, path, handler))
 }
@@ -245,7 +249,7 @@ fn cors(settings: &HttpSettings) -> Option<CorsLayer> {
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins))
             .allow_credentials(true)
-            .allow_methods([Method::GET, Method::POST])
+            .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
             .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
             .max_age(Duration::from_secs(600)),
     )

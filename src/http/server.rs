@@ -25,6 +25,7 @@ use tower::{Service, ServiceExt};
 
 use super::{AppState, HttpSettings, metrics_handle, metrics_router, ops::Readiness, router};
 use crate::{
+    admin::Admin,
     accounts::Accounts,
     config::Config,
     exchange::Exchange,
@@ -88,9 +89,11 @@ impl Application {
         let exchange = exchange(&config, &sessions, &accounts, &store);
         let verifier = config.clerk_webhook_signing_secret.as_ref().map(SvixVerifier::from_secret);
         let webhooks = ClerkWebhooks::new(verifier, config.clerk_roles.clone(), accounts.clone(), store.clone());
+        let admin = Admin::new(accounts.clone(), sessions.clone());
         let state = AppState {
             sessions,
             accounts,
+            admin,
             exchange,
             webhooks,
             tokens,
