@@ -86,6 +86,18 @@ impl Accounts {
         Ok(self.store.group_names_of_users(&ids).await?)
     }
 
+    /// What `edit` would be refused for, without applying it.
+    pub async fn check_edit(&self, edit: &AccountEdit) -> Result<()> {
+        let username = edit.username.as_deref().map(Username::parse).transpose().map_err(AccountError::from);
+        together(username, self.check_fields(&Fields::of_edit(edit)).await).map(|_| ())
+    }
+
+    /// What creating `new` would be refused for, without creating it.
+    pub async fn check_new(&self, new: &NewAccount<'_>) -> Result<()> {
+        let username = Username::parse(new.username).map_err(AccountError::from);
+        together(username, self.check_fields(&Fields::of_new(new)).await).map(|_| ())
+    }
+
     /// Applies `edit` to `user` in one transaction with its audit events: every field lands or
     /// none does. A deactivation ends the user's sessions in it; an operator's deactivation
     /// stands until an operator undoes it (see `deactivate`). Every refused field is reported.
@@ -184,10 +196,7 @@ impl Accounts {
             return Err(AccountError::TooManyGroups);
         }
         let found: HashMap<String, i64> = self.store.group_ids(&wanted).await?.into_iter().collect();
-        wanted
-            .into_iter()
-            .map(|name| found.get(&name).copied().ok_or(AccountError::UnknownGroup(name)))
-            .collect()
+        wanted.into_iter().map(|name| found.get(&name).copied().ok_or(AccountError::UnknownGroup(name))).collect()
     }
 
     /// Deletes the user: its sessions, groups and identity links go with it.
@@ -225,12 +234,33 @@ impl Accounts {
 
     /// Deletes the group; its members leave it.
     pub async fn delete_group(&self, group_id: i64, actor: Actor<'_>) -> Result<()> {
-        let name = self.store.group_name(group_id).await?.ok_or_else(|| AccountError::NoSuchGroup(group_id.to_string()))?;
+        let name =
+            self.store.group_name(group_id).await?.ok_or_else(|| AccountError::NoSuchGroup(group_id.to_string()))?;
         let detail = format!("group {name}");
         let event = actor.event(AuditKind::GroupDeleted).detail(&detail);
         match self.store.delete_group(group_id, unix_now(), &event).await? {
             true => Ok(()),
             false => Err(AccountError::NoSuchGroup(name)),
+        }
+    }
+}
+
+impl AccountError {
+    /// Every refusal among `results` as one error (a failure that is not a refusal, as it is).
+    pub fn all<const N: usize>(results: [Result<()>; N]) -> Result<()> {
+        let mut refused = Vec::new();
+        for result in results {
+            match result {
+                Ok(()) => {}
+                Err(AccountError::Several(more)) => refused.extend(more),
+                Err(e @ (AccountError::Store(_) | AccountError::Passwords(_))) => return Err(e),
+                Err(e) => refused.push(e),
+            }
+        }
+        match refused.len() {
+            0 => Ok(()),
+            1 => Err(refused.remove(0)),
+            _ => Err(AccountError::Several(refused)),
         }
     }
 }

@@ -80,7 +80,13 @@ impl Accounts {
     pub async fn link(&self, user: &User, provider: &str, subject: &str, actor: &str) -> Result<bool> {
         match self.store.link_existing_user(provider, subject, user.id, unix_now()).await? {
             IdentityLink::Linked => {
-                self.record(AuditKind::IdentityLinked, Some(user), Actor::client(actor), &format!("{provider} {subject}")).await?;
+                self.record(
+                    AuditKind::IdentityLinked,
+                    Some(user),
+                    Actor::client(actor),
+                    &format!("{provider} {subject}"),
+                )
+                .await?;
                 Ok(true)
             }
             IdentityLink::SubjectLinked(id) if id == user.id => Ok(false),

@@ -13,11 +13,17 @@ use std::sync::Arc;
 use secrecy::SecretString;
 use serde_json::{Map, Value};
 
-pub use self::{editing::{AccountEdit, NAME_MAX_CHARS}, external::Applied, links::NamedLink};
+pub use self::{
+    editing::{AccountEdit, NAME_MAX_CHARS},
+    external::Applied,
+    links::NamedLink,
+};
 use crate::{
     clock::unix_now,
     config::{Config, TokenCustomisation, UsernameField},
-    domain::{AuditEvent, AuditKind, EMAIL_MAX_CHARS, InvalidClaims, InvalidGroupName, InvalidUsername, User, Username},
+    domain::{
+        AuditEvent, AuditKind, EMAIL_MAX_CHARS, InvalidClaims, InvalidGroupName, InvalidUsername, User, Username,
+    },
     passwords::{PasswordError, PasswordHasherPool, PasswordOwner, PasswordPolicy, PasswordRejected},
     store::{NewUser, Store, StoreError, UserInsert},
     throttle::{LoginThrottle, ThrottleError},

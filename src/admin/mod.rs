@@ -78,6 +78,32 @@ pub struct NewUser {
     pub claims: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
+impl NewUser {
+    fn account(&self) -> NewAccount<'_> {
+        NewAccount {
+            username: &self.username,
+            email: &self.email,
+            first_name: &self.first_name,
+            last_name: &self.last_name,
+            password: self.password.clone(),
+            is_staff: self.is_staff,
+            is_superuser: self.is_superuser,
+            is_active: self.is_active,
+            groups: &self.groups,
+            claims: self.claims.as_ref(),
+        }
+    }
+
+    fn owner(&self) -> PasswordOwner<'_> {
+        PasswordOwner {
+            username: &self.username,
+            email: &self.email,
+            first_name: &self.first_name,
+            last_name: &self.last_name,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Admin {
     accounts: Accounts,
@@ -107,47 +133,37 @@ impl Admin {
         Ok(Found { count: found.count, rows: rows.collect() })
     }
 
-    pub async fn create_user(&self, staff: &Staff, new: NewUser) -> Result<(User, Vec<String>)> {
+    /// What creating `new` would be refused for, without creating it: flags that take a
+    /// superuser first, then every refused field at once (the password policy among them).
+    pub async fn check_new_user(&self, staff: &Staff, new: &NewUser) -> Result<()> {
         if new.is_staff || new.is_superuser {
             staff.require_superuser()?;
         }
-        if let Some(password) = &new.password {
-            let owner = PasswordOwner {
-                username: &new.username,
-                email: &new.email,
-                first_name: &new.first_name,
-                last_name: &new.last_name,
-            };
-            self.accounts.check_new_password(password.expose_secret(), &owner)?;
-        }
-        let account = NewAccount {
-            username: &new.username,
-            email: &new.email,
-            first_name: &new.first_name,
-            last_name: &new.last_name,
-            password: new.password.clone(),
-            is_staff: new.is_staff,
-            is_superuser: new.is_superuser,
-            is_active: new.is_active,
-            groups: &new.groups,
-            claims: new.claims.as_ref(),
+        let policy = match &new.password {
+            Some(password) => self.accounts.check_new_password(password.expose_secret(), &new.owner()),
+            None => Ok(()),
         };
-        let user = self.accounts.create(account, staff.actor()).await?;
+        let fields = self.accounts.check_new(&new.account()).await;
+        Ok(AccountError::all([policy, fields])?)
+    }
+
+    pub async fn create_user(&self, staff: &Staff, new: NewUser) -> Result<(User, Vec<String>)> {
+        self.check_new_user(staff, &new).await?;
+        let user = self.accounts.create(new.account(), staff.actor()).await?;
         let groups = self.accounts.groups_of(&user).await?;
         Ok((user, groups))
     }
 
+    /// What editing the user `id` with `edit` would be refused for, without editing it.
+    pub async fn check_edit(&self, staff: &Staff, id: i64, edit: &AccountEdit) -> Result<()> {
+        let target = self.accounts.by_id(id).await?;
+        permit_edit(staff, &target, edit)?;
+        Ok(self.accounts.check_edit(edit).await?)
+    }
+
     pub async fn edit_user(&self, staff: &Staff, id: i64, edit: AccountEdit) -> Result<(User, Vec<String>)> {
         let target = self.accounts.by_id(id).await?;
-        if target.id == staff.user.id && demotes(&target, &edit) {
-            return Err(AdminError::SelfLockout);
-        }
-        staff.may_change(&target)?;
-        let grants = edit.is_staff.is_some_and(|v| v != target.is_staff)
-            || edit.is_superuser.is_some_and(|v| v != target.is_superuser);
-        if grants {
-            staff.require_superuser()?;
-        }
+        permit_edit(staff, &target, &edit)?;
         let user = self.accounts.edit(&target, &edit, staff.actor()).await?;
         let groups = self.accounts.groups_of(&user).await?;
         Ok((user, groups))
@@ -220,6 +236,21 @@ impl Admin {
     pub async fn delete_group(&self, staff: &Staff, id: i64) -> Result<()> {
         Ok(self.accounts.delete_group(id, staff.actor()).await?)
     }
+}
+
+/// Whether `staff` may make `edit` to `target`: nobody demotes themselves; a superuser's
+/// account, and the flags, are a superuser's to change.
+fn permit_edit(staff: &Staff, target: &User, edit: &AccountEdit) -> Result<()> {
+    if target.id == staff.user.id && demotes(target, edit) {
+        return Err(AdminError::SelfLockout);
+    }
+    staff.may_change(target)?;
+    let grants = edit.is_staff.is_some_and(|v| v != target.is_staff)
+        || edit.is_superuser.is_some_and(|v| v != target.is_superuser);
+    if grants {
+        staff.require_superuser()?;
+    }
+    Ok(())
 }
 
 /// Whether `edit` takes from `user` its activation or an admin flag it has.

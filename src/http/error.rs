@@ -330,7 +330,7 @@ impl From<AccountError> for AppError {
             AccountError::WrongPassword => {
                 Self::field("current_password", "Your current password was entered incorrectly.")
             }
-            AccountError::InvalidUsername(e) => Self::field("username", &e.to_string()),
+            AccountError::InvalidUsername(e) => Self::field("username", username_message(&e.0)),
             AccountError::InvalidEmail(_) => Self::field("email", "Enter a valid email address."),
             AccountError::UsernameTaken(_) => Self::field("username", "A user with that username already exists."),
             AccountError::NoSuchUser(_) | AccountError::NoSuchGroup(_) => Self::NotFound,
@@ -339,12 +339,16 @@ impl From<AccountError> for AppError {
             AccountError::GroupTaken(_) => Self::field("name", "group with this name already exists."),
             AccountError::InvalidClaims(e) => Self::field("claims", &e.to_string()),
             AccountError::TooManyGroups => Self::field("groups", &e.to_string()),
-            AccountError::WeakPassword(rejected) => Self::Validation(
-                [("password".to_owned(), json!(rejected.0))].into_iter().collect(),
-            ),
-            AccountError::NameTooLong(field) => Self::field(field, "Ensure this field has no more than 150 characters."),
+            AccountError::WeakPassword(rejected) => {
+                Self::Validation([("password".to_owned(), json!(rejected.0))].into_iter().collect())
+            }
+            AccountError::NameTooLong(field) => {
+                Self::field(field, "Ensure this field has no more than 150 characters.")
+            }
             // DRF's SlugRelatedField.
-            AccountError::UnknownGroup(name) => Self::field("groups", &format!("Object with name={name} does not exist.")),
+            AccountError::UnknownGroup(name) => {
+                Self::field("groups", &format!("Object with name={name} does not exist."))
+            }
             AccountError::Several(refusals) => Self::merged(refusals.into_iter().map(Self::from)),
             AccountError::IdentityLinkedElsewhere { .. } | AccountError::UserLinkedElsewhere { .. } => {
                 Self::ExternalAccountConflict
@@ -370,6 +374,17 @@ impl From<AdminError> for AppError {
             AdminError::Account(e) => e.into(),
             AdminError::Issue(e) => e.into(),
         }
+    }
+}
+
+/// Django's words for a refused username: its field's `max_length`, then its validator.
+fn username_message(username: &str) -> &'static str {
+    if username.is_empty() {
+        "This field may not be blank."
+    } else if username.chars().count() > crate::domain::username::MAX_CHARS {
+        "Ensure this field has no more than 150 characters."
+    } else {
+        "Enter a valid username. This value may contain only letters, numbers, and @/./+/-/_ characters."
     }
 }
 

@@ -25,8 +25,8 @@ use tower::{Service, ServiceExt};
 
 use super::{AppState, HttpSettings, metrics_handle, metrics_router, ops::Readiness, router};
 use crate::{
-    admin::Admin,
     accounts::Accounts,
+    admin::Admin,
     config::Config,
     exchange::Exchange,
     external::{clerk::ClerkVerifier, clerk_api::ClerkApi, issuers::IssuerVerifier, svix::SvixVerifier},

@@ -42,8 +42,10 @@ impl Store {
     /// Ends one live session of the user, and records `audit` with it. `false`, and nothing
     /// written, when the user has no such live session.
     pub async fn end_session(&self, user_id: i64, session_id: &str, now: i64, audit: &AuditEvent<'_>) -> Result<bool> {
-        let sql = format!("UPDATE refresh_families SET revoked_at = $2 WHERE id = $3 AND id IN \
-                           (SELECT f.id FROM refresh_families f WHERE {LIVE})");
+        let sql = format!(
+            "UPDATE refresh_families SET revoked_at = $2 WHERE id = $3 AND id IN \
+                           (SELECT f.id FROM refresh_families f WHERE {LIVE})"
+        );
         on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
             let ended = sqlx::query(&sql).bind(user_id).bind(now).bind(session_id)

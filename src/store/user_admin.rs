@@ -121,7 +121,12 @@ impl Store {
     /// Applies `changes` and records `audit` in one transaction: every field lands or none does,
     /// and two edits of different fields of one user both land. A deactivation ends the user's
     /// sessions in the same transaction.
-    pub async fn update_user(&self, user_id: i64, changes: &UserChanges<'_>, audit: &[AuditEvent<'_>]) -> Result<UserUpdate> {
+    pub async fn update_user(
+        &self,
+        user_id: i64,
+        changes: &UserChanges<'_>,
+        audit: &[AuditEvent<'_>],
+    ) -> Result<UserUpdate> {
         let now = unix_now();
         let sql = format!(
             "UPDATE users SET username = COALESCE($1, username), email = COALESCE($2, email), \

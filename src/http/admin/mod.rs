@@ -21,8 +21,17 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 pub use self::page::PageRequest;
-use super::{AppState, HttpSettings, error::AppError, extract::Authenticated, extract::ClientAddr};
-use crate::{admin::Staff, clock::rfc3339, domain::User, sessions::Sessions};
+use super::{
+    AppState, HttpSettings,
+    error::{AppError, FieldErrors},
+    extract::{Authenticated, ClientAddr},
+};
+use crate::{
+    admin::{AdminError, Staff},
+    clock::rfc3339,
+    domain::User,
+    sessions::Sessions,
+};
 
 /// The admin API's routes (each also without its trailing slash).
 pub fn routes() -> [(&'static str, MethodRouter<AppState>); 8] {
@@ -55,6 +64,23 @@ where
     }
 }
 
+/// A body's refused fields, with what the service's checks of the rest say: a refusal that is
+/// not about fields (403, 404) wins; field errors join those of the body (DRF reports every bad
+/// field at once), a field the body already refused keeping the body's message.
+fn with_checks(refused: FieldErrors, checked: Result<(), AdminError>) -> AppError {
+    let Err(error) = checked else { return AppError::Validation(refused) };
+    match AppError::from(error) {
+        AppError::Validation(more) => {
+            let mut fields = refused;
+            for (name, messages) in more {
+                fields.entry(name).or_insert(messages);
+            }
+            AppError::Validation(fields)
+        }
+        other => other,
+    }
+}
+
 /// A numeric id from the path (`{id}`): anything else names nothing.
 pub struct PathId(pub i64);
 
@@ -62,9 +88,8 @@ pub struct PathId(pub i64);
 pub struct PathSession(pub i64, pub String);
 
 async fn path_params<S: Send + Sync>(parts: &mut Parts, state: &S) -> Result<HashMap<String, String>, AppError> {
-    let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
-        .await
-        .map_err(|_| AppError::NotFound)?;
+    let Path(params) =
+        Path::<HashMap<String, String>>::from_request_parts(parts, state).await.map_err(|_| AppError::NotFound)?;
     Ok(params)
 }
 

@@ -95,7 +95,10 @@ pub async fn create_user(
     State(admin): State<Admin>,
     fields: Fields,
 ) -> Result<Response, AppError> {
-    let new = read_create(fields).map_err(AppError::Validation)?;
+    let (new, refused) = read_create(fields);
+    if !refused.is_empty() {
+        return Err(super::with_checks(refused, admin.check_new_user(&staff, &new).await));
+    }
     let user = admin.create_user(&staff, new).await?;
     Ok((StatusCode::CREATED, Json(AdminUser::new(user))).into_response())
 }
@@ -143,7 +146,10 @@ pub async fn patch_user(
     PathId(id): PathId,
     fields: Fields,
 ) -> Result<Json<AdminUser>, AppError> {
-    let edit = read_patch(fields).map_err(AppError::Validation)?;
+    let (edit, refused) = read_patch(fields);
+    if !refused.is_empty() {
+        return Err(super::with_checks(refused, admin.check_edit(&staff, id, &edit).await));
+    }
     Ok(Json(AdminUser::new(admin.edit_user(&staff, id, edit).await?)))
 }
 
