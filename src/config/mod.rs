@@ -180,6 +180,8 @@ pub struct Config {
     pub external_issuers: Vec<IssuerConfig>,
     pub keys_reload_interval: Duration,
     pub password_hash_concurrency: usize,
+    /// `PASSWORD_MIN_LENGTH`: the password policy's shortest password, in characters.
+    pub password_min_length: usize,
     pub log_format: LogFormat,
 }
 
@@ -243,6 +245,7 @@ impl Config {
             external_issuers,
             keys_reload_interval: vars.parsed("KEYS_RELOAD_INTERVAL", "30s", positive_duration)?,
             password_hash_concurrency: vars.parsed("PASSWORD_HASH_CONCURRENCY", &default_concurrency, at_least_one)?,
+            password_min_length: vars.parsed("PASSWORD_MIN_LENGTH", "8", parse_password_min_length)?,
             log_format: vars.parsed("LOG_FORMAT", "text", parse_log_format)?,
         })
     }
@@ -365,6 +368,16 @@ fn parse_max_connections(s: &str) -> Result<u32, String> {
 /// Linux's default ceiling on open files per process (`fs.nr_open`): more connections than
 /// this could never be open at once.
 const MAX_CONNECTIONS_CEILING: u32 = 1_048_576;
+
+fn parse_password_min_length(s: &str) -> Result<usize, String> {
+    match at_least_one::<usize>(s)? {
+        n if n > PASSWORD_MIN_LENGTH_CEILING => Err(format!("at most {PASSWORD_MIN_LENGTH_CEILING}, got {s:?}")),
+        n => Ok(n),
+    }
+}
+
+/// A minimum no person could type: above it, the setting is a mistake (a byte count, a typo).
+const PASSWORD_MIN_LENGTH_CEILING: usize = 4096;
 
 fn parse_log_format(s: &str) -> Result<LogFormat, String> {
     match s {

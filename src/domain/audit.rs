@@ -106,7 +106,15 @@ pub struct AuditEvent<'a> {
 
 impl<'a> AuditEvent<'a> {
     pub fn new(kind: AuditKind) -> Self {
-        Self { kind, user_id: None, username: None, client_addr: None, detail: "", actor_id: None, actor_username: None }
+        Self {
+            kind,
+            user_id: None,
+            username: None,
+            client_addr: None,
+            detail: "",
+            actor_id: None,
+            actor_username: None,
+        }
     }
 
     /// The user it is about: id and username.

@@ -15,6 +15,7 @@
 
 mod django;
 mod phc;
+mod policy;
 
 use std::{
     panic::AssertUnwindSafe,
@@ -25,6 +26,7 @@ use ::argon2::Block;
 use secrecy::{ExposeSecret, SecretString};
 
 pub use self::phc::hash_with_memory;
+pub use self::policy::{PasswordOwner, PasswordPolicy, PasswordRejected};
 use self::{django::DjangoHash, phc::Argon2Hash};
 
 #[derive(Debug, thiserror::Error)]
