@@ -2,7 +2,7 @@
 //! fields of one in a single transaction, deleting users and groups, and a user's sessions.
 //! Who may do which is the admin service's rule (`crate::admin`); these are the account rules.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
@@ -185,15 +185,17 @@ impl Accounts {
 
     /// The ids of the groups `names` names, each once; the first name of no group is refused.
     async fn group_ids(&self, names: &[String]) -> Result<Vec<i64>> {
+        let mut seen = HashSet::new();
         let mut wanted: Vec<String> = Vec::new();
         for name in names {
             GroupName::parse(name)?;
-            if !wanted.contains(name) {
+            if seen.insert(name.as_str()) {
                 wanted.push(name.clone());
             }
-        }
-        if wanted.len() as i64 > MAX_GROUPS_PER_USER {
-            return Err(AccountError::TooManyGroups);
+            // Counted as they come: a body of thousands of names is refused before it costs more.
+            if wanted.len() as i64 > MAX_GROUPS_PER_USER {
+                return Err(AccountError::TooManyGroups);
+            }
         }
         let found: HashMap<String, i64> = self.store.group_ids(&wanted).await?.into_iter().collect();
         wanted.into_iter().map(|name| found.get(&name).copied().ok_or(AccountError::UnknownGroup(name))).collect()
