@@ -32,6 +32,7 @@ mod issuers;
 mod keys;
 mod login_by_email;
 mod ops;
+mod password_policy;
 mod sliding;
 mod sliding_downstream;
 mod tokens;
