@@ -5,7 +5,7 @@ use std::{
     collections::HashMap,
     path::Path,
     process::{Command, Output, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use tokensmith::config::{Config, JwtAlgorithm, KeySource};
@@ -15,7 +15,7 @@ use crate::helpers::*;
 /// Runs the real binary in `dir` with only `env` (plus PATH and RUST_BACKTRACE=1, so a panic
 /// would show its trace), killing it if it is still running after `timeout`.
 pub fn run_binary(dir: &Path, env: &[(&str, &str)], args: &[&str], timeout: Duration) -> Output {
-    let mut child = Command::new(binary())
+    let child = Command::new(binary())
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -27,19 +27,22 @@ pub fn run_binary(dir: &Path, env: &[(&str, &str)], args: &[&str], timeout: Dura
         .stderr(Stdio::piped())
         .spawn()
         .expect("the binary runs");
-    let deadline = Instant::now() + timeout;
-    while child.try_wait().expect("wait for the binary").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
+    // Output is read while the process runs: one larger than a pipe's buffer (the OpenAPI
+    // document) would otherwise block the process writing it, and the wait would never end.
+    let pid = child.id();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || sender.send(child.wait_with_output()));
+    match receiver.recv_timeout(timeout) {
+        Ok(output) => output.expect("wait for the binary"),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            let stderr = receiver.recv().ok().and_then(Result::ok).map(|out| out.stderr).unwrap_or_default();
             panic!(
                 "tokensmith {args:?} with {env:?} was still running after {timeout:?}; stderr: {}",
-                String::from_utf8_lossy(&out.stderr)
+                String::from_utf8_lossy(&stderr)
             );
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
-    child.wait_with_output().unwrap()
 }
 
 /// The process failed with exactly one non-empty line on stderr and no panic; returns the line.
