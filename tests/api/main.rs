@@ -1,5 +1,6 @@
 //! One integration-test binary: HTTP in, JSON out, against a real listener.
 
+mod admin_helpers;
 mod fake_clerk;
 mod helpers;
 mod outage;
@@ -8,6 +9,12 @@ mod python;
 mod replicas;
 mod throttle;
 
+mod admin_concurrency;
+mod admin_groups;
+mod admin_paging;
+mod admin_permissions;
+mod admin_user_changes;
+mod admin_users;
 mod algorithms;
 mod algorithms_pyjwt;
 mod auth_header;
