@@ -59,7 +59,10 @@ async fn admin_patch_refuses_passwords_and_bad_fields(backend: Backend) {
         (json!({"email": "bob-at-example"}), json!({"email": ["Enter a valid email address."]})),
         (json!({"is_active": "perhaps"}), json!({"is_active": ["Must be a valid boolean."]})),
         (json!({"groups": ["nosuch"]}), json!({"groups": ["Object with name=nosuch does not exist."]})),
-        (json!({"claims": "text"}), json!({"claims": ["Expected a dictionary of items but got type \"str\"."]})),
+        (json!({"claims": 5}), json!({"claims": ["Expected a dictionary of items but got type \"int\"."]})),
+        // A string is read as JSON text, as a form sends it (DRF's JSONField).
+        (json!({"claims": "text"}), json!({"claims": ["Value must be valid JSON."]})),
+        (json!({"claims": "[1]"}), json!({"claims": ["Expected a dictionary of items but got type \"list\"."]})),
     ];
     for (body, errors) in cases {
         assert_json(&patch(&app, &url, &root.access, body).await, 400, errors);

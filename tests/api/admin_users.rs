@@ -11,6 +11,7 @@ db_test!(
     admin_create_applies_the_password_policy,
     admin_create_reports_every_bad_field_at_once,
     admin_create_refuses_each_bad_field_in_drf_words,
+    admin_create_refuses_malformed_emails,
     admin_create_reads_booleans_and_forms_as_drf_does,
     admin_get_answers_404_for_unknown_ids,
 );
@@ -153,7 +154,7 @@ async fn admin_create_refuses_each_bad_field_in_drf_words(backend: Backend) {
     let cases = [
         (json!({"username": "bob"}), json!({"username": ["A user with that username already exists."]})),
         (json!({}), json!({"username": ["This field is required."]})),
-        (json!({"username": "e", "email": "e@"}), json!({"email": ["Enter a valid email address."]})),
+        (json!({"username": "e", "email": "e-at-example.com"}), json!({"email": ["Enter a valid email address."]})),
         (json!({"username": "e", "is_staff": "sometimes"}), json!({"is_staff": ["Must be a valid boolean."]})),
         (
             json!({"username": "e", "groups": ["ghosts"]}),
@@ -192,6 +193,20 @@ async fn admin_create_refuses_each_bad_field_in_drf_words(backend: Backend) {
     assert_eq!(fine["username"], "e.v+e-l_n@x");
     create(&app, &root.access, json!({"username": "b".repeat(150)})).await;
     assert_eq!(get(&app, USERS, &root.access).await.json()["count"], 4);
+}
+
+// DEFECT (reported to the lead, fails until src/accounts check_email follows Django's
+// EmailValidator): any text with an '@' is taken as an email, "e@" and "@example.com" among them.
+async fn admin_create_refuses_malformed_emails(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let root = superuser(&app, "root").await;
+    for email in ["e@", "@example.com", "a b@example.com", "a@b@example.com", "bob@"] {
+        let reply = post(&app, USERS, &root.access, json!({"username": "e", "email": email})).await;
+        assert_json(&reply, 400, json!({"email": ["Enter a valid email address."]}));
+    }
+    assert_eq!(get(&app, USERS, &root.access).await.json()["count"], 1);
+    let fine = create(&app, &root.access, json!({"username": "e", "email": "E.Mail+tag@sub.example.com"})).await;
+    assert_eq!(fine["email"], "E.Mail+tag@sub.example.com");
 }
 
 async fn admin_create_reads_booleans_and_forms_as_drf_does(backend: Backend) {
