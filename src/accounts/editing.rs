@@ -11,7 +11,7 @@ use crate::{
     clock::unix_now,
     config::UsernameField,
     domain::{AuditKind, CustomClaims, GroupName, MAX_GROUPS_PER_USER, User, Username},
-    store::{Found, GroupSummary, SessionSummary, UserChanges, UserUpdate, Window},
+    store::{Found, GroupSummary, GuardedWrite, SessionSummary, UserChanges, UserUpdate, Window},
 };
 
 /// Django's bound on first and last names.
@@ -102,8 +102,18 @@ impl Accounts {
     /// none does. A deactivation ends the user's sessions in it; an operator's deactivation
     /// stands until an operator undoes it (see `deactivate`). Every refused field is reported.
     pub async fn edit(&self, user: &User, edit: &AccountEdit, actor: Actor<'_>) -> Result<User> {
+        let current_groups = match edit.groups {
+            Some(_) => self.groups_of(user).await?,
+            None => Vec::new(),
+        };
+        // Only what changes is written and audited: a client that sends the whole user back
+        // neither rewrites the rest nor fills the audit trail with changes that are not.
+        let edit = edit.without_unchanged(user, &current_groups);
+        if edit.is_empty() {
+            return Ok(user.clone());
+        }
         let username = edit.username.as_deref().map(Username::parse).transpose().map_err(AccountError::from);
-        let (_, checked) = together(username, self.check_fields(&Fields::of_edit(edit)).await)?;
+        let (_, checked) = together(username, self.check_fields(&Fields::of_edit(&edit)).await)?;
         let changes = UserChanges {
             username: edit.username.as_deref(),
             email: edit.email.as_deref(),
@@ -115,9 +125,9 @@ impl Accounts {
             custom_claims: checked.claims_json.as_deref(),
             group_ids: checked.group_ids.as_deref(),
             unique_email: self.settings.tokens.username_field == UsernameField::Email,
+            unless_superuser: actor.unless_superuser(),
         };
-        let changed = changed_fields(edit);
-        let detail = format!("changed: {}", changed.join(", "));
+        let detail = edit.audit_detail();
         let mut events = vec![actor.event(AuditKind::UserUpdated).user(user).detail(&detail)];
         match edit.is_active {
             Some(false) => events.push(actor.event(AuditKind::UserDeactivated).user(user)),
@@ -134,8 +144,9 @@ impl Accounts {
         match self.store.update_user(user.id, &changes, &events).await? {
             UserUpdate::Updated(user) => Ok(*user),
             UserUpdate::NoSuchUser => Err(no_such(user)),
-            UserUpdate::UsernameTaken => Err(AccountError::UsernameTaken(edit.username.clone().unwrap_or_default())),
-            UserUpdate::EmailTaken => Err(AccountError::EmailTaken(edit.email.clone().unwrap_or_default())),
+            UserUpdate::UsernameTaken => Err(AccountError::UsernameTaken(edit.username.unwrap_or_default())),
+            UserUpdate::EmailTaken => Err(AccountError::EmailTaken(edit.email.unwrap_or_default())),
+            UserUpdate::Refused => Err(AccountError::SuperuserOnly),
         }
     }
 
@@ -188,7 +199,8 @@ impl Accounts {
         let mut seen = HashSet::new();
         let mut wanted: Vec<String> = Vec::new();
         for name in names {
-            GroupName::parse(name)?;
+            // A name no group could have names no group.
+            GroupName::parse(name).map_err(|_| AccountError::UnknownGroup(name.clone()))?;
             if seen.insert(name.as_str()) {
                 wanted.push(name.clone());
             }
@@ -204,9 +216,10 @@ impl Accounts {
     /// Deletes the user: its sessions, groups and identity links go with it.
     pub async fn delete(&self, user: &User, actor: Actor<'_>) -> Result<()> {
         let event = actor.event(AuditKind::UserDeleted).user(user);
-        match self.store.delete_user(user.id, &event).await? {
-            true => Ok(()),
-            false => Err(no_such(user)),
+        match self.store.delete_user(user.id, actor.unless_superuser(), &event).await? {
+            GuardedWrite::Done(()) => Ok(()),
+            GuardedWrite::NoSuchUser => Err(no_such(user)),
+            GuardedWrite::Refused => Err(AccountError::SuperuserOnly),
         }
     }
 
@@ -280,20 +293,62 @@ pub(super) fn together<T>(username: Result<T>, fields: Result<Checked>) -> Resul
     }
 }
 
-/// The names of the fields an edit sets, for its audit event.
-fn changed_fields(edit: &AccountEdit) -> Vec<&'static str> {
-    [
-        ("username", edit.username.is_some()),
-        ("email", edit.email.is_some()),
-        ("first_name", edit.first_name.is_some()),
-        ("last_name", edit.last_name.is_some()),
-        ("is_active", edit.is_active.is_some()),
-        ("is_staff", edit.is_staff.is_some()),
-        ("is_superuser", edit.is_superuser.is_some()),
-        ("groups", edit.groups.is_some()),
-        ("claims", edit.claims.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(name, set)| set.then_some(name))
-    .collect()
+impl AccountEdit {
+    /// This edit without the values `user` (in `groups`) already has.
+    fn without_unchanged(&self, user: &User, groups: &[String]) -> Self {
+        fn changed<T: PartialEq + Clone>(new: &Option<T>, old: &T) -> Option<T> {
+            new.as_ref().filter(|new| *new != old).cloned()
+        }
+        let same_groups = |new: &Vec<String>| {
+            let wanted: HashSet<&str> = new.iter().map(String::as_str).collect();
+            wanted == groups.iter().map(String::as_str).collect()
+        };
+        Self {
+            username: changed(&self.username, &user.username),
+            email: changed(&self.email, &user.email),
+            first_name: changed(&self.first_name, &user.first_name),
+            last_name: changed(&self.last_name, &user.last_name),
+            is_active: changed(&self.is_active, &user.is_active),
+            is_staff: changed(&self.is_staff, &user.is_staff),
+            is_superuser: changed(&self.is_superuser, &user.is_superuser),
+            groups: self.groups.clone().filter(|new| !same_groups(new)),
+            claims: self.claims.clone().filter(|new| new != user.custom_claims.as_map()),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.changed_fields().is_empty()
+    }
+
+    /// The names of the fields this edit sets.
+    fn changed_fields(&self) -> Vec<&'static str> {
+        [
+            ("username", self.username.is_some()),
+            ("email", self.email.is_some()),
+            ("first_name", self.first_name.is_some()),
+            ("last_name", self.last_name.is_some()),
+            ("is_active", self.is_active.is_some()),
+            ("is_staff", self.is_staff.is_some()),
+            ("is_superuser", self.is_superuser.is_some()),
+            ("groups", self.groups.is_some()),
+            ("claims", self.claims.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect()
+    }
+
+    /// `changed: …` naming the fields, with the new username and flags (who was made what).
+    fn audit_detail(&self) -> String {
+        let mut detail = format!("changed: {}", self.changed_fields().join(", "));
+        if let Some(username) = &self.username {
+            detail.push_str(&format!("; username={username}"));
+        }
+        for (name, value) in [("is_staff", self.is_staff), ("is_superuser", self.is_superuser)] {
+            if let Some(value) = value {
+                detail.push_str(&format!("; {name}={value}"));
+            }
+        }
+        detail
+    }
 }

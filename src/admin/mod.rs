@@ -222,7 +222,11 @@ impl Admin {
         }
         let origin = SessionOrigin { provider: "admin", client_addr: Some(&staff.client), ..SessionOrigin::default() };
         let event = staff.actor().event(AuditKind::AdminTokensIssued).user(&target);
-        Ok(self.sessions.start_session(&target, origin, &event).await?)
+        match self.sessions.start_session(&target, origin, &event).await {
+            // Deactivated since it was read: no session starts.
+            Err(IssueError::PasswordChanged) => Err(AdminError::InactiveUser),
+            issued => Ok(issued?),
+        }
     }
 
     pub async fn groups(&self, _: &Staff, terms: &[String], window: Window) -> Result<Found<GroupSummary>> {

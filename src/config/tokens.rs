@@ -97,8 +97,12 @@ impl TokenCustomisation {
     }
 
     /// Whether `name` may not be a user's custom claim.
+    /// The user attributes (`is_staff`, `username`, …) are reserved too, whether or not
+    /// `TOKEN_CLAIMS` copies them: a token's `is_superuser` comes from the record or is absent,
+    /// so whoever may edit custom claims (staff, over the admin API) cannot make a token say
+    /// more than the record does to services that read it (simplejwt's `TokenUser`).
     pub fn is_reserved_claim(&self, name: &str) -> bool {
-        RESERVED_CLAIMS.contains(&name) || name == self.user_id_claim
+        RESERVED_CLAIMS.contains(&name) || name == self.user_id_claim || UserClaim::ALL.iter().any(|c| c.name() == name)
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod audit;
 mod claims;
+mod email;
 pub mod django;
 pub mod username;
 
@@ -13,7 +14,8 @@ use serde::Serialize;
 pub const EMAIL_MAX_CHARS: usize = 254;
 
 pub use audit::{AuditEvent, AuditKind};
-pub use claims::{CustomClaims, GroupName, InvalidClaims, InvalidGroupName, MAX_GROUPS_PER_USER};
+pub use claims::{CustomClaims, GROUP_NAME_MAX_CHARS, GroupName, InvalidClaims, InvalidGroupName, MAX_GROUPS_PER_USER};
+pub use email::is_valid_email;
 pub use username::{InvalidUsername, Username};
 
 /// A local user, as Django's user model names the fields.

@@ -27,6 +27,9 @@ use crate::{
     webhooks::WebhookError,
 };
 
+/// DRF's `PermissionDenied` detail.
+const PERMISSION_DENIED: &str = "You do not have permission to perform this action.";
+
 /// Field name → messages, as DRF reports validation errors.
 pub type FieldErrors = Map<String, Value>;
 
@@ -335,13 +338,14 @@ impl From<AccountError> for AppError {
             AccountError::UsernameTaken(_) => Self::field("username", "A user with that username already exists."),
             AccountError::NoSuchUser(_) | AccountError::NoSuchGroup(_) => Self::NotFound,
             AccountError::EmailTaken(_) => Self::field("email", "A user with that email already exists."),
-            AccountError::InvalidGroupName(e) => Self::field("name", &e.to_string()),
+            AccountError::InvalidGroupName(e) => Self::field("name", &group_name_message(&e)),
             AccountError::GroupTaken(_) => Self::field("name", "group with this name already exists."),
             AccountError::InvalidClaims(e) => Self::field("claims", &e.to_string()),
             AccountError::TooManyGroups => Self::field("groups", &e.to_string()),
             AccountError::WeakPassword(rejected) => {
                 Self::Validation([("password".to_owned(), json!(rejected.0))].into_iter().collect())
             }
+            AccountError::SuperuserOnly => Self::Forbidden(PERMISSION_DENIED.to_owned()),
             AccountError::NameTooLong(field) => {
                 Self::field(field, "Ensure this field has no more than 150 characters.")
             }
@@ -366,7 +370,7 @@ impl From<AccountError> for AppError {
 impl From<AdminError> for AppError {
     fn from(e: AdminError) -> Self {
         match e {
-            AdminError::Forbidden => Self::Forbidden("You do not have permission to perform this action.".to_owned()),
+            AdminError::Forbidden => Self::Forbidden(PERMISSION_DENIED.to_owned()),
             AdminError::SelfLockout => {
                 Self::Forbidden("You cannot deactivate, delete or demote your own account.".to_owned())
             }
@@ -374,6 +378,18 @@ impl From<AdminError> for AppError {
             AdminError::Account(e) => e.into(),
             AdminError::Issue(e) => e.into(),
         }
+    }
+}
+
+/// DRF's words for a refused group name where it has them (Django's `Group.name` field).
+fn group_name_message(error: &crate::domain::InvalidGroupName) -> String {
+    let name = error.0.trim();
+    if name.is_empty() {
+        "This field may not be blank.".to_owned()
+    } else if name.chars().count() > crate::domain::GROUP_NAME_MAX_CHARS {
+        "Ensure this field has no more than 150 characters.".to_owned()
+    } else {
+        error.to_string()
     }
 }
 

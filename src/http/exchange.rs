@@ -230,6 +230,7 @@ fn oauth_error(error: ExchangeError) -> AppError {
             | AccountError::InvalidClaims(_)
             | AccountError::NameTooLong(_)
             | AccountError::WeakPassword(_)
+            | AccountError::SuperuserOnly
             | AccountError::UnknownGroup(_)
             | AccountError::Several(_)
             | AccountError::IdentityLinkedElsewhere { .. }

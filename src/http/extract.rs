@@ -50,12 +50,21 @@ pub trait DrfRequest: DeserializeOwned + ToSchema + 'static {
     const TRIMMED: &'static [&'static str] = &[];
 }
 
-/// A body sent as JSON or as an HTML form, read into one map of fields (DRF's `request.data`).
-pub struct Fields(Map<String, Value>);
+/// A body sent as JSON or as an HTML form, read into one map of fields (DRF's `request.data`),
+/// and, for a form, every pair as sent (a repeated key is a list to DRF's list fields).
+pub struct Fields(Map<String, Value>, Option<Vec<(String, String)>>);
 
 impl Fields {
     pub fn from_map(fields: Map<String, Value>) -> Self {
-        Self(fields)
+        Self(fields, None)
+    }
+
+    /// Every value a form sent under `name` (Django's `QueryDict.getlist`); `None` for a JSON
+    /// body, or a form without the key.
+    pub fn form_list(&self, name: &str) -> Option<Vec<String>> {
+        let pairs = self.1.as_ref()?;
+        let values: Vec<String> = pairs.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()).collect();
+        (!values.is_empty()).then_some(values)
     }
 
     pub fn into_map(self) -> Map<String, Value> {
@@ -161,19 +170,20 @@ impl<S: Send + Sync> FromRequest<S> for Fields {
         let body = read_body(req).await?;
         // As DRF: no body, or no content type, is an empty set of fields.
         let Some(content_type) = content_type.filter(|_| !body.is_empty()) else {
-            return Ok(Self(Map::new()));
+            return Ok(Self(Map::new(), None));
         };
         let media_type = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         if media_type == "application/json" || media_type.ends_with("+json") {
             match serde_json::from_slice::<Value>(&body) {
-                Ok(Value::Object(map)) => Ok(Self(map)),
+                Ok(Value::Object(map)) => Ok(Self(map, None)),
                 Ok(other) => Err(not_a_dictionary(&other)),
                 Err(e) => Err(BodyError::JsonParse(e.to_string())),
             }
         } else if media_type == "application/x-www-form-urlencoded" {
             let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).map_err(|_| BodyError::Malformed)?;
             // A repeated key keeps its last value, as Django's QueryDict does.
-            Ok(Self(pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect()))
+            let fields = pairs.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+            Ok(Self(fields, Some(pairs)))
         } else {
             Err(BodyError::UnsupportedMediaType(content_type))
         }
@@ -328,7 +338,7 @@ mod tests {
     }
 
     fn fields(value: Value) -> Fields {
-        Fields(value.as_object().unwrap().clone())
+        Fields(value.as_object().unwrap().clone(), None)
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The password policy: Django's four default password validators (Django 5.2,
 //! `django/contrib/auth/password_validation.py`), with Django's messages, so a password a Django
-//! site would refuse is refused here in the same words, and one it accepts is accepted. Every
-//! place that sets a password (admin API, CLI, self-service) asks this one policy.
+//! site would refuse is refused here in the same words, and one it accepts is accepted. Passwords
+//! an admin sets over the admin API are checked against it (`Accounts::check_new_password`); the
+//! CLI and the users' own password changes take it up with self-service (issue 17), which must
+//! ask this same policy.
 //!
 //! Django's rules are written in Python's terms (`str.lower`, `str.strip`, `str.isdigit`,
 //! `re`'s `\W`, `difflib.SequenceMatcher.quick_ratio`); each is reproduced below over code points,

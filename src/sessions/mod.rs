@@ -62,8 +62,9 @@ pub enum BearerRefusal {
 /// Why a new session could not be issued.
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {
-    /// The password was changed while the login was checking the old one.
-    #[error("the password changed during the login")]
+    /// The password was changed while the login was checking the old one, or the user was
+    /// deactivated meanwhile.
+    #[error("the password changed, or the user was deactivated, during the login")]
     PasswordChanged,
     #[error("signing failed: {0}")]
     Signing(#[from] jsonwebtoken::errors::Error),

@@ -98,7 +98,7 @@ impl Store {
         for n in 1..=terms.len() {
             filter.push_str(&format!(" AND lower(g.name) LIKE ${n} ESCAPE '\\'"));
         }
-        let patterns: Vec<String> = terms.iter().map(|t| contains_pattern(t)).collect();
+        let patterns: Vec<String> = terms.iter().map(|t| contains_pattern(t, self.folds_ascii_only())).collect();
         let (limit, offset) = (terms.len() + 1, terms.len() + 2);
         let count_sql = format!("SELECT COUNT(*) FROM groups g WHERE {filter}");
         let rows_sql = format!(

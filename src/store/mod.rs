@@ -37,7 +37,7 @@ pub use links::{IdentityLink, Unlinked};
 pub use session_list::SessionSummary;
 pub use sessions::{NewRefreshToken, NewSession, RefreshTokenState, SessionOrigin, SlidingSessionState};
 pub use user_admin::{Found, UserChanges, UserUpdate, Window};
-pub use users::{NewUser, UserInsert};
+pub use users::{GuardedWrite, NewUser, UserInsert};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 

@@ -111,7 +111,7 @@ impl Store {
     /// A login: the session, its first refresh token (none for a sliding session), the user's
     /// `last_login`, the upgraded password hash if any, and the audit event, in one transaction
     /// (one commit per login). `false`, and nothing written, when the password hash the login
-    /// checked is no longer the user's.
+    /// checked is no longer the user's, or the user was deactivated meanwhile.
     pub async fn start_session(
         &self,
         session: &NewSession<'_>,
@@ -121,11 +121,11 @@ impl Store {
     ) -> Result<bool> {
         on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
-            // First, so that a password change waits for this session (and then ends it) or
-            // this session sees the change and does not start.
+            // First, so that a password change or a deactivation waits for this session (and
+            // then ends it) or this session sees it and does not start.
             let current = sqlx::query(
                 "UPDATE users SET last_login = $1, password_hash = COALESCE($4, password_hash) \
-                 WHERE id = $2 AND ($3 IS NULL OR password_hash = $3)",
+                 WHERE id = $2 AND is_active AND ($3 IS NULL OR password_hash = $3)",
             )
             .bind(session.created_at).bind(session.user_id).bind(origin.password_hash)
             .bind(origin.upgraded_password_hash)

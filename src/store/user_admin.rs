@@ -4,7 +4,12 @@
 
 use std::collections::HashMap;
 
-use super::{Db, Result, Store, audit::insert_audit, is_unique_violation, on_pool, on_writer, users::USER_COLUMNS};
+use super::{
+    Db, Result, Store,
+    audit::insert_audit,
+    is_unique_violation, on_pool, on_writer,
+    users::{GuardedWrite, USER_COLUMNS},
+};
 use crate::{
     clock::unix_now,
     domain::{AuditEvent, User},
@@ -41,6 +46,9 @@ pub struct UserChanges<'a> {
     pub group_ids: Option<&'a [i64]>,
     /// No other user may have the email (`USERNAME_FIELD=email`).
     pub unique_email: bool,
+    /// Nothing is written to a superuser (an admin who is not one: their right to change the
+    /// user, checked on the record read before, still holds at the write).
+    pub unless_superuser: bool,
 }
 
 /// What an edit came to.
@@ -49,12 +57,31 @@ pub enum UserUpdate {
     NoSuchUser,
     UsernameTaken,
     EmailTaken,
+    /// The user is a superuser now (`unless_superuser`).
+    Refused,
 }
 
+/// On PostgreSQL, holds the groups `$ids` (`FOR KEY SHARE`) until the transaction ends: a group
+/// deleted at the same moment waits for the memberships about to be written, then takes them
+/// with it, instead of failing their foreign key. SQLite's one writer needs no lock.
+macro_rules! lock_groups {
+    ($tx:expr, $ids:expr, $postgres:expr) => {
+        if $postgres {
+            for id in $ids {
+                sqlx::query("SELECT id FROM groups WHERE id = $1 FOR KEY SHARE").bind(id).execute(&mut *$tx).await?;
+            }
+        }
+    };
+}
+pub(super) use lock_groups;
+
 /// `%` and `_` match themselves in a `LIKE … ESCAPE '\'` pattern.
-pub(super) fn contains_pattern(term: &str) -> String {
+/// SQLite's `lower()` folds ASCII letters only (`ascii_only`): the term is folded the same way, so
+/// that `Ärger` still finds `Ärger` there (and `ärger` does not; PostgreSQL folds both).
+pub(super) fn contains_pattern(term: &str, ascii_only: bool) -> String {
+    let folded = if ascii_only { term.to_ascii_lowercase() } else { term.to_lowercase() };
     let mut pattern = String::from("%");
-    for c in term.to_lowercase().chars() {
+    for c in folded.chars() {
         if matches!(c, '%' | '_' | '\\') {
             pattern.push('\\');
         }
@@ -75,7 +102,7 @@ impl Store {
                  OR lower(first_name) LIKE ${n} ESCAPE '\\' OR lower(last_name) LIKE ${n} ESCAPE '\\')"
             ));
         }
-        let patterns: Vec<String> = terms.iter().map(|t| contains_pattern(t)).collect();
+        let patterns: Vec<String> = terms.iter().map(|t| contains_pattern(t, self.folds_ascii_only())).collect();
         let (limit, offset) = (terms.len() + 1, terms.len() + 2);
         let count_sql = format!("SELECT COUNT(*) FROM users WHERE {filter}");
         let rows_sql =
@@ -134,7 +161,8 @@ impl Store {
              is_staff = COALESCE($5, is_staff), is_superuser = COALESCE($6, is_superuser), \
              disabled_locally = COALESCE($7, disabled_locally), \
              is_active = (NOT COALESCE($7, disabled_locally)) AND provider_allows, \
-             custom_claims = COALESCE($8, custom_claims) WHERE id = $9 RETURNING {USER_COLUMNS}"
+             custom_claims = COALESCE($8, custom_claims) WHERE id = $9 AND NOT ($10 AND is_superuser) \
+             RETURNING {USER_COLUMNS}"
         );
         let email_check = changes.unique_email && changes.email.is_some_and(|e| !e.is_empty());
         on_writer!(self, pool => {
@@ -156,11 +184,15 @@ impl Store {
             let updated = sqlx::query_as::<_, User>(&sql)
                 .bind(changes.username).bind(changes.email).bind(changes.first_name).bind(changes.last_name)
                 .bind(changes.is_staff).bind(changes.is_superuser).bind(changes.disabled_locally)
-                .bind(changes.custom_claims).bind(user_id)
+                .bind(changes.custom_claims).bind(user_id).bind(changes.unless_superuser)
                 .fetch_optional(&mut *tx).await;
             let refused = match updated {
                 Ok(Some(user)) => Ok(user),
-                Ok(None) => Err(UserUpdate::NoSuchUser),
+                Ok(None) => {
+                    let exists = sqlx::query_scalar::<_, i64>("SELECT id FROM users WHERE id = $1")
+                        .bind(user_id).fetch_optional(&mut *tx).await?.is_some();
+                    Err(if exists { UserUpdate::Refused } else { UserUpdate::NoSuchUser })
+                }
                 Err(e) if is_unique_violation(&e) => Err(UserUpdate::UsernameTaken),
                 Err(e) => return Err(e.into()),
             };
@@ -178,9 +210,10 @@ impl Store {
                     .bind(now).bind(user_id).execute(&mut *tx).await?;
             }
             if let Some(group_ids) = changes.group_ids {
+                lock_groups!(tx, group_ids, matches!(self.db, Db::Postgres(_)));
                 sqlx::query("DELETE FROM user_groups WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
                 for group_id in group_ids {
-                    // A group deleted meanwhile is skipped, not an error: it is gone either way.
+                    // A group deleted before the lock is skipped, not an error: it is gone either way.
                     sqlx::query(
                         "INSERT INTO user_groups (user_id, group_id) SELECT $1, id FROM groups WHERE id = $2 \
                          ON CONFLICT DO NOTHING",
@@ -197,21 +230,38 @@ impl Store {
     }
 
     /// Deletes the user, its sessions, groups and links with it (the schema cascades), and records
-    /// `audit`. `false` when there was no such user.
-    pub async fn delete_user(&self, user_id: i64, audit: &AuditEvent<'_>) -> Result<bool> {
+    /// `audit`. With `unless_superuser`, a superuser is not deleted.
+    pub async fn delete_user(
+        &self,
+        user_id: i64,
+        unless_superuser: bool,
+        audit: &AuditEvent<'_>,
+    ) -> Result<GuardedWrite<()>> {
         let now = unix_now();
         on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
-            let deleted = sqlx::query("DELETE FROM users WHERE id = $1")
-                .bind(user_id).execute(&mut *tx).await?.rows_affected() == 1;
+            // Refresh tokens first, in the order a rotation locks them (token, then its session):
+            // the cascade alone goes session first, and deadlocks with a refresh on PostgreSQL.
+            sqlx::query("DELETE FROM refresh_tokens WHERE user_id = $1 AND EXISTS \
+                         (SELECT 1 FROM users WHERE id = $1 AND NOT ($2 AND is_superuser))")
+                .bind(user_id).bind(unless_superuser).execute(&mut *tx).await?;
+            let deleted = sqlx::query("DELETE FROM users WHERE id = $1 AND NOT ($2 AND is_superuser)")
+                .bind(user_id).bind(unless_superuser).execute(&mut *tx).await?.rows_affected() == 1;
             if !deleted {
+                let exists = sqlx::query_scalar::<_, i64>("SELECT id FROM users WHERE id = $1")
+                    .bind(user_id).fetch_optional(&mut *tx).await?.is_some();
                 tx.rollback().await?;
-                return Ok(false);
+                return Ok(if exists { GuardedWrite::Refused } else { GuardedWrite::NoSuchUser });
             }
             insert_audit!(audit, now, &mut *tx)?;
             tx.commit().await?;
-            Ok(true)
+            Ok(GuardedWrite::Done(()))
         })
+    }
+
+    /// SQLite's `lower()` folds ASCII letters only.
+    pub(super) fn folds_ascii_only(&self) -> bool {
+        matches!(self.db, Db::Sqlite { .. })
     }
 }
 
@@ -221,7 +271,11 @@ mod tests {
 
     #[test]
     fn search_terms_match_their_wildcards_literally() {
-        assert_eq!(contains_pattern("Ada"), "%ada%");
-        assert_eq!(contains_pattern("50%_a\\b"), "%50\\%\\_a\\\\b%");
+        assert_eq!(contains_pattern("Ada", false), "%ada%");
+        assert_eq!(contains_pattern("50%_a\\b", false), "%50\\%\\_a\\\\b%");
+        assert_eq!(
+            (contains_pattern("Ärger", true), contains_pattern("Ärger", false)),
+            ("%Ärger%".into(), "%ärger%".into())
+        );
     }
 }

@@ -1,7 +1,10 @@
 //! Local users.
 
-use super::{Db, Result, Store, is_unique_violation, on_pool, on_writer};
-use crate::domain::User;
+use super::{Db, Result, Store, audit::insert_audit, is_unique_violation, on_pool, on_writer, user_admin::lock_groups};
+use crate::{
+    clock::unix_now,
+    domain::{AuditEvent, User},
+};
 
 pub struct NewUser<'a> {
     pub username: &'a str,
@@ -18,6 +21,15 @@ pub struct NewUser<'a> {
     /// The groups it joins (ids; a group deleted meanwhile is skipped).
     pub group_ids: &'a [i64],
     pub created_at: i64,
+}
+
+/// What a write that an admin's rights guard came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum GuardedWrite<T> {
+    Done(T),
+    NoSuchUser,
+    /// The user is a superuser now, and the admin is not one.
+    Refused,
 }
 
 /// What creating a user came to.
@@ -54,6 +66,7 @@ impl Store {
                 .bind(unique_email).bind(user.disabled_locally).bind(user.custom_claims)
                 .fetch_optional(&mut *tx).await;
             if let Ok(Some(created)) = &inserted {
+                lock_groups!(tx, user.group_ids, matches!(self.db, Db::Postgres(_)));
                 for group_id in user.group_ids {
                     sqlx::query("INSERT INTO user_groups (user_id, group_id) SELECT $1, id FROM groups WHERE id = $2")
                         .bind(created.id).bind(group_id).execute(&mut *tx).await?;
@@ -98,11 +111,36 @@ impl Store {
         Ok(on_pool!(self, pool => sqlx::query_as::<_, User>(&sql).fetch_all(pool).await)?)
     }
 
-    /// Returns whether the user exists.
-    pub async fn set_password_hash(&self, user_id: i64, hash: &str) -> Result<bool> {
-        let done = on_writer!(self, pool => sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
-            .bind(hash).bind(user_id).execute(pool).await.map(|r| r.rows_affected()))?;
-        Ok(done == 1)
+    /// Sets an operator's new password hash, ends every session of the user and records `audit`,
+    /// in one transaction. With `unless_superuser` nothing is written to a superuser (an admin's
+    /// right to change the user, checked before the hashing, still holds at the write).
+    pub async fn set_password_ending_sessions(
+        &self,
+        user_id: i64,
+        hash: &str,
+        unless_superuser: bool,
+        audit: &AuditEvent<'_>,
+    ) -> Result<GuardedWrite<u64>> {
+        let now = unix_now();
+        on_writer!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let set = sqlx::query(
+                "UPDATE users SET password_hash = $1, sessions_ended_at = $4 WHERE id = $2 AND NOT ($3 AND is_superuser)",
+            )
+            .bind(hash).bind(user_id).bind(unless_superuser).bind(now)
+            .execute(&mut *tx).await?.rows_affected() == 1;
+            if !set {
+                let exists = sqlx::query_scalar::<_, i64>("SELECT id FROM users WHERE id = $1")
+                    .bind(user_id).fetch_optional(&mut *tx).await?.is_some();
+                tx.rollback().await?;
+                return Ok(if exists { GuardedWrite::Refused } else { GuardedWrite::NoSuchUser });
+            }
+            let ended = sqlx::query("UPDATE refresh_families SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
+                .bind(now).bind(user_id).execute(&mut *tx).await?.rows_affected();
+            insert_audit!(audit, now, &mut *tx)?;
+            tx.commit().await?;
+            Ok(GuardedWrite::Done(ended))
+        })
     }
 
     /// Sets the hash only if it is still `current` (the one a password check used). Returns

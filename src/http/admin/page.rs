@@ -16,8 +16,6 @@ pub const DEFAULT_PAGE_SIZE: i64 = 50;
 pub const MAX_PAGE_SIZE: i64 = 500;
 /// A search is a few words; a long one would only cost a long scan.
 pub const SEARCH_MAX_CHARS: usize = 200;
-/// Terms beyond these are ignored (each is one more `LIKE` over four columns).
-const MAX_SEARCH_TERMS: usize = 10;
 
 /// What a list request asks for, and where it was asked (for the page links).
 pub struct PageRequest {
@@ -99,12 +97,12 @@ where
             let message = format!("Ensure this field has no more than {SEARCH_MAX_CHARS} characters.");
             return Err(AppError::field("search", &message));
         }
-        // DRF's SearchFilter: terms split on whitespace and commas, NULs dropped.
+        // DRF's SearchFilter: terms split on whitespace and commas, NULs dropped; every one
+        // must match (the length bound above bounds how many there are).
         let terms = search
             .split(|c: char| c.is_whitespace() || c == ',')
             .filter(|t| !t.is_empty())
             .map(|t| t.replace('\0', ""))
-            .take(MAX_SEARCH_TERMS)
             .collect();
         let https = forwarded_https(parts, &settings.trusted_proxies);
         let base = base_url(&parts.headers, &parts.uri, https);

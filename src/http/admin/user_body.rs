@@ -65,7 +65,16 @@ const FLAGS: [&str; 3] = ["is_active", "is_staff", "is_superuser"];
 /// The body's fields, each read by its kind; errors collected per field.
 struct Reader {
     fields: Map<String, Value>,
+    /// A form's `groups`, every value sent (DRF reads list fields of a form with `getlist`).
+    form_groups: Option<Vec<String>>,
     errors: FieldErrors,
+}
+
+impl Reader {
+    fn new(fields: Fields) -> Self {
+        let form_groups = fields.form_list("groups");
+        Self { fields: fields.into_map(), form_groups, errors: FieldErrors::new() }
+    }
 }
 
 impl Reader {
@@ -118,8 +127,11 @@ impl Reader {
         value.or_else(|| self.refused(name, "Must be a valid boolean."))
     }
 
-    /// Group names: a list of strings.
+    /// Group names: a list of strings (a form's every `groups` value).
     fn groups(&mut self) -> Option<Vec<String>> {
+        if let Some(names) = self.form_groups.take() {
+            return Some(names);
+        }
         match self.fields.get("groups")? {
             Value::Array(items) => {
                 let names: Option<Vec<String>> = items.iter().map(|i| i.as_str().map(str::to_owned)).collect();
@@ -182,7 +194,7 @@ fn python_type(value: &Value) -> &'static str {
 
 /// A `POST /api/admin/users/` body, and the fields it refused.
 pub fn read_create(fields: Fields) -> (NewUser, FieldErrors) {
-    let mut r = Reader { fields: fields.into_map(), errors: FieldErrors::new() };
+    let mut r = Reader::new(fields);
     let username = match r.fields.contains_key("username") {
         true => r.text("username", false),
         false => r.refused("username", "This field is required."),
@@ -209,7 +221,7 @@ pub fn read_create(fields: Fields) -> (NewUser, FieldErrors) {
 
 /// A `PATCH /api/admin/users/{id}/` body, and the fields it refused.
 pub fn read_patch(fields: Fields) -> (AccountEdit, FieldErrors) {
-    let mut r = Reader { fields: fields.into_map(), errors: FieldErrors::new() };
+    let mut r = Reader::new(fields);
     if r.fields.contains_key("password") {
         r.refuse("password", "Use the set-password endpoint to set a password.");
     }
