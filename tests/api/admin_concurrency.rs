@@ -163,9 +163,8 @@ async fn admin_changes_are_audited_with_actor_and_target(backend: Backend) {
     assert!(!text.contains("secret garden") && !text.contains("builder of sheds"), "a password was audited");
 }
 
-// DEFECT (reported to the lead, fails until fixed): a PATCH sending a field's current value is
-// audited as a change ("user_updated" "changed: first_name"), and `is_active: true` on an active
-// user writes a "user_activated" event for an activation that never happened.
+// A PATCH sending a field's current value changes nothing and is not audited as a change, and
+// `is_active: true` on an active user writes no "user_activated" event.
 async fn admin_audit_names_only_what_changed(backend: Backend) {
     let app = spawn_app(backend).await;
     let root = superuser(&app, "root").await;

@@ -70,8 +70,7 @@ async fn admin_group_create_refuses_taken_and_missing_names(backend: Backend) {
     assert_eq!(group_list(&app, &root.access, "").await, pairs(&[("editors", 0)]));
 }
 
-// DEFECT (reported to the lead, fails until fixed): a 151-character name is refused with the
-// domain's own sentence ("a group name is 1 to 150 characters, … (got \"ggg…\")"), not DRF's.
+// A 151-character name is refused in DRF's words, not the domain's own sentence.
 async fn admin_group_create_refuses_long_names_in_drf_words(backend: Backend) {
     let app = spawn_app(backend).await;
     let root = superuser(&app, "root").await;

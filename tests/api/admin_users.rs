@@ -196,8 +196,7 @@ async fn admin_create_refuses_each_bad_field_in_drf_words(backend: Backend) {
     assert_eq!(get(&app, USERS, &root.access).await.json()["count"], 4);
 }
 
-// DEFECT (reported to the lead, fails until src/accounts check_email follows Django's
-// EmailValidator): any text with an '@' is taken as an email, "e@" and "@example.com" among them.
+// Django's EmailValidator decides what an email is: not any text with an '@' ("e@", "@example.com").
 async fn admin_create_refuses_malformed_emails(backend: Backend) {
     let app = spawn_app(backend).await;
     let root = superuser(&app, "root").await;
@@ -243,9 +242,7 @@ async fn admin_create_reads_booleans_and_forms_as_drf_does(backend: Backend) {
     app.login("formed", "paper forms 7171").await;
 }
 
-// DEFECT (reported to the lead, fails until fixed in src/http/admin/user_body.rs): DRF reads a
-// form's `groups` with getlist, so `groups=a&groups=b` is a list; here any form `groups` is
-// refused as "Expected a list of items but got type \"str\"." and forms cannot set groups.
+// DRF reads a form's `groups` with getlist: `groups=a&groups=b` is a list, one `groups=a` a list of one.
 async fn admin_forms_set_groups_as_drf_reads_them(backend: Backend) {
     let app = spawn_app(backend).await;
     let root = superuser(&app, "root").await;
