@@ -13,6 +13,7 @@ mod admin_concurrency;
 mod admin_groups;
 mod admin_paging;
 mod admin_permissions;
+mod admin_races;
 mod admin_user_changes;
 mod admin_users;
 mod algorithms;
