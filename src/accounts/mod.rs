@@ -220,7 +220,15 @@ impl Accounts {
             UserInsert::UsernameTaken => return Err(AccountError::UsernameTaken(username.into_string())),
             UserInsert::EmailTaken => return Err(AccountError::EmailTaken(new.email.to_owned())),
         };
-        self.audit(AuditKind::UserCreated, &user, actor).await?;
+        let detail = format!(
+            "is_active={}, is_staff={}, is_superuser={}; groups: {}; claims: {}",
+            new.is_active,
+            new.is_staff,
+            new.is_superuser,
+            new.groups.join(", "),
+            new.claims.map(|c| c.keys().cloned().collect::<Vec<_>>().join(", ")).unwrap_or_default()
+        );
+        self.record(AuditKind::UserCreated, Some(&user), actor, &detail).await?;
         Ok(user)
     }
 

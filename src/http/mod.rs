@@ -77,6 +77,9 @@ pub struct HttpSettings {
     pub auth_header_types: Vec<String>,
     /// `WWW-Authenticate` of every 401: the first of those schemes.
     pub challenge: HeaderValue,
+    /// `JWT_ISSUER` when it is an http(s) URL: the service's own public address, which the
+    /// links it writes to itself (the admin API's pages) start with, whatever `Host` says.
+    pub public_base: Option<String>,
 }
 
 impl HttpSettings {
@@ -92,6 +95,11 @@ impl HttpSettings {
             discovery: discovery::Discovery::new(config),
             auth_header_types: config.tokens.auth_header_types.clone(),
             challenge: challenge(&config.tokens.auth_header_types),
+            public_base: config
+                .jwt_issuer
+                .as_deref()
+                .filter(|issuer| issuer.starts_with("https://") || issuer.starts_with("http://"))
+                .map(|issuer| issuer.trim_end_matches('/').to_owned()),
         }
     }
 }

@@ -10,6 +10,7 @@ db_test!(
     admin_user_list_refuses_pages_out_of_range,
     admin_user_list_caps_page_size_at_500,
     admin_user_search_matches_names_and_emails_as_drf_does,
+    admin_page_links_name_the_issuer_when_it_is_the_services_url,
 );
 
 /// A page of the user list, asserting the 200.
@@ -143,4 +144,23 @@ async fn admin_user_search_matches_names_and_emails_as_drf_does(backend: Backend
         assert_eq!(usernames(&found), expected.iter().map(|s| s.to_string()).collect::<Vec<_>>(), "search {search:?}");
         assert_eq!(found["count"], json!(expected.len()));
     }
+}
+
+async fn admin_page_links_name_the_issuer_when_it_is_the_services_url(backend: Backend) {
+    // Behind a proxy the Host header may be anything; JWT_ISSUER says where the service is.
+    let app = spawn_app_with(backend, &[("JWT_ISSUER", "https://auth.example.com/")]).await;
+    let root = superuser(&app, "root").await;
+    create_many(&app, &root.access, "member", 3).await;
+    let reply = call(&app, "GET", &format!("{USERS}?page_size=2&search=member"), Some(&root.access), None).await;
+    assert_eq!(
+        reply.json()["next"],
+        json!("https://auth.example.com/api/admin/users/?page=2&page_size=2&search=member")
+    );
+    // Without it, DRF's way: the Host the client asked for.
+    let plain = spawn_app(backend).await;
+    let root = superuser(&plain, "root").await;
+    create_many(&plain, &root.access, "member", 3).await;
+    let asked = plain.client.get(plain.url(&format!("{USERS}?page_size=2"))).bearer_auth(&root.access);
+    let reply = read(asked.header("host", "admin.internal:8443").send().await.unwrap()).await;
+    assert_eq!(reply.json()["next"], json!("http://admin.internal:8443/api/admin/users/?page=2&page_size=2"));
 }

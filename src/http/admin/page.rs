@@ -104,14 +104,17 @@ where
             .filter(|t| !t.is_empty())
             .map(|t| t.replace('\0', ""))
             .collect();
-        let https = forwarded_https(parts, &settings.trusted_proxies);
-        let base = base_url(&parts.headers, &parts.uri, https);
+        let base = match &settings.public_base {
+            Some(public) => format!("{public}{}", parts.uri.path()),
+            None => base_url(&parts.headers, &parts.uri, forwarded_https(parts, &settings.trusted_proxies)),
+        };
         Ok(Self { page, size, terms, params, base })
     }
 }
 
-/// `scheme://host/path` from the `Host` header, as DRF's `build_absolute_uri`; the path alone
-/// when the header is missing or is not a host.
+/// `scheme://host/path` from the `Host` header, as DRF's `build_absolute_uri` (without
+/// `JWT_ISSUER`, nothing else says what the service's address is; only staff see these links,
+/// on their own requests); the path alone when the header is missing or is not a host.
 fn base_url(headers: &HeaderMap, uri: &Uri, https: bool) -> String {
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).and_then(|h| h.parse::<Authority>().ok());
     match host {
