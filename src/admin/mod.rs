@@ -182,13 +182,7 @@ impl Admin {
     pub async fn set_password(&self, staff: &Staff, id: i64, password: SecretString) -> Result<()> {
         let target = self.accounts.by_id(id).await?;
         staff.may_change(&target)?;
-        let owner = PasswordOwner {
-            username: &target.username,
-            email: &target.email,
-            first_name: &target.first_name,
-            last_name: &target.last_name,
-        };
-        self.accounts.check_new_password(password.expose_secret(), &owner)?;
+        self.accounts.check_new_password(password.expose_secret(), &owner_of(&target))?;
         self.accounts.set_password(&target, password, staff.actor()).await?;
         Ok(())
     }
@@ -255,6 +249,16 @@ fn permit_edit(staff: &Staff, target: &User, edit: &AccountEdit) -> Result<()> {
         staff.require_superuser()?;
     }
     Ok(())
+}
+
+/// What a user's new password is compared with.
+fn owner_of(user: &User) -> PasswordOwner<'_> {
+    PasswordOwner {
+        username: &user.username,
+        email: &user.email,
+        first_name: &user.first_name,
+        last_name: &user.last_name,
+    }
 }
 
 /// Whether `edit` takes from `user` its activation or an admin flag it has.

@@ -2,8 +2,10 @@
 //! user record's own fields.
 
 use super::{
-    Found, Result, Store, Window, audit::insert_audit, is_unique_violation, on_pool, on_writer,
-    user_admin::contains_pattern,
+    Found, Result, Store, Window,
+    audit::insert_audit,
+    is_unique_violation, on_pool, on_writer,
+    user_admin::{Search, fetch_found},
 };
 use crate::domain::AuditEvent;
 
@@ -94,28 +96,14 @@ impl Store {
 impl Store {
     /// Groups whose name contains every term (ignoring ASCII case), by name.
     pub async fn search_groups(&self, terms: &[String], window: Window) -> Result<Found<GroupSummary>> {
-        let mut filter = String::from("TRUE");
-        for n in 1..=terms.len() {
-            filter.push_str(&format!(" AND lower(g.name) LIKE ${n} ESCAPE '\\'"));
-        }
-        let patterns: Vec<String> = terms.iter().map(|t| contains_pattern(t, self.folds_ascii_only())).collect();
-        let (limit, offset) = (terms.len() + 1, terms.len() + 2);
+        let search = self.search(terms, &["g.name"]);
+        let Search { filter, limit, offset, .. } = &search;
         let count_sql = format!("SELECT COUNT(*) FROM groups g WHERE {filter}");
         let rows_sql = format!(
             "SELECT g.id, g.name, (SELECT COUNT(*) FROM user_groups m WHERE m.group_id = g.id) AS members \
              FROM groups g WHERE {filter} ORDER BY g.name LIMIT ${limit} OFFSET ${offset}"
         );
-        on_pool!(self, pool => {
-            let mut count = sqlx::query_scalar::<_, i64>(&count_sql);
-            let mut rows = sqlx::query_as::<_, GroupSummary>(&rows_sql);
-            for pattern in &patterns {
-                count = count.bind(pattern);
-                rows = rows.bind(pattern);
-            }
-            let count = count.fetch_one(pool).await?;
-            let rows = rows.bind(window.limit).bind(window.offset).fetch_all(pool).await?;
-            Ok(Found { count, rows })
-        })
+        fetch_found!(self, search, count_sql, rows_sql, GroupSummary, window)
     }
 
     /// The ids of the groups named `names`, by name; names of no group are left out.

@@ -61,6 +61,33 @@ pub enum UserUpdate {
     Refused,
 }
 
+/// A search's `WHERE` condition and the patterns it binds as `$1…$n`; the window's limit and
+/// offset are `$limit` and `$offset`, after them.
+pub(super) struct Search {
+    pub filter: String,
+    pub patterns: Vec<String>,
+    pub limit: usize,
+    pub offset: usize,
+}
+
+/// Runs a search's count and its window of rows (`$row`s) on whichever database is open.
+macro_rules! fetch_found {
+    ($store:expr, $search:expr, $count_sql:expr, $rows_sql:expr, $row:ty, $window:expr) => {
+        $crate::store::on_pool!($store, pool => {
+            let mut count = sqlx::query_scalar::<_, i64>(&$count_sql);
+            let mut rows = sqlx::query_as::<_, $row>(&$rows_sql);
+            for pattern in &$search.patterns {
+                count = count.bind(pattern);
+                rows = rows.bind(pattern);
+            }
+            let count = count.fetch_one(pool).await?;
+            let rows = rows.bind($window.limit).bind($window.offset).fetch_all(pool).await?;
+            Ok($crate::store::Found { count, rows })
+        })
+    };
+}
+pub(super) use fetch_found;
+
 /// On PostgreSQL, holds the groups `$ids` (`FOR KEY SHARE`) until the transaction ends: a group
 /// deleted at the same moment waits for the memberships about to be written, then takes them
 /// with it, instead of failing their foreign key. SQLite's one writer needs no lock.
@@ -95,29 +122,23 @@ impl Store {
     /// Users, by id, whose username, email or names contain every term, ignoring case (ASCII
     /// case only on SQLite, whose `lower()` folds nothing else).
     pub async fn search_users(&self, terms: &[String], window: Window) -> Result<Found<User>> {
-        let mut filter = String::from("TRUE");
-        for n in 1..=terms.len() {
-            filter.push_str(&format!(
-                " AND (lower(username) LIKE ${n} ESCAPE '\\' OR lower(email) LIKE ${n} ESCAPE '\\' \
-                 OR lower(first_name) LIKE ${n} ESCAPE '\\' OR lower(last_name) LIKE ${n} ESCAPE '\\')"
-            ));
-        }
-        let patterns: Vec<String> = terms.iter().map(|t| contains_pattern(t, self.folds_ascii_only())).collect();
-        let (limit, offset) = (terms.len() + 1, terms.len() + 2);
+        let search = self.search(terms, &["username", "email", "first_name", "last_name"]);
+        let Search { filter, limit, offset, .. } = &search;
         let count_sql = format!("SELECT COUNT(*) FROM users WHERE {filter}");
         let rows_sql =
             format!("SELECT {USER_COLUMNS} FROM users WHERE {filter} ORDER BY id LIMIT ${limit} OFFSET ${offset}");
-        on_pool!(self, pool => {
-            let mut count = sqlx::query_scalar::<_, i64>(&count_sql);
-            let mut rows = sqlx::query_as::<_, User>(&rows_sql);
-            for pattern in &patterns {
-                count = count.bind(pattern);
-                rows = rows.bind(pattern);
-            }
-            let count = count.fetch_one(pool).await?;
-            let rows = rows.bind(window.limit).bind(window.offset).fetch_all(pool).await?;
-            Ok(Found { count, rows })
-        })
+        fetch_found!(self, search, count_sql, rows_sql, User, window)
+    }
+
+    /// Every term in one of `columns`, ignoring case as the database can.
+    pub(super) fn search(&self, terms: &[String], columns: &[&str]) -> Search {
+        let mut filter = String::from("TRUE");
+        for n in 1..=terms.len() {
+            let any: Vec<String> = columns.iter().map(|c| format!("lower({c}) LIKE ${n} ESCAPE '\\'")).collect();
+            filter.push_str(&format!(" AND ({})", any.join(" OR ")));
+        }
+        let patterns = terms.iter().map(|t| contains_pattern(t, self.folds_ascii_only())).collect();
+        Search { filter, patterns, limit: terms.len() + 1, offset: terms.len() + 2 }
     }
 
     /// The group names of each of `user_ids` (a page of users), in name order, in one query.
