@@ -1,6 +1,7 @@
 //! One integration-test binary: HTTP in, JSON out, against a real listener.
 
 mod admin_helpers;
+mod admin_support;
 mod fake_clerk;
 mod helpers;
 mod outage;
@@ -16,6 +17,8 @@ mod admin_permissions;
 mod admin_races;
 mod admin_user_changes;
 mod admin_users;
+mod admin_sessions;
+mod admin_tokens;
 mod algorithms;
 mod algorithms_pyjwt;
 mod auth_header;
