@@ -31,8 +31,9 @@ function freePort() {
   });
 }
 
-/** A tokensmith on its own port and SQLite file, with one user `alice`. */
-async function startTokensmith(settings) {
+/** A tokensmith on its own port and SQLite file, with one user `alice`, and the users `extraUsers`
+ * lists as [name, ...flags of `user create`], all with the password PASSWORD. */
+async function startTokensmith(settings, extraUsers = []) {
   const dir = mkdtempSync(join(tmpdir(), "tokensmith-browser-"));
   const port = await freePort();
   const env = {
@@ -44,6 +45,10 @@ async function startTokensmith(settings) {
   };
   const created = spawnSync(BINARY, ["user", "create", "alice", "--email", "alice@example.com", "--password-stdin"], { env, input: PASSWORD, cwd: dir });
   assert.equal(created.status, 0, String(created.stderr));
+  for (const [name, ...flags] of extraUsers) {
+    const extra = spawnSync(BINARY, ["user", "create", name, ...flags, "--password-stdin"], { env, input: PASSWORD, cwd: dir });
+    assert.equal(extra.status, 0, String(extra.stderr));
+  }
   const server = spawn(BINARY, ["serve"], { env, cwd: dir, stdio: ["ignore", "ignore", "inherit"] });
   cleanups.push(() => { server.kill(); rmSync(dir, { recursive: true, force: true }); });
   const base = `http://localhost:${port}`;
@@ -84,7 +89,8 @@ before(async () => {
     CORS_ALLOWED_ORIGINS: spa,
     ACCESS_TOKEN_LIFETIME: "2s",
   });
-  docsApi = await startTokensmith({});
+  // `root` may use the admin API (staff) and do everything in it (superuser).
+  docsApi = await startTokensmith({}, [["root", "--staff", "--superuser"]]);
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
 });
 
@@ -216,5 +222,38 @@ test("/docs lists every operation, and Try it out on /api/token/ returns a pair"
   const body = await obtain.locator(".live-responses-table tr.response .response-col_description pre").first().textContent();
   assert.ok(body.includes('"access"') && body.includes('"refresh"'), body);
   await page.screenshot({ path: join(OUT, "docs.png"), fullPage: true });
+  await context.close();
+});
+
+test("/docs: Authorize with a staff token, and Try it out on GET /api/admin/users/ lists the users", async () => {
+  const login = await fetch(`${docsApi}/api/token/`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ username: "root", password: PASSWORD }),
+  });
+  assert.equal(login.status, 200);
+  const { access } = await login.json();
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${docsApi}/docs/`);
+  await page.waitForSelector(".opblock");
+  // The page's own Authorize dialog: paste the token into the bearer field, authorize, close.
+  await page.locator(".auth-wrapper button.authorize").click();
+  const dialog = page.locator(".dialog-ux .modal-ux");
+  await dialog.locator("input").first().fill(access);
+  await dialog.locator("button.authorize").click();
+  await dialog.locator("button.btn-done").click();
+  await dialog.waitFor({ state: "detached" });
+  const list = page.locator(".opblock-get", { has: page.locator('[data-path="/api/admin/users/"]') });
+  await list.locator(".opblock-summary").click();
+  await list.locator("button.try-out__btn").click();
+  await list.locator("button.execute").click();
+  const status = list.locator(".live-responses-table tr.response .response-col_status").first();
+  await status.waitFor();
+  assert.equal((await status.textContent()).trim(), "200");
+  const body = JSON.parse(await list.locator(".live-responses-table tr.response .response-col_description pre").first().textContent());
+  assert.deepEqual(body.results.map((u) => u.username).sort(), ["alice", "root"]);
+  assert.equal(body.results.find((u) => u.username === "root").is_superuser, true);
+  await page.screenshot({ path: join(OUT, "docs-admin.png"), fullPage: true });
   await context.close();
 });
