@@ -17,7 +17,17 @@ export DATABASE_URL="sqlite://$work/st.db?mode=rwc" LISTEN_ADDR="127.0.0.1:$port
        ACCESS_TOKEN_LIFETIME=1h CLERK_ISSUER=https://clerk.example.com \
        CLERK_JWT_KEY="$(openssl pkey -in "$work/clerk.pem" -pubout)" CLERK_AUTHORIZED_PARTIES=https://app.example.com \
        CLERK_WEBHOOK_SIGNING_SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
-printf 'schemathesis password' | "$binary" user create alice --password-stdin >/dev/null
+# alice, whose token the run uses, is a staff superuser, so that every admin operation answers for
+# real rather than 403. Others exist so that small ids name users: a staff user, a user in a group,
+# and an inactive one (minting tokens for them is 400).
+printf 'schemathesis password' | "$binary" user create alice --staff --superuser --password-stdin >/dev/null
+printf 'schemathesis password' | "$binary" user create bob --email bob@example.com --password-stdin >/dev/null
+printf 'schemathesis password' | "$binary" user create carol --staff --password-stdin >/dev/null
+printf 'schemathesis password' | "$binary" user create dave --password-stdin >/dev/null
+"$binary" user deactivate dave >/dev/null
+"$binary" group create editors >/dev/null
+"$binary" group create viewers >/dev/null
+"$binary" user add-group bob editors >/dev/null
 "$binary" serve >"$work/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
