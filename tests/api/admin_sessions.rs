@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use crate::{admin_support::*, db_test, helpers::*};
+use crate::{admin_helpers::*, db_test, helpers::*};
 
 db_test!(
     the_list_shows_each_live_session_and_where_it_came_from,
@@ -14,6 +14,43 @@ db_test!(
     ending_every_session_of_a_user_spares_the_admins_own,
     a_session_ended_while_its_token_refreshes_stays_ended,
 );
+
+/// `GET /api/admin/users/{id}/sessions/`: the whole page, checked to be 200.
+pub(crate) async fn session_page(app: &TestApp, admin: &str, id: i64) -> Value {
+    let reply = get(app, &format!("{}sessions/", user_url(id)), admin).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply.json()
+}
+
+/// The live sessions of user `id`, newest first.
+pub(crate) async fn sessions(app: &TestApp, admin: &str, id: i64) -> Vec<Value> {
+    session_page(app, admin, id).await["results"].as_array().expect("a results array").clone()
+}
+
+/// The ids of the live sessions of user `id`.
+pub(crate) async fn session_ids(app: &TestApp, admin: &str, id: i64) -> Vec<String> {
+    sessions(app, admin, id).await.iter().map(|s| s["id"].as_str().expect("a string id").to_owned()).collect()
+}
+
+/// The one live session of `id` that is not among `known`: the one a login since made.
+pub(crate) async fn new_session(app: &TestApp, admin: &str, id: i64, known: &[String]) -> String {
+    let fresh: Vec<String> = session_ids(app, admin, id).await.into_iter().filter(|s| !known.contains(s)).collect();
+    assert_eq!(fresh.len(), 1, "expected one new session, got {fresh:?} beside {known:?}");
+    fresh[0].clone()
+}
+
+/// A refresh that must succeed: the rotated refresh token.
+pub(crate) async fn rotated(app: &TestApp, token: &str) -> String {
+    let reply = refresh(app, token).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply.field("refresh")
+}
+
+pub(crate) async fn sliding_login(app: &TestApp, name: &str) -> String {
+    let reply = app.post_json("/api/token/sliding/", json!({"username": name, "password": PASSWORD})).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply.field("token")
+}
 
 fn keys(value: &Value) -> Vec<&str> {
     let mut keys: Vec<&str> = value.as_object().expect("an object").keys().map(String::as_str).collect();
@@ -30,17 +67,10 @@ fn find<'a>(list: &'a [Value], id: &str) -> &'a Value {
     list.iter().find(|s| s["id"] == id).unwrap_or_else(|| panic!("session {id} is not listed: {list:?}"))
 }
 
-async fn sliding_login(app: &TestApp, name: &str) -> String {
-    let reply = app.post_json("/api/token/sliding/", json!({"username": name, "password": PASSWORD})).await;
-    assert_eq!(reply.status, 200, "{}", reply.text);
-    reply.field("token")
-}
-
 async fn the_list_shows_each_live_session_and_where_it_came_from(backend: Backend) {
     let app = spawn_app(backend).await;
-    let admin = superuser(&app).await;
-    let (access, first) = user_with(&app, "bob", &[]).await;
-    let bob = user_id(&app, "bob");
+    let admin = superuser(&app, "root").await.access;
+    let Person { id: bob, access, refresh: first } = plain(&app, "bob").await;
     let one = new_session(&app, &admin, bob, &[]).await;
     let (_, second) = app.login("bob", PASSWORD).await;
     let two = new_session(&app, &admin, bob, std::slice::from_ref(&one)).await;
@@ -89,9 +119,8 @@ async fn the_list_shows_each_live_session_and_where_it_came_from(backend: Backen
 
 async fn ending_one_session_refuses_its_refresh_and_spares_the_others(backend: Backend) {
     let app = spawn_app(backend).await;
-    let admin = superuser(&app).await;
-    let (_, mine) = user_with(&app, "bob", &[]).await;
-    let bob = user_id(&app, "bob");
+    let admin = superuser(&app, "root").await.access;
+    let Person { id: bob, refresh: mine, .. } = plain(&app, "bob").await;
     let one = new_session(&app, &admin, bob, &[]).await;
     let (_, other) = app.login("bob", PASSWORD).await;
     let two = new_session(&app, &admin, bob, std::slice::from_ref(&one)).await;
@@ -105,16 +134,16 @@ async fn ending_one_session_refuses_its_refresh_and_spares_the_others(backend: B
     assert_eq!(session_ids(&app, &admin, bob).await, [two.as_str()]);
 
     // Ended already, or not this user's, or no session at all: 404, and nothing else ends.
-    let (_, carols) = user_with(&app, "carol", &[]).await;
-    let carol = new_session(&app, &admin, user_id(&app, "carol"), &[]).await;
+    let carol = plain(&app, "carol").await;
+    let carol_session = new_session(&app, &admin, carol.id, &[]).await;
     let long = "a".repeat(300);
-    for missing in [one.as_str(), carol.as_str(), "nope", "12345", "0123456789abcdef0123456789abcdef", &long] {
+    for missing in [one.as_str(), carol_session.as_str(), "nope", "12345", "0123456789abcdef0123456789abcdef", &long] {
         let reply = delete(&app, &format!("/api/admin/users/{bob}/sessions/{missing}/"), &admin).await;
         assert_eq!((reply.status, reply.text.as_str()), (404, NOT_FOUND), "session {missing:?}");
     }
     let unknown_user = delete(&app, &format!("/api/admin/users/999999/sessions/{two}/"), &admin).await;
     assert_eq!((unknown_user.status, unknown_user.text.as_str()), (404, NOT_FOUND));
-    let carols = rotated(&app, &carols).await;
+    let carols = rotated(&app, &carol.refresh).await;
     let other = rotated(&app, &other).await;
 
     // Without the trailing slash too.
@@ -127,11 +156,11 @@ async fn ending_one_session_refuses_its_refresh_and_spares_the_others(backend: B
 
 async fn ending_every_session_of_a_user_spares_the_admins_own(backend: Backend) {
     let app = spawn_app(backend).await;
-    let (admin, admin_refresh) = user_with(&app, "root", &["--staff", "--superuser"]).await;
-    let (_, first) = user_with(&app, "bob", &[]).await;
+    let root = superuser(&app, "root").await;
+    let admin = root.access.clone();
+    let Person { id: bob, refresh: first, .. } = plain(&app, "bob").await;
     let (_, second) = app.login("bob", PASSWORD).await;
     let sliding = sliding_login(&app, "bob").await;
-    let bob = user_id(&app, "bob");
     assert_eq!(sessions(&app, &admin, bob).await.len(), 3);
 
     let ended = delete(&app, &format!("/api/admin/users/{bob}/sessions/"), &admin).await;
@@ -144,8 +173,8 @@ async fn ending_every_session_of_a_user_spares_the_admins_own(backend: Backend) 
     assert_eq!(session_page(&app, &admin, bob).await["count"], 0);
 
     // The admin's own session was not among them.
-    rotated(&app, &admin_refresh).await;
-    assert_eq!(sessions(&app, &admin, user_id(&app, "root")).await.len(), 1);
+    rotated(&app, &root.refresh).await;
+    assert_eq!(sessions(&app, &admin, root.id).await.len(), 1);
     // Ending sessions is not locking out: bob logs in again. And without the trailing slash.
     let (_, again) = app.login("bob", PASSWORD).await;
     assert_eq!(delete(&app, &format!("/api/admin/users/{bob}/sessions"), &admin).await.status, 204);
@@ -154,9 +183,8 @@ async fn ending_every_session_of_a_user_spares_the_admins_own(backend: Backend) 
 
 async fn a_session_ended_while_its_token_refreshes_stays_ended(backend: Backend) {
     let app = spawn_app(backend).await;
-    let admin = superuser(&app).await;
-    user_with(&app, "bob", &[]).await;
-    let bob = user_id(&app, "bob");
+    let admin = superuser(&app, "root").await.access;
+    let bob = plain(&app, "bob").await.id;
     assert_eq!(delete(&app, &format!("/api/admin/users/{bob}/sessions/"), &admin).await.status, 204);
     for round in 0..6 {
         let (_, token) = app.login("bob", PASSWORD).await;

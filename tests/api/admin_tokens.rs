@@ -1,31 +1,31 @@
 //! Tokens a superuser mints for another user (`POST /api/admin/users/{id}/tokens/`: a session
-//! of that user, in the body, audited), and what becomes of a user's tokens once an admin deletes
-//! the user.
+//! of that user, in the body even with the refresh cookie on, audited), and what becomes of a
+//! user's tokens once an admin deletes the user. Who may mint is in admin_permissions.
 
 use serde_json::json;
 
-use crate::{admin_support::*, db_test, helpers::*};
+use crate::{
+    admin_helpers::*,
+    admin_sessions::{new_session, rotated, session_ids, sessions, sliding_login},
+    db_test,
+    helpers::*,
+};
 
 db_test!(
     a_superuser_mints_a_working_session_for_another_user,
     minted_tokens_stay_in_the_body_with_the_refresh_cookie,
-    only_superusers_mint_and_only_for_active_users,
     a_deleted_users_tokens_are_refused,
 );
 
-fn tokens_path(id: i64) -> String {
-    format!("/api/admin/users/{id}/tokens/")
-}
-
 async fn mint(app: &TestApp, admin: &str, id: i64) -> Reply {
-    bare(app, reqwest::Method::POST, &tokens_path(id), admin).await
+    call(app, "POST", &format!("{}tokens/", user_url(id)), Some(admin), None).await
 }
 
 async fn a_superuser_mints_a_working_session_for_another_user(backend: Backend) {
     let app = spawn_app(backend).await;
-    let admin = superuser(&app).await;
-    user_with(&app, "bob", &[]).await;
-    let bob = user_id(&app, "bob");
+    let root = superuser(&app, "root").await;
+    let admin = root.access.clone();
+    let bob = plain(&app, "bob").await.id;
     let before = session_ids(&app, &admin, bob).await;
 
     let minted = mint(&app, &admin, bob).await;
@@ -48,72 +48,51 @@ async fn a_superuser_mints_a_working_session_for_another_user(backend: Backend) 
     rotated(&app, &next).await;
 
     // The event names both: root did it, to bob.
-    let events = audit_events(&app);
+    let events = audit(&app);
     let issued = events
         .iter()
         .rfind(|e| e["event"] == "admin_tokens_issued")
         .unwrap_or_else(|| panic!("no admin_tokens_issued in {events:?}"));
     assert_eq!((&issued["actor_username"], &issued["username"]), (&json!("root"), &json!("bob")), "{issued}");
-    assert_eq!((&issued["actor_id"], &issued["user_id"]), (&json!(user_id(&app, "root")), &json!(bob)), "{issued}");
+    assert_eq!((&issued["actor_id"], &issued["user_id"]), (&json!(root.id), &json!(bob)), "{issued}");
     let text = serde_json::to_string(&events).unwrap();
     assert!(!text.contains(&minted.field("refresh")) && !text.contains(&minted.field("access")), "a token audited");
 
     // Without the trailing slash too.
-    let again = bare(&app, reqwest::Method::POST, &format!("/api/admin/users/{bob}/tokens"), &admin).await;
+    let again = call(&app, "POST", &format!("/api/admin/users/{bob}/tokens"), Some(&admin), None).await;
     assert_eq!(again.status, 200, "{}", again.text);
 }
 
 async fn minted_tokens_stay_in_the_body_with_the_refresh_cookie(backend: Backend) {
     let settings = [("REFRESH_TOKEN_COOKIE", "true"), ("CORS_ALLOWED_ORIGINS", "http://localhost:5173")];
     let app = spawn_app_with(backend, &settings).await;
-    user_with(&app, "root", &["--staff", "--superuser"]).await;
-    // With the cookie on, a login's refresh token is in the cookie: the admin's access is in the body.
-    let admin = app.post_json("/api/token/", json!({"username": "root", "password": PASSWORD})).await.field("access");
-    user_with(&app, "bob", &[]).await;
+    // With the cookie on, a login's refresh token is in the cookie, not the body: made by hand.
+    for args in [&["root", "--staff", "--superuser"][..], &["bob"]] {
+        let out = app.cli_with_stdin(&[&["user", "create"][..], args, &["--password-stdin"]].concat(), PASSWORD);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let login = try_login(&app, "root", PASSWORD).await;
+    assert!(login.header("set-cookie").is_some(), "the cookie is on: {login:?}");
+    let admin = login.field("access");
+    let bob = try_login(&app, "bob", PASSWORD).await.field("access");
+    let bob = claims(&bob)["user_id"].as_str().unwrap().parse().unwrap();
 
-    let minted = mint(&app, &admin, user_id(&app, "bob")).await;
+    let minted = mint(&app, &admin, bob).await;
     assert_eq!(minted.status, 200, "{}", minted.text);
     assert_eq!(minted.header("set-cookie"), None, "a minted session is for bob, not for the admin's browser");
     assert_eq!(app.get_bearer("/api/me/", &minted.field("access")).await.json()["username"], "bob");
     assert!(!minted.field("refresh").is_empty());
 }
 
-async fn only_superusers_mint_and_only_for_active_users(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let admin = superuser(&app).await;
-    let (staff, _) = user_with(&app, "steve", &["--staff"]).await;
-    let (plain, _) = user_with(&app, "bob", &[]).await;
-    let bob = user_id(&app, "bob");
-    let before = session_ids(&app, &admin, bob).await;
-
-    for (caller, token) in [("staff", &staff), ("non-staff", &plain)] {
-        let refused = mint(&app, token, bob).await;
-        assert_eq!((refused.status, refused.text.as_str()), (403, FORBIDDEN), "{caller}");
-    }
-    let anonymous = read(app.client.post(app.url(&tokens_path(bob))).send().await.unwrap()).await;
-    assert_eq!(anonymous.status, 401, "{}", anonymous.text);
-    assert_eq!(session_ids(&app, &admin, bob).await, before, "a refused mint made a session");
-
-    let out = app.cli(&["user", "deactivate", "bob"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let inactive = mint(&app, &admin, bob).await;
-    assert_eq!((inactive.status, inactive.text.as_str()), (400, r#"{"non_field_errors":["User is inactive."]}"#));
-    assert!(session_ids(&app, &admin, bob).await.is_empty());
-    let missing = mint(&app, &admin, 999_999).await;
-    assert_eq!((missing.status, missing.text.as_str()), (404, NOT_FOUND));
-}
-
 async fn a_deleted_users_tokens_are_refused(backend: Backend) {
     let app = spawn_app(backend).await;
-    let admin = superuser(&app).await;
-    let (access, refresh_token) = user_with(&app, "bob", &[]).await;
-    let reply = app.post_json("/api/token/sliding/", json!({"username": "bob", "password": PASSWORD})).await;
-    let sliding = reply.field("token");
-    let bob = user_id(&app, "bob");
+    let admin = superuser(&app, "root").await.access;
+    let Person { id: bob, access, refresh: refresh_token } = plain(&app, "bob").await;
+    let sliding = sliding_login(&app, "bob").await;
 
     let deleted = delete(&app, &format!("/api/admin/users/{bob}/"), &admin).await;
     assert_eq!((deleted.status, deleted.text.as_str()), (204, ""), "{deleted:?}");
-    assert_401(&refresh(&app, &refresh_token).await, NO_ACCOUNT_FOR_TOKEN);
+    assert_401(&refresh(&app, &refresh_token).await, GONE_ACCOUNT);
     assert_401(&app.get_bearer("/api/me/", &access).await, USER_NOT_FOUND);
     let slid = app.get_bearer("/api/me/", &sliding).await;
     assert_eq!(slid.status, 401, "a deleted user's sliding token authenticated: {}", slid.text);

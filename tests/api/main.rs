@@ -1,7 +1,6 @@
 //! One integration-test binary: HTTP in, JSON out, against a real listener.
 
 mod admin_helpers;
-mod admin_support;
 mod fake_clerk;
 mod helpers;
 mod outage;
