@@ -6,7 +6,7 @@ use axum::{extract::State, http::header, response::IntoResponse};
 use utoipa::{
     Modify, OpenApi,
     openapi::{
-        Ref, RefOr,
+        Ref, RefOr, Required,
         security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
     },
 };
@@ -88,6 +88,11 @@ pub fn document(username_field: UsernameField) -> utoipa::openapi::OpenApi {
                 content.schema = Some(RefOr::Ref(Ref::from_schema_name("EmailTokenObtainRequest")));
             }
         }
+    }
+    // A PATCH with no body changes nothing and answers the user (utoipa marks every body required).
+    let patch = document.paths.paths.get_mut("/api/admin/users/{id}/").and_then(|p| p.patch.as_mut());
+    if let Some(RefOr::T(body)) = patch.and_then(|op| op.request_body.as_mut()) {
+        body.required = Some(Required::False);
     }
     document
 }

@@ -6,15 +6,15 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{ListParams, PageRequest, PathId, StaffCaller};
+use super::{ListParams, PageRequest, PathId, StaffCaller, user_body::read_group};
 use crate::{
     admin::Admin,
     http::{
         error::AppError,
-        extract::{DrfRequest, JsonOrForm},
+        extract::Fields,
         schemas::{BadRequest, ErrorDetail},
     },
     store::GroupSummary,
@@ -44,14 +44,12 @@ pub struct GroupPage {
     pub results: Vec<AdminGroup>,
 }
 
-#[derive(Deserialize, ToSchema)]
+/// A new group.
+#[derive(ToSchema)]
+#[allow(dead_code)]
 pub struct GroupCreate {
     #[schema(min_length = 1, max_length = 150, pattern = r"^[^\x00-\x1f\x7f]+$")]
-    pub name: String,
-}
-
-impl DrfRequest for GroupCreate {
-    const TRIMMED: &'static [&'static str] = &["name"];
+    name: String,
 }
 
 #[utoipa::path(
@@ -71,7 +69,7 @@ pub async fn list_groups(
     State(admin): State<Admin>,
     request: PageRequest,
 ) -> Result<Json<GroupPage>, AppError> {
-    let found = admin.groups(&staff, &request.terms, request.window()).await?;
+    let found = admin.groups(&staff, &request.terms()?, request.window()).await?;
     let page = request.page(found, AdminGroup::from)?;
     Ok(Json(GroupPage { count: page.count, next: page.next, previous: page.previous, results: page.results }))
 }
@@ -92,10 +90,11 @@ pub async fn list_groups(
 pub async fn create_group(
     StaffCaller(staff): StaffCaller,
     State(admin): State<Admin>,
-    JsonOrForm(request): JsonOrForm<GroupCreate>,
+    fields: Fields,
 ) -> Result<Response, AppError> {
-    let id = admin.create_group(&staff, &request.name).await?;
-    let group = AdminGroup { id, name: request.name, members: 0 };
+    let name = read_group(fields).map_err(AppError::Validation)?;
+    let id = admin.create_group(&staff, &name).await?;
+    let group = AdminGroup { id, name, members: 0 };
     Ok((StatusCode::CREATED, Json(group)).into_response())
 }
 

@@ -160,18 +160,28 @@ impl AdminUser {
     }
 }
 
-/// The query parameters of a list, as the OpenAPI document shows them.
+/// The query parameters of a searchable list, as the OpenAPI document shows them.
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 pub struct ListParams {
-    /// 1-based page number.
-    #[param(minimum = 1)]
-    page: Option<i64>,
-    /// Rows per page (default 50, at most 500).
-    #[param(minimum = 1)]
-    page_size: Option<i64>,
+    /// 1-based page number; any other is 404 "Invalid page.".
+    page: Option<String>,
+    /// Rows per page: an integer, default 50, at most 500; anything else is taken as the
+    /// default, as DRF does.
+    page_size: Option<String>,
     /// Terms (split on spaces and commas) that must all appear, ignoring case.
     #[param(max_length = 200)]
     search: Option<String>,
+}
+
+/// The query parameters of a list that is not searched.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct PageParams {
+    /// 1-based page number; any other is 404 "Invalid page.".
+    page: Option<String>,
+    /// Rows per page: an integer, default 50, at most 500; anything else is taken as the default.
+    page_size: Option<String>,
 }

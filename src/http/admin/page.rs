@@ -21,7 +21,8 @@ pub const SEARCH_MAX_CHARS: usize = 200;
 pub struct PageRequest {
     page: i64,
     size: i64,
-    pub terms: Vec<String>,
+    /// `?search=` as sent; `terms` reads it, for the lists that search.
+    search: String,
     /// Every query parameter, in order, for the links.
     params: Vec<(String, String)>,
     /// `scheme://host/path`, or just the path when the `Host` header is unusable.
@@ -29,6 +30,17 @@ pub struct PageRequest {
 }
 
 impl PageRequest {
+    /// DRF's SearchFilter: `?search=` split on whitespace and commas, NULs dropped; every term
+    /// must match (the length bound bounds how many there are).
+    pub fn terms(&self) -> Result<Vec<String>, AppError> {
+        if self.search.chars().count() > SEARCH_MAX_CHARS {
+            let message = format!("Ensure this field has no more than {SEARCH_MAX_CHARS} characters.");
+            return Err(AppError::field("search", &message));
+        }
+        let terms = self.search.split(|c: char| c.is_whitespace() || c == ',').filter(|t| !t.is_empty());
+        Ok(terms.map(|t| t.replace('\0', "")).collect())
+    }
+
     pub fn window(&self) -> Window {
         Window { offset: (self.page - 1).saturating_mul(self.size), limit: self.size }
     }
@@ -92,23 +104,12 @@ where
             .and_then(|s| s.parse::<i64>().ok())
             .filter(|s| *s >= 1)
             .map_or(DEFAULT_PAGE_SIZE, |s| s.min(MAX_PAGE_SIZE));
-        let search = last("search").unwrap_or("");
-        if search.chars().count() > SEARCH_MAX_CHARS {
-            let message = format!("Ensure this field has no more than {SEARCH_MAX_CHARS} characters.");
-            return Err(AppError::field("search", &message));
-        }
-        // DRF's SearchFilter: terms split on whitespace and commas, NULs dropped; every one
-        // must match (the length bound above bounds how many there are).
-        let terms = search
-            .split(|c: char| c.is_whitespace() || c == ',')
-            .filter(|t| !t.is_empty())
-            .map(|t| t.replace('\0', ""))
-            .collect();
+        let search = last("search").unwrap_or("").to_owned();
         let base = match &settings.public_base {
             Some(public) => format!("{public}{}", parts.uri.path()),
             None => base_url(&parts.headers, &parts.uri, forwarded_https(parts, &settings.trusted_proxies)),
         };
-        Ok(Self { page, size, terms, params, base })
+        Ok(Self { page, size, search, params, base })
     }
 }
 

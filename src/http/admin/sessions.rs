@@ -4,7 +4,7 @@ use axum::{Json, extract::State, http::StatusCode};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{ListParams, PageRequest, PathId, PathSession, StaffCaller};
+use super::{PageParams, PageRequest, PathId, PathSession, StaffCaller};
 use crate::{
     admin::Admin,
     clock::rfc3339,
@@ -51,7 +51,7 @@ pub struct SessionPage {
 
 #[utoipa::path(
     get, path = "/api/admin/users/{id}/sessions/", tag = "admin", security(("bearer" = [])),
-    params(("id" = i64, Path, minimum = 1, description = "The user's id"), ListParams),
+    params(("id" = i64, Path, minimum = 1, description = "The user's id"), PageParams),
     description = "The user's live sessions, newest first.",
     responses(
         (status = 200, description = "A page of sessions", body = SessionPage),

@@ -72,7 +72,7 @@ pub async fn list_users(
     State(admin): State<Admin>,
     request: PageRequest,
 ) -> Result<Json<UserPage>, AppError> {
-    let found = admin.users(&staff, &request.terms, request.window()).await?;
+    let found = admin.users(&staff, &request.terms()?, request.window()).await?;
     Ok(Json(request.page(found, AdminUser::new)?.into()))
 }
 
