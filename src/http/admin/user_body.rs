@@ -28,8 +28,11 @@ pub struct UserCreate {
     /// Absent or null: the user has no password login. The password policy applies.
     #[schema(min_length = 1, pattern = r"^[^\x00]+$")]
     password: Option<String>,
+    #[schema(schema_with = drf_boolean)]
     is_active: Option<bool>,
+    #[schema(schema_with = drf_boolean)]
     is_staff: Option<bool>,
+    #[schema(schema_with = drf_boolean)]
     is_superuser: Option<bool>,
     /// Names of existing groups.
     groups: Option<Vec<String>>,
@@ -50,12 +53,33 @@ pub struct UserPatch {
     first_name: Option<String>,
     #[schema(max_length = 150)]
     last_name: Option<String>,
+    #[schema(schema_with = drf_boolean)]
     is_active: Option<bool>,
+    #[schema(schema_with = drf_boolean)]
     is_staff: Option<bool>,
+    #[schema(schema_with = drf_boolean)]
     is_superuser: Option<bool>,
     groups: Option<Vec<String>>,
     #[schema(value_type = Option<Object>)]
     claims: Option<Map<String, Value>>,
+}
+
+/// The spellings of a boolean DRF's `BooleanField` reads (besides JSON's own).
+const TRUE_WORDS: [&str; 14] = ["t", "T", "y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON", "1"];
+const FALSE_WORDS: [&str; 14] =
+    ["f", "F", "n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF", "0"];
+
+/// A flag as the document shows it: a boolean, 0 or 1, or one of DRF's words for them.
+fn drf_boolean() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    let words: Vec<&str> = TRUE_WORDS.iter().chain(&FALSE_WORDS).copied().collect();
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::Boolean))
+        .item(ObjectBuilder::new().schema_type(Type::Integer).enum_values(Some([0, 1])))
+        .item(ObjectBuilder::new().schema_type(Type::String).enum_values(Some(words)))
+        .description(Some("true or false; DRF's spellings (0/1, \"yes\", \"off\"…) are read too"))
+        .build()
+        .into()
 }
 
 /// The fields both bodies read, and how.
@@ -114,14 +138,8 @@ impl Reader {
                 Some(0) => Some(false),
                 _ => None,
             },
-            Value::String(s) => match s.as_str() {
-                "t" | "T" | "y" | "Y" | "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" | "1" => {
-                    Some(true)
-                }
-                "f" | "F" | "n" | "N" | "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF"
-                | "0" => Some(false),
-                _ => None,
-            },
+            Value::String(s) if TRUE_WORDS.contains(&s.as_str()) => Some(true),
+            Value::String(s) if FALSE_WORDS.contains(&s.as_str()) => Some(false),
             Value::Null => return self.refused(name, "This field may not be null."),
             _ => None,
         };

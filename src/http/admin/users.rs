@@ -79,7 +79,9 @@ pub async fn list_users(
 #[utoipa::path(
     post, path = "/api/admin/users/", tag = "admin", security(("bearer" = [])),
     description = "Creates a user. Setting `is_staff` or `is_superuser` takes a superuser.",
-    request_body(content((UserCreate = "application/json"), (UserCreate = "application/x-www-form-urlencoded"))),
+    // Forms are read too (a repeated `groups` is the list), but a form cannot tell a list of one
+    // from a single value, so the document shows the JSON body only.
+    request_body(content((UserCreate = "application/json"))),
     responses(
         (status = 201, description = "Created", body = AdminUser),
         (status = 400, description = "Field errors (taken username, password policy, unknown group…)", body = BadRequest),
@@ -128,7 +130,7 @@ pub async fn get_user(
     description = "Changes the fields sent. `is_active: false` ends the user's sessions. Changing `is_staff` or \
                    `is_superuser`, or any field of a superuser, takes a superuser; nobody deactivates or demotes \
                    themselves.",
-    request_body(content((UserPatch = "application/json"), (UserPatch = "application/x-www-form-urlencoded"))),
+    request_body(content((UserPatch = "application/json"))),
     responses(
         (status = 200, description = "The user after the change", body = AdminUser),
         (status = 400, description = "Field errors", body = BadRequest),
