@@ -102,6 +102,41 @@ macro_rules! lock_groups {
 }
 pub(super) use lock_groups;
 
+/// Whether another user than `$user_id` has the email `$email` (ignoring case), in `$tx`. On
+/// PostgreSQL under the lock user creation takes: a creation and an edit cannot both pass it.
+macro_rules! email_taken {
+    ($tx:expr, $email:expr, $user_id:expr, $postgres:expr) => {{
+        if $postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(7211)").execute(&mut *$tx).await?;
+        }
+        sqlx::query_scalar::<_, i64>("SELECT id FROM users WHERE lower(email) = lower($1) AND id <> $2 LIMIT 1")
+            .bind($email)
+            .bind($user_id)
+            .fetch_optional(&mut *$tx)
+            .await?
+            .is_some()
+    }};
+}
+
+/// Makes `$group_ids` the user's groups, in `$tx`. A group deleted before the lock is skipped,
+/// not an error: it is gone either way.
+macro_rules! replace_groups {
+    ($tx:expr, $user_id:expr, $group_ids:expr, $postgres:expr) => {
+        lock_groups!($tx, $group_ids, $postgres);
+        sqlx::query("DELETE FROM user_groups WHERE user_id = $1").bind($user_id).execute(&mut *$tx).await?;
+        for group_id in $group_ids {
+            sqlx::query(
+                "INSERT INTO user_groups (user_id, group_id) SELECT $1, id FROM groups WHERE id = $2 \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind($user_id)
+            .bind(group_id)
+            .execute(&mut *$tx)
+            .await?;
+        }
+    };
+}
+
 /// `%` and `_` match themselves in a `LIKE … ESCAPE '\'` pattern.
 /// SQLite's `lower()` folds ASCII letters only (`ascii_only`): the term is folded the same way, so
 /// that `Ärger` still finds `Ärger` there (and `ärger` does not; PostgreSQL folds both).
@@ -186,21 +221,12 @@ impl Store {
              RETURNING {USER_COLUMNS}"
         );
         let email_check = changes.unique_email && changes.email.is_some_and(|e| !e.is_empty());
+        let postgres = matches!(self.db, Db::Postgres(_));
         on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
-            if email_check {
-                if matches!(self.db, Db::Postgres(_)) {
-                    // The lock user creation takes: a creation and an edit cannot both pass the check.
-                    sqlx::query("SELECT pg_advisory_xact_lock(7211)").execute(&mut *tx).await?;
-                }
-                let taken = sqlx::query_scalar::<_, i64>(
-                    "SELECT id FROM users WHERE lower(email) = lower($1) AND id <> $2 LIMIT 1",
-                )
-                .bind(changes.email).bind(user_id).fetch_optional(&mut *tx).await?;
-                if taken.is_some() {
-                    tx.rollback().await?;
-                    return Ok(UserUpdate::EmailTaken);
-                }
+            if email_check && email_taken!(tx, changes.email, user_id, postgres) {
+                tx.rollback().await?;
+                return Ok(UserUpdate::EmailTaken);
             }
             let updated = sqlx::query_as::<_, User>(&sql)
                 .bind(changes.username).bind(changes.email).bind(changes.first_name).bind(changes.last_name)
@@ -231,16 +257,7 @@ impl Store {
                     .bind(now).bind(user_id).execute(&mut *tx).await?;
             }
             if let Some(group_ids) = changes.group_ids {
-                lock_groups!(tx, group_ids, matches!(self.db, Db::Postgres(_)));
-                sqlx::query("DELETE FROM user_groups WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
-                for group_id in group_ids {
-                    // A group deleted before the lock is skipped, not an error: it is gone either way.
-                    sqlx::query(
-                        "INSERT INTO user_groups (user_id, group_id) SELECT $1, id FROM groups WHERE id = $2 \
-                         ON CONFLICT DO NOTHING",
-                    )
-                    .bind(user_id).bind(group_id).execute(&mut *tx).await?;
-                }
+                replace_groups!(tx, user_id, group_ids, postgres);
             }
             for event in audit {
                 insert_audit!(event, now, &mut *tx)?;
