@@ -11,6 +11,7 @@ db_test!(
     admin_deactivation_ends_sessions_and_reactivation_restores_login,
     admin_delete_removes_the_user_and_kills_its_tokens,
     admin_set_password_replaces_the_password_and_ends_sessions,
+    admin_emails_stay_unique_when_they_name_users,
 );
 
 async fn admin_patch_changes_only_the_fields_sent(backend: Backend) {
@@ -145,4 +146,30 @@ async fn admin_set_password_replaces_the_password_and_ends_sessions(backend: Bac
     // Refusals changed nothing: the password and the session are as they were.
     app.login("bob", "fresh start 2468").await;
     assert_eq!(refresh(&app, &fresh).await.status, 200);
+}
+
+async fn admin_emails_stay_unique_when_they_name_users(backend: Backend) {
+    // With USERNAME_FIELD=email an email is a login name: two users may not share one, by create
+    // or by edit, in any case, and two edits racing to take one give it to one user.
+    let app = spawn_app_with(backend, &[("USERNAME_FIELD", "email")]).await;
+    let out = app.cli_with_stdin(
+        &["user", "create", "root", "--email", "root@example.com", "--staff", "--superuser", "--password-stdin"],
+        PASSWORD,
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let login = app.post_json("/api/token/", json!({"email": "root@example.com", "password": PASSWORD})).await;
+    let root = login.field("access");
+    let taken = json!({"email": ["A user with that email already exists."]});
+    let bob = create(&app, &root, json!({"username": "bob", "email": "bob@example.com"})).await;
+    let carol = create(&app, &root, json!({"username": "carol", "email": "carol@example.com"})).await;
+    let again = post(&app, USERS, &root, json!({"username": "bob2", "email": "BOB@example.com"})).await;
+    assert_json(&again, 400, taken.clone());
+    let (bob_url, carol_url) = (user_url(bob["id"].as_i64().unwrap()), user_url(carol["id"].as_i64().unwrap()));
+    assert_json(&patch(&app, &carol_url, &root, json!({"email": "Bob@Example.com"})).await, 400, taken.clone());
+    let shared = json!({"email": "shared@example.com"});
+    let (first, second) =
+        tokio::join!(patch(&app, &bob_url, &root, shared.clone()), patch(&app, &carol_url, &root, shared));
+    let mut statuses = [first.status, second.status];
+    statuses.sort();
+    assert_eq!(statuses, [200, 400], "{} / {}", first.text, second.text);
 }
