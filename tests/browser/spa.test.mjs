@@ -32,16 +32,18 @@ function freePort() {
 }
 
 /** A tokensmith on its own port and SQLite file, with one user `alice`, and the users `extraUsers`
- * lists as [name, ...flags of `user create`], all with the password PASSWORD. */
+ * lists as [name, ...flags of `user create`], all with the password PASSWORD. `settings` may be a
+ * function of the API's base URL (for settings that name it). */
 async function startTokensmith(settings, extraUsers = []) {
   const dir = mkdtempSync(join(tmpdir(), "tokensmith-browser-"));
   const port = await freePort();
+  const base = `http://localhost:${port}`;
   const env = {
     PATH: process.env.PATH,
     DATABASE_URL: `sqlite://${dir}/browser.db?mode=rwc`,
     LISTEN_ADDR: `127.0.0.1:${port}`,
     RUST_LOG: "warn",
-    ...settings,
+    ...(typeof settings === "function" ? settings(base) : settings),
   };
   const created = spawnSync(BINARY, ["user", "create", "alice", "--email", "alice@example.com", "--password-stdin"], { env, input: PASSWORD, cwd: dir });
   assert.equal(created.status, 0, String(created.stderr));
@@ -51,7 +53,6 @@ async function startTokensmith(settings, extraUsers = []) {
   }
   const server = spawn(BINARY, ["serve"], { env, cwd: dir, stdio: ["ignore", "ignore", "inherit"] });
   cleanups.push(() => { server.kill(); rmSync(dir, { recursive: true, force: true }); });
-  const base = `http://localhost:${port}`;
   for (let i = 0; i < 200; i++) {
     try {
       if ((await fetch(`http://127.0.0.1:${port}/healthz`)).ok) return base;
@@ -99,14 +100,14 @@ after(async () => {
   for (const cleanup of cleanups) cleanup();
 });
 
-const app = (origin = spa) => `${origin}/index.html?api=${encodeURIComponent(api)}&poll=1000`;
+const app = (origin = spa, base = api) => `${origin}/index.html?api=${encodeURIComponent(base)}&poll=1000`;
 
 async function signIn(page) {
   await page.goto(app());
   await page.waitForSelector("body[data-state=signed-out]");
   await page.fill("#username", "alice");
   await page.fill("#password", PASSWORD);
-  await page.click("button[type=submit]");
+  await page.click("#login-form button[type=submit]");
   await page.waitForSelector("body[data-state=signed-in]");
   await page.waitForFunction(() => document.getElementById("me-username").textContent === "alice");
 }
