@@ -6,7 +6,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { createServer } from "node:http";
-import { mkdtempSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname, extname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -256,5 +256,166 @@ test("/docs: Authorize with a staff token, and Try it out on GET /api/admin/user
   assert.deepEqual(body.results.map((u) => u.username).sort(), ["alice", "root"]);
   assert.equal(body.results.find((u) => u.username === "root").is_superuser, true);
   await page.screenshot({ path: join(OUT, "docs-admin.png"), fullPage: true });
+  await context.close();
+});
+
+// ---- Self-service: sign-up, "Forgot password?", the mailed link --------------------------------
+
+/** A real SMTP server: tests/python/smtp_sink.py (aiosmtpd) in target/test-venv, which `.ci/run`
+ * builds in an earlier step (so does `cargo test --test api python::`). `next()` resolves with the
+ * next message received: {from, to: [...], data: the message as sent}. */
+async function startMailSink() {
+  const python = join(ROOT, "target", "test-venv", "bin", "python");
+  assert.ok(existsSync(python), "no target/test-venv: build it with `cargo test --test api -- --exact python::the_venv_holds_exactly_the_pinned_requirements`");
+  // It exits when its standard input closes: with this process, whatever ends it.
+  const sink = spawn(python, [join(ROOT, "tests", "python", "smtp_sink.py")], { stdio: ["pipe", "pipe", "inherit"] });
+  cleanups.push(() => { sink.stdin.end(); sink.kill(); });
+  const messages = [];
+  const waiting = [];
+  let announced;
+  const listening = new Promise((resolve, reject) => {
+    announced = resolve;
+    sink.on("exit", (code) => reject(new Error(`the SMTP server exited (${code})`)));
+  });
+  let buffer = "";
+  sink.stdout.setEncoding("utf8");
+  sink.stdout.on("data", (chunk) => {
+    buffer += chunk;
+    let end;
+    while ((end = buffer.indexOf("\n")) >= 0) {
+      const line = buffer.slice(0, end);
+      buffer = buffer.slice(end + 1);
+      const port = line.match(/^listening on (\d+)$/);
+      if (port) announced(Number(port[1]));
+      else if (line.trim()) messages.push(JSON.parse(line));
+    }
+    while (messages.length && waiting.length) waiting.shift()(messages.shift());
+  });
+  return {
+    port: await listening,
+    next: () => new Promise((resolve) => (messages.length ? resolve(messages.shift()) : waiting.push(resolve))),
+  };
+}
+
+/** The headers and the decoded text of a single-part text/plain mail. */
+function parseMail(raw) {
+  const text = raw.replace(/\r\n/g, "\n");
+  const split = text.indexOf("\n\n");
+  const headers = {};
+  for (const line of text.slice(0, split).replace(/\n[ \t]+/g, " ").split("\n")) {
+    const colon = line.indexOf(":");
+    if (colon > 0) headers[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim();
+  }
+  let body = text.slice(split + 2);
+  const encoding = (headers["content-transfer-encoding"] || "7bit").toLowerCase();
+  if (encoding === "base64") body = Buffer.from(body.replace(/\s+/g, ""), "base64").toString("utf8");
+  if (encoding === "quoted-printable") {
+    const bytes = body.replace(/=\n/g, "").replace(/=([0-9A-F]{2})/gi, (_, hex) => String.fromCharCode(parseInt(hex, 16)));
+    body = Buffer.from(bytes, "latin1").toString("utf8");
+  }
+  return { headers, body };
+}
+
+/** Fills and submits the sign-in form; the caller waits for what should follow. */
+async function submitSignIn(page, username, password) {
+  await page.fill("#username", username);
+  await page.fill("#password", password);
+  await page.click("#login-form button[type=submit]");
+}
+
+test("without ALLOW_REGISTRATION the app offers no sign-up", async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(app());
+  await page.waitForSelector("body[data-registration=off]");
+  assert.equal(await page.isVisible("#show-register"), false);
+  await context.close();
+});
+
+test("a person signs up, signs in, forgets the password, follows the mailed link, and signs in with the new one", async () => {
+  const mail = await startMailSink();
+  const selfService = await startTokensmith((base) => ({
+    REFRESH_TOKEN_COOKIE: "true",
+    CORS_ALLOWED_ORIGINS: spa,
+    ALLOW_REGISTRATION: "true",
+    SMTP_URL: `smtp://127.0.0.1:${mail.port}`,
+    EMAIL_FROM: "tokensmith <noreply@example.com>",
+    // The SPA is told its API in the query; the token rides in the fragment, which no server sees.
+    PASSWORD_RESET_URL: `${spa}/index.html?api=${encodeURIComponent(base)}#reset={token}`,
+  }));
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(app(spa, selfService));
+  await page.waitForSelector("body[data-registration=offered]");
+
+  // Sign up: Django's policy message appears under the password field, then the account is made.
+  await page.click("#show-register");
+  await page.fill("#register-username", "bob");
+  await page.fill("#register-email", "bob@example.com");
+  await page.fill("#register-password", "password");
+  await page.click("#register-form button[type=submit]");
+  const policy = page.locator('#register-form .field-error[data-for="password"]');
+  await policy.waitFor();
+  assert.match(await policy.textContent(), /This password is too common\./);
+  await page.screenshot({ path: join(OUT, "spa-register-policy.png"), fullPage: true });
+  const first = "maple syrup on pancakes";
+  await page.fill("#register-password", first);
+  await page.click("#register-form button[type=submit]");
+  await page.waitForSelector("body[data-screen=login]");
+  assert.equal(await page.textContent("#login-notice"), "Account created, you can sign in.");
+
+  // Sign in, sign out.
+  await submitSignIn(page, "bob", first);
+  await page.waitForSelector("body[data-state=signed-in]");
+  await page.waitForFunction(() => document.getElementById("me-email").textContent === "bob@example.com");
+  await page.click("#logout");
+  await page.waitForSelector("body[data-state=signed-out]");
+
+  // Forgot password: the mail arrives at the SMTP server, to bob, with a link back to the SPA.
+  await page.click("#show-forgot");
+  await page.fill("#forgot-email", "bob@example.com");
+  await page.click("#forgot-form button[type=submit]");
+  await page.waitForSelector("body[data-screen=login]");
+  assert.equal(await page.textContent("#login-notice"), "If that address has an account, a link is on its way.");
+  const message = await mail.next();
+  assert.deepEqual(message.to, ["bob@example.com"]);
+  const { body } = parseMail(message.data);
+  const link = body.match(/https?:\/\/\S+#reset=\S+/)?.[0];
+  assert.ok(link && link.startsWith(`${spa}/`), `no link to the SPA in the mail:\n${body}`);
+
+  // The link opens the reset screen; the token leaves the address bar at once.
+  await page.goto(link);
+  await page.waitForSelector("body[data-screen=reset]");
+  assert.ok(!page.url().includes("#reset"), page.url());
+  await page.fill("#reset-password", "80741296");
+  await page.click("#reset-form button[type=submit]");
+  const weak = page.locator('#reset-form .field-error[data-for="new_password"]');
+  await weak.waitFor();
+  assert.match(await weak.textContent(), /This password is entirely numeric\./);
+  const second = "blueberry waffles at dawn";
+  await page.fill("#reset-password", second);
+  await page.click("#reset-form button[type=submit]");
+  await page.waitForSelector("body[data-screen=login]");
+  assert.match(await page.textContent("#login-notice"), /password has been changed/);
+
+  // The old password fails; the new one works.
+  await submitSignIn(page, "bob", first);
+  await page.waitForSelector("#login-error:not([hidden])");
+  assert.equal(await page.getAttribute("body", "data-state"), "signed-out");
+  await submitSignIn(page, "bob", second);
+  await page.waitForSelector("body[data-state=signed-in]");
+  await page.waitForFunction(() => document.getElementById("me-username").textContent === "bob");
+  await page.screenshot({ path: join(OUT, "spa-after-reset.png"), fullPage: true });
+
+  // The link worked once: followed again, it says so and points to a new one.
+  const again = await context.newPage();
+  await again.goto(link);
+  await again.waitForSelector("body[data-screen=reset]");
+  await again.fill("#reset-password", "another fine password");
+  await again.click("#reset-form button[type=submit]");
+  const refused = again.locator("#reset-form .form-error");
+  await refused.waitFor();
+  assert.match(await refused.textContent(), /Ask for a new link/);
+  await again.screenshot({ path: join(OUT, "spa-reset-link-used.png"), fullPage: true });
   await context.close();
 });
