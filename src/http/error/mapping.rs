@@ -1,7 +1,6 @@
 //! Every service's errors into `AppError`: which status and body each refusal gets, in one
 //! place per service, exhaustively, so a new refusal cannot reach a client without a decision.
 
-use serde_json::json;
 
 use super::{AppError, PERMISSION_DENIED};
 use crate::{
@@ -97,9 +96,7 @@ impl From<AccountError> for AppError {
             AccountError::GroupTaken(_) => Self::field("name", "group with this name already exists."),
             AccountError::InvalidClaims(e) => Self::field("claims", &e.to_string()),
             AccountError::TooManyGroups => Self::field("groups", &e.to_string()),
-            AccountError::WeakPassword(rejected) => {
-                Self::Validation([("password".to_owned(), json!(rejected.0))].into_iter().collect())
-            }
+            AccountError::WeakPassword(rejected) => Self::field_messages("password", rejected.0),
             AccountError::SuperuserOnly => Self::Forbidden(PERMISSION_DENIED.to_owned()),
             AccountError::NameTooLong(field) => {
                 Self::field(field, "Ensure this field has no more than 150 characters.")
