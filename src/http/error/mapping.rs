@@ -1,7 +1,6 @@
 //! Every service's errors into `AppError`: which status and body each refusal gets, in one
 //! place per service, exhaustively, so a new refusal cannot reach a client without a decision.
 
-
 use super::{AppError, PERMISSION_DENIED};
 use crate::{
     accounts::AccountError,
