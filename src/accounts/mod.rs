@@ -7,6 +7,7 @@ mod editing;
 mod external;
 mod groups;
 mod links;
+mod reset;
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ pub use self::{
     editing::{AccountEdit, NAME_MAX_CHARS},
     external::Applied,
     links::NamedLink,
+    reset::{PasswordResets, ResetError},
 };
 use crate::{
     clock::unix_now,

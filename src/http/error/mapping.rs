@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::{AppError, PERMISSION_DENIED};
 use crate::{
-    accounts::AccountError,
+    accounts::{AccountError, ResetError},
     admin::AdminError,
     exchange::ExchangeError,
     external::ExternalError,
@@ -118,6 +118,20 @@ impl From<AccountError> for AppError {
             AccountError::NoFreeUsername => Self::Unavailable(e.to_string()),
             AccountError::Store(e) => e.into(),
             AccountError::Passwords(e) => e.into(),
+        }
+    }
+}
+
+impl From<ResetError> for AppError {
+    fn from(e: ResetError) -> Self {
+        match e {
+            ResetError::Disabled => Self::NotFound,
+            ResetError::InvalidToken => Self::field("token", "Invalid or expired token."),
+            // The field is `new_password` here.
+            ResetError::Account(AccountError::WeakPassword(rejected)) => {
+                Self::Validation([("new_password".to_owned(), json!(rejected.0))].into_iter().collect())
+            }
+            ResetError::Account(e) => e.into(),
         }
     }
 }
