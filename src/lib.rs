@@ -5,6 +5,7 @@ pub mod clock;
 pub mod domain;
 pub mod key_material;
 pub mod config;
+pub mod mail;
 pub mod passwords;
 pub mod store;
 pub mod throttle;

@@ -92,10 +92,12 @@ impl Accounts {
         together(username, self.check_fields(&Fields::of_edit(edit)).await).map(|_| ())
     }
 
-    /// What creating `new` would be refused for, without creating it.
+    /// What creating `new` would be refused for, without creating it: the password policy
+    /// first, then every refused field.
     pub async fn check_new(&self, new: &NewAccount<'_>) -> Result<()> {
         let username = Username::parse(new.username).map_err(AccountError::from);
-        together(username, self.check_fields(&Fields::of_new(new)).await).map(|_| ())
+        let fields = together(username, self.check_fields(&Fields::of_new(new)).await).map(|_| ());
+        AccountError::all([self.check_password_of_new(new), fields])
     }
 
     /// Applies `edit` to `user` in one transaction with its audit events: every field lands or
@@ -285,11 +287,20 @@ pub(super) fn together<T>(username: Result<T>, fields: Result<Checked>) -> Resul
     match (username, fields) {
         (Ok(username), Ok(fields)) => Ok((username, fields)),
         (Err(e), Ok(_)) | (Ok(_), Err(e)) => Err(e),
-        (Err(first), Err(AccountError::Several(mut more))) => {
+        (Err(first), Err(second)) => Err(merge(first, second)),
+    }
+}
+
+/// Two refusals as one, `first` first (a failure to check wins: nothing was refused yet).
+pub(super) fn merge(first: AccountError, second: AccountError) -> AccountError {
+    match (first, second) {
+        (e @ (AccountError::Store(_) | AccountError::Passwords(_)), _)
+        | (_, e @ (AccountError::Store(_) | AccountError::Passwords(_))) => e,
+        (first, AccountError::Several(mut more)) => {
             more.insert(0, first);
-            Err(AccountError::Several(more))
+            AccountError::Several(more)
         }
-        (Err(first), Err(second)) => Err(AccountError::Several(vec![first, second])),
+        (first, second) => AccountError::Several(vec![first, second]),
     }
 }
 

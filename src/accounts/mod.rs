@@ -7,16 +7,18 @@ mod editing;
 mod external;
 mod groups;
 mod links;
+mod reset;
 
 use std::sync::Arc;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
 pub use self::{
     editing::{AccountEdit, NAME_MAX_CHARS},
     external::Applied,
     links::NamedLink,
+    reset::{PasswordResets, ResetError},
 };
 use crate::{
     clock::unix_now,
@@ -147,6 +149,16 @@ impl<'a> Actor<'a> {
     }
 }
 
+/// What a user's new password is compared with: its record's attributes.
+pub fn owner_of(user: &User) -> PasswordOwner<'_> {
+    PasswordOwner {
+        username: &user.username,
+        email: &user.email,
+        first_name: &user.first_name,
+        last_name: &user.last_name,
+    }
+}
+
 fn no_such(user: &User) -> AccountError {
     AccountError::NoSuchUser(user.username.clone())
 }
@@ -196,7 +208,12 @@ impl Accounts {
     pub async fn create(&self, new: NewAccount<'_>, actor: Actor<'_>) -> Result<User> {
         let username = Username::parse(new.username).map_err(AccountError::from);
         let checked = self.check_fields(&editing::Fields::of_new(&new)).await;
-        let (username, checked) = editing::together(username, checked)?;
+        // Every refusal at once: the password policy's with the fields'.
+        let (username, checked) = match (self.check_password_of_new(&new), editing::together(username, checked)) {
+            (Ok(()), checked) => checked?,
+            (Err(weak), Ok(_)) => return Err(weak),
+            (Err(weak), Err(more)) => return Err(editing::merge(weak, more)),
+        };
         let password_hash = match new.password {
             Some(password) => Some(self.passwords.hash(password).await?),
             None => None,
@@ -240,15 +257,29 @@ impl Accounts {
         Ok(self.store.list_users().await?)
     }
 
-    /// Whether `password` may be set for `owner`: the password policy, Django's validators. Checked
-    /// where a person chooses a password (the admin API); the password's hashing comes after.
+    /// Whether `password` may be set for `owner`: the password policy, Django's validators. Every
+    /// operation here that sets a password asks it first (before hashing); existing passwords
+    /// are never checked, so a password set before the policy keeps working.
     pub fn check_new_password(&self, password: &str, owner: &PasswordOwner<'_>) -> Result<()> {
         Ok(self.settings.policy.check(password, owner)?)
     }
 
-    /// An operator sets the password: every session of the user ends, in the same transaction.
-    /// Returns how many.
+    /// The policy for the password of a user to create (none given: nothing to check).
+    fn check_password_of_new(&self, new: &NewAccount<'_>) -> Result<()> {
+        let Some(password) = &new.password else { return Ok(()) };
+        let owner = PasswordOwner {
+            username: new.username,
+            email: new.email,
+            first_name: new.first_name,
+            last_name: new.last_name,
+        };
+        self.check_new_password(password.expose_secret(), &owner)
+    }
+
+    /// An operator sets the password (the policy applies): every session of the user ends, in
+    /// the same transaction. Returns how many.
     pub async fn set_password(&self, user: &User, password: SecretString, actor: Actor<'_>) -> Result<u64> {
+        self.check_new_password(password.expose_secret(), &owner_of(user))?;
         let hash = self.passwords.hash(password).await?;
         let event = actor.event(AuditKind::PasswordSet).user(user);
         match self.store.set_password_ending_sessions(user.id, &hash, actor.unless_superuser(), &event).await? {
@@ -258,9 +289,10 @@ impl Accounts {
         }
     }
 
-    /// The user changes their own password: every session but the one the access token
-    /// `access_jti` was issued in (the caller's) ends. Guesses of the current password are
-    /// throttled as logins are (a stolen access token must not become a password oracle).
+    /// The user changes their own password (the policy applies, against the user's record as
+    /// the caller read it): every session but the one the access token `access_jti` was issued
+    /// in (the caller's) ends. Guesses of the current password are throttled as logins are (a
+    /// stolen access token must not become a password oracle).
     pub async fn change_password(
         &self,
         user: &User,
@@ -269,6 +301,9 @@ impl Accounts {
         new: SecretString,
         client: &str,
     ) -> Result<()> {
+        // Before the throttle and any hashing: a refused new password costs no guess and no
+        // argon2, and says nothing about the current one.
+        self.check_new_password(new.expose_secret(), &owner_of(user))?;
         let attempt = self.throttle.reserve(&user.username, client).await?;
         if !self.passwords.verify(current.clone(), user.password_hash.as_deref()).await?.matched() {
             return Err(AccountError::WrongPassword);

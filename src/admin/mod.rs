@@ -5,12 +5,11 @@
 //! out). The caller's rights come from their user record as it is now, read at each request, never
 //! from a token's claims: a token outlives a demotion.
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
 use crate::{
     accounts::{AccountEdit, AccountError, Accounts, Actor, NewAccount},
     domain::{AuditKind, User},
-    passwords::PasswordOwner,
     sessions::{IssueError, Sessions, TokenPair},
     store::{Found, GroupSummary, SessionOrigin, SessionSummary, Window},
 };
@@ -93,15 +92,6 @@ impl NewUser {
             claims: self.claims.as_ref(),
         }
     }
-
-    fn owner(&self) -> PasswordOwner<'_> {
-        PasswordOwner {
-            username: &self.username,
-            email: &self.email,
-            first_name: &self.first_name,
-            last_name: &self.last_name,
-        }
-    }
 }
 
 #[derive(Clone)]
@@ -139,12 +129,7 @@ impl Admin {
         if new.is_staff || new.is_superuser {
             staff.require_superuser()?;
         }
-        let policy = match &new.password {
-            Some(password) => self.accounts.check_new_password(password.expose_secret(), &new.owner()),
-            None => Ok(()),
-        };
-        let fields = self.accounts.check_new(&new.account()).await;
-        Ok(AccountError::all([policy, fields])?)
+        Ok(self.accounts.check_new(&new.account()).await?)
     }
 
     pub async fn create_user(&self, staff: &Staff, new: NewUser) -> Result<(User, Vec<String>)> {
@@ -182,7 +167,6 @@ impl Admin {
     pub async fn set_password(&self, staff: &Staff, id: i64, password: SecretString) -> Result<()> {
         let target = self.accounts.by_id(id).await?;
         staff.may_change(&target)?;
-        self.accounts.check_new_password(password.expose_secret(), &owner_of(&target))?;
         self.accounts.set_password(&target, password, staff.actor()).await?;
         Ok(())
     }
@@ -249,16 +233,6 @@ fn permit_edit(staff: &Staff, target: &User, edit: &AccountEdit) -> Result<()> {
         staff.require_superuser()?;
     }
     Ok(())
-}
-
-/// What a user's new password is compared with.
-fn owner_of(user: &User) -> PasswordOwner<'_> {
-    PasswordOwner {
-        username: &user.username,
-        email: &user.email,
-        first_name: &user.first_name,
-        last_name: &user.last_name,
-    }
 }
 
 /// Whether `edit` takes from `user` its activation or an admin flag it has.

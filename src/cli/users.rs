@@ -104,6 +104,7 @@ pub(super) fn refusal(error: AccountError) -> CliError {
         AccountError::NoSuchGroup(_) | AccountError::TooManyGroups => "GROUP",
         AccountError::InvalidGroupName(_) | AccountError::GroupTaken(_) => "NAME",
         AccountError::InvalidClaims(_) => "CLAIMS",
+        AccountError::WeakPassword(_) => "--password-stdin",
         other => return CliError::from(other),
     };
     CliError::from(anyhow::anyhow!("{argument}: {error}"))

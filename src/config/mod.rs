@@ -5,6 +5,7 @@
 
 mod clerk;
 mod issuers;
+mod mail;
 mod tokens;
 mod vars;
 
@@ -17,6 +18,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 pub use self::clerk::ClerkConfig;
 pub use self::issuers::{IssuerConfig, IssuerKeys};
+pub use self::mail::{MailConfig, SmtpSecurity};
 pub use self::tokens::{RESERVED_CLAIMS, TokenCustomisation, UserClaim, UsernameField};
 use self::vars::{Vars, parse_bool, parse_number, positive_duration, positive_number};
 pub use self::vars::{check_issuer_url, parse_duration};
@@ -182,6 +184,8 @@ pub struct Config {
     pub password_hash_concurrency: usize,
     /// `PASSWORD_MIN_LENGTH`: the password policy's shortest password, in characters.
     pub password_min_length: usize,
+    /// `SMTP_URL` and the password-reset settings; `None`: no password reset by email.
+    pub mail: Option<MailConfig>,
     pub log_format: LogFormat,
 }
 
@@ -246,6 +250,7 @@ impl Config {
             keys_reload_interval: vars.parsed("KEYS_RELOAD_INTERVAL", "30s", positive_duration)?,
             password_hash_concurrency: vars.parsed("PASSWORD_HASH_CONCURRENCY", &default_concurrency, at_least_one)?,
             password_min_length: vars.parsed("PASSWORD_MIN_LENGTH", "8", parse_password_min_length)?,
+            mail: MailConfig::read(&vars)?,
             log_format: vars.parsed("LOG_FORMAT", "text", parse_log_format)?,
         })
     }

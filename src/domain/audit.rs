@@ -52,6 +52,10 @@ pub enum AuditKind {
     SessionsEnded,
     /// A superuser was given a session of another user (`POST /api/admin/users/{id}/tokens/`).
     AdminTokensIssued,
+    /// A password-reset mail was made for the user (never the token).
+    PasswordResetRequested,
+    /// The user set a new password with a reset token.
+    PasswordResetCompleted,
 }
 
 impl AuditKind {
@@ -86,6 +90,8 @@ impl AuditKind {
             Self::UserDeleted => "user_deleted",
             Self::GroupDeleted => "group_deleted",
             Self::SessionsEnded => "sessions_ended",
+            Self::PasswordResetRequested => "password_reset_requested",
+            Self::PasswordResetCompleted => "password_reset_completed",
             Self::AdminTokensIssued => "admin_tokens_issued",
         })
     }

@@ -11,7 +11,7 @@ use super::{
     schemas::{BadRequest, Empty, ErrorDetail},
 };
 use crate::{
-    accounts::Accounts,
+    accounts::{AccountError, Accounts},
     domain::{CustomClaims, User},
 };
 
@@ -82,7 +82,8 @@ pub async fn me(State(accounts): State<Accounts>, caller: Authenticated) -> Resu
     )),
     responses(
         (status = 200, description = "Changed", body = Empty),
-        (status = 400, description = "Wrong current password, or a field missing or blank", body = BadRequest),
+        (status = 400, description = "Wrong current password, a field missing or blank, or a new password the \
+                                      password policy refuses (`new_password`: Django's messages)", body = BadRequest),
         (status = 401, description = "Missing, invalid or expired access token", body = ErrorDetail),
         (status = 429, description = "Too many wrong passwords for this user from this address (they count as \
                                       failed logins); Retry-After says when to try again", body = ErrorDetail,
@@ -99,6 +100,10 @@ pub async fn change_password(
     JsonOrForm(request): JsonOrForm<PasswordChangeRequest>,
 ) -> Result<Json<Empty>, AppError> {
     let (current, new) = (SecretString::from(request.current_password), SecretString::from(request.new_password));
-    accounts.change_password(&caller.user, &caller.token.jti, current, new, &client).await?;
-    Ok(Json(Empty {}))
+    match accounts.change_password(&caller.user, &caller.token.jti, current, new, &client).await {
+        Ok(()) => Ok(Json(Empty {})),
+        // The policy's messages under the field that carried the password.
+        Err(AccountError::WeakPassword(rejected)) => Err(AppError::field_messages("new_password", rejected.0)),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -25,7 +25,7 @@ use tower::{Service, ServiceExt};
 
 use super::{AppState, HttpSettings, metrics_handle, metrics_router, ops::Readiness, router};
 use crate::{
-    accounts::Accounts,
+    accounts::{Accounts, PasswordResets},
     admin::Admin,
     config::Config,
     exchange::Exchange,
@@ -86,6 +86,8 @@ impl Application {
         let throttle = LoginThrottle::new(&config, store.clone());
         let sessions = Sessions::new(&config, store.clone(), tokens.clone(), passwords.clone(), throttle.clone());
         let accounts = Accounts::new(&config, store.clone(), passwords, throttle);
+        let resets = PasswordResets::new(config.mail.as_ref(), accounts.clone())
+            .map_err(|e| anyhow::anyhow!("SMTP_URL: {e}"))?;
         let exchange = exchange(&config, &sessions, &accounts, &store);
         let verifier = config.clerk_webhook_signing_secret.as_ref().map(SvixVerifier::from_secret);
         let webhooks = ClerkWebhooks::new(verifier, config.clerk_roles.clone(), accounts.clone(), store.clone());
@@ -93,6 +95,7 @@ impl Application {
         let state = AppState {
             sessions,
             accounts,
+            resets,
             admin,
             exchange,
             webhooks,

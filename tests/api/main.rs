@@ -43,6 +43,7 @@ mod keys;
 mod login_by_email;
 mod ops;
 mod password_policy;
+mod password_reset;
 mod sliding;
 mod sliding_downstream;
 mod tokens;

@@ -1,11 +1,9 @@
 //! Every service's errors into `AppError`: which status and body each refusal gets, in one
 //! place per service, exhaustively, so a new refusal cannot reach a client without a decision.
 
-use serde_json::json;
-
 use super::{AppError, PERMISSION_DENIED};
 use crate::{
-    accounts::AccountError,
+    accounts::{AccountError, ResetError},
     admin::AdminError,
     exchange::ExchangeError,
     external::ExternalError,
@@ -97,9 +95,7 @@ impl From<AccountError> for AppError {
             AccountError::GroupTaken(_) => Self::field("name", "group with this name already exists."),
             AccountError::InvalidClaims(e) => Self::field("claims", &e.to_string()),
             AccountError::TooManyGroups => Self::field("groups", &e.to_string()),
-            AccountError::WeakPassword(rejected) => {
-                Self::Validation([("password".to_owned(), json!(rejected.0))].into_iter().collect())
-            }
+            AccountError::WeakPassword(rejected) => Self::field_messages("password", rejected.0),
             AccountError::SuperuserOnly => Self::Forbidden(PERMISSION_DENIED.to_owned()),
             AccountError::NameTooLong(field) => {
                 Self::field(field, "Ensure this field has no more than 150 characters.")
@@ -118,6 +114,20 @@ impl From<AccountError> for AppError {
             AccountError::NoFreeUsername => Self::Unavailable(e.to_string()),
             AccountError::Store(e) => e.into(),
             AccountError::Passwords(e) => e.into(),
+        }
+    }
+}
+
+impl From<ResetError> for AppError {
+    fn from(e: ResetError) -> Self {
+        match e {
+            ResetError::Disabled => Self::NotFound,
+            ResetError::InvalidToken => Self::field("token", "Invalid or expired token."),
+            // The field is `new_password` here.
+            ResetError::Account(AccountError::WeakPassword(rejected)) => {
+                Self::Validation([("new_password".to_owned(), json!(rejected.0))].into_iter().collect())
+            }
+            ResetError::Account(e) => e.into(),
         }
     }
 }

@@ -99,6 +99,13 @@ impl AppError {
         Self::Validation(errors)
     }
 
+    /// A field refused with several messages (the password policy's, each a string).
+    pub fn field_messages(name: &str, messages: Vec<String>) -> Self {
+        let mut errors = FieldErrors::new();
+        errors.insert(name.to_owned(), json!(messages));
+        Self::Validation(errors)
+    }
+
     /// Several refusals as one: their field errors together; anything else wins as it is.
     pub(super) fn merged(errors: impl Iterator<Item = AppError>) -> Self {
         let mut fields = FieldErrors::new();
