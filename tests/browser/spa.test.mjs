@@ -377,6 +377,7 @@ test("a person signs up, signs in, forgets the password, follows the mailed link
   await page.click("#forgot-form button[type=submit]");
   await page.waitForSelector("body[data-screen=login]");
   assert.equal(await page.textContent("#login-notice"), "If that address has an account, a link is on its way.");
+  await page.screenshot({ path: join(OUT, "spa-forgot-sent.png"), fullPage: true });
   const message = await mail.next();
   assert.deepEqual(message.to, ["bob@example.com"]);
   const { body } = parseMail(message.data);
@@ -392,6 +393,7 @@ test("a person signs up, signs in, forgets the password, follows the mailed link
   const weak = page.locator('#reset-form .field-error[data-for="new_password"]');
   await weak.waitFor();
   assert.match(await weak.textContent(), /This password is entirely numeric\./);
+  await page.screenshot({ path: join(OUT, "spa-reset-policy.png"), fullPage: true });
   const second = "blueberry waffles at dawn";
   await page.fill("#reset-password", second);
   await page.click("#reset-form button[type=submit]");
