@@ -283,11 +283,13 @@ function takeResetToken() {
 window.addEventListener("hashchange", takeResetToken);
 
 // Sign-up is offered only when the API takes it: with ALLOW_REGISTRATION off, POST
-// /api/register/ is 404. An empty body creates nothing (400, the fields are required).
+// /api/register/ is 404. The probe's fields are present (a missing one is 400 before the server
+// looks at the setting) but can never make an account: "!" is no username and "0" is entirely
+// numeric, so with registration on the answer is 400, and nothing is created or counted.
 async function offerRegistration() {
   let offered = false;
   try {
-    offered = (await postJson("/api/register/", {})).response.status !== 404;
+    offered = (await postJson("/api/register/", { username: "!", password: "0" })).response.status !== 404;
   } catch {}
   $("show-register").hidden = !offered;
   document.body.dataset.registration = offered ? "offered" : "off";
