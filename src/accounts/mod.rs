@@ -7,6 +7,7 @@ mod editing;
 mod external;
 mod groups;
 mod links;
+mod registration;
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ pub use self::{
     editing::{AccountEdit, NAME_MAX_CHARS},
     external::Applied,
     links::NamedLink,
+    registration::{Applicant, Registrations},
 };
 use crate::{
     clock::unix_now,
@@ -40,6 +42,9 @@ pub enum AccountError {
     /// With `USERNAME_FIELD=email`, where emails name users.
     #[error("another user has the email {0:?}")]
     EmailTaken(String),
+    /// Self-service registration under `USERNAME_FIELD=email`: the email names the user.
+    #[error("an email is required")]
+    EmailRequired,
     /// First and last names are at most `NAME_MAX_CHARS` characters (the field's name).
     #[error("{0} is longer than {NAME_MAX_CHARS} characters")]
     NameTooLong(&'static str),

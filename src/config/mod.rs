@@ -182,6 +182,10 @@ pub struct Config {
     pub password_hash_concurrency: usize,
     /// `PASSWORD_MIN_LENGTH`: the password policy's shortest password, in characters.
     pub password_min_length: usize,
+    /// `ALLOW_REGISTRATION`: whether `POST /api/register/` creates users (404 when not).
+    pub allow_registration: bool,
+    /// `REGISTRATION_LIMIT`: accepted registrations per client address per hour.
+    pub registration_limit: u32,
     pub log_format: LogFormat,
 }
 
@@ -246,6 +250,8 @@ impl Config {
             keys_reload_interval: vars.parsed("KEYS_RELOAD_INTERVAL", "30s", positive_duration)?,
             password_hash_concurrency: vars.parsed("PASSWORD_HASH_CONCURRENCY", &default_concurrency, at_least_one)?,
             password_min_length: vars.parsed("PASSWORD_MIN_LENGTH", "8", parse_password_min_length)?,
+            allow_registration: vars.parsed("ALLOW_REGISTRATION", "false", parse_bool)?,
+            registration_limit: vars.parsed("REGISTRATION_LIMIT", "10", positive_number)?,
             log_format: vars.parsed("LOG_FORMAT", "text", parse_log_format)?,
         })
     }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod exchange;
 pub mod extract;
 pub mod ops;
+pub mod register;
 pub mod schemas;
 mod server;
 pub mod sliding;
@@ -46,7 +47,7 @@ use utoipa_swagger_ui::SwaggerUi;
 pub use self::server::{Application, shutdown_signal};
 use self::{error::AppError, ops::Readiness};
 use crate::{
-    accounts::Accounts,
+    accounts::{Accounts, Registrations},
     admin::Admin,
     config::{Config, UsernameField},
     exchange::Exchange,
@@ -117,6 +118,7 @@ fn challenge(auth_header_types: &[String]) -> HeaderValue {
 pub struct AppState {
     sessions: Sessions,
     accounts: Accounts,
+    registrations: Registrations,
     admin: Admin,
     exchange: Exchange,
     webhooks: ClerkWebhooks,
@@ -155,7 +157,7 @@ fn route_both<S: Clone + Send + Sync + 'static>(router: Router<S>, path: &str, h
 /// Every API route, each with and without its trailing slash; `/metrics` only when it is
 /// not served on a listener of its own.
 fn api_routes(metrics_on_api: bool) -> Router<AppState> {
-    let routes: [(&str, MethodRouter<AppState>); 19] = [
+    let routes: [(&str, MethodRouter<AppState>); 20] = [
         ("/api/token/", post(tokens::obtain)),
         ("/api/token/refresh/", post(tokens::refresh)),
         ("/api/token/verify/", post(tokens::verify)),
@@ -169,6 +171,7 @@ fn api_routes(metrics_on_api: bool) -> Router<AppState> {
         ("/webhooks/clerk/", post(webhooks::clerk_webhook)),
         ("/api/me/", get(account::me)),
         ("/api/password/change/", post(account::change_password)),
+        ("/api/register/", post(register::register)),
         ("/.well-known/jwks.json", get(ops::jwks)),
         ("/.well-known/openid-configuration", get(discovery::openid_configuration)),
         ("/healthz", get(ops::healthz)),

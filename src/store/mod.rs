@@ -22,6 +22,7 @@ mod links;
 mod session_list;
 mod sessions;
 mod sqlite_file;
+mod registrations;
 mod throttle;
 mod user_admin;
 mod users;

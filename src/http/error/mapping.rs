@@ -91,6 +91,7 @@ impl From<AccountError> for AppError {
             AccountError::UsernameTaken(_) => Self::field("username", "A user with that username already exists."),
             AccountError::NoSuchUser(_) | AccountError::NoSuchGroup(_) => Self::NotFound,
             AccountError::EmailTaken(_) => Self::field("email", "A user with that email already exists."),
+            AccountError::EmailRequired => Self::field("email", "This field is required."),
             AccountError::InvalidGroupName(e) => Self::field("name", &group_name_message(&e)),
             AccountError::GroupTaken(_) => Self::field("name", "group with this name already exists."),
             AccountError::InvalidClaims(e) => Self::field("claims", &e.to_string()),
