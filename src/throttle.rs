@@ -2,7 +2,8 @@
 //! address (`LOGIN_FAILURE_LIMIT`) and per address across usernames
 //! (`LOGIN_ADDRESS_FAILURE_LIMIT`), within `LOGIN_FAILURE_WINDOW`. An attempt is reserved before
 //! its password is hashed, so a burst sent at once is counted whole: at most the limit's number
-//! of attempts ever reach argon2 in a window, on any number of replicas.
+//! of attempts ever reach argon2 in a window, on any number of replicas. Registrations are
+//! limited per address the same way (`REGISTRATION_LIMIT`).
 
 use std::{
     collections::HashMap,
@@ -111,6 +112,55 @@ impl LoginThrottle {
             }
         }
         Ok(wait.max(1) as u64)
+    }
+}
+
+/// `REGISTRATION_LIMIT` counts the registrations of the last hour.
+pub const REGISTRATION_WINDOW_SECS: i64 = 3600;
+
+/// A registration allowed through: it counts unless given back (`RegistrationThrottle::release`).
+#[must_use]
+pub struct RegistrationSlot(i64);
+
+/// Accepted registrations per client address per hour (`REGISTRATION_LIMIT`), counted in the
+/// database as failed logins are and reserved the same way before the password is hashed: of any
+/// number of registrations sent at once, on any number of replicas, at most the limit pass.
+#[derive(Clone)]
+pub struct RegistrationThrottle {
+    store: Store,
+    limit: u32,
+}
+
+impl RegistrationThrottle {
+    pub fn new(config: &Config, store: Store) -> Self {
+        Self { store, limit: config.registration_limit }
+    }
+
+    /// Reserves a registration from `client`, or refuses it (429) when `REGISTRATION_LIMIT` of
+    /// them (in flight included) happened from this address within the hour.
+    pub async fn reserve(&self, client: &str) -> Result<RegistrationSlot, ThrottleError> {
+        let now = unix_now();
+        let since = now - REGISTRATION_WINDOW_SECS;
+        let limit = i64::from(self.limit);
+        let key = throttle_key(client);
+        // A plain read first, as for logins: once throttled, a flood costs no write and no lock.
+        let mut count = self.store.registrations_since(&key, since).await?;
+        if count < limit {
+            if let Some(id) = self.store.reserve_registration(&key, now, since, limit).await? {
+                return Ok(RegistrationSlot(id));
+            }
+            count = self.store.registrations_since(&key, since).await?;
+        }
+        let lifts_with = self.store.nth_registration(&key, since, (count - limit).max(0)).await?;
+        let retry_after = (lifts_with.unwrap_or(now) + REGISTRATION_WINDOW_SECS - now).max(1);
+        metrics::counter!("tokensmith_registrations_total", "result" => "throttled").increment(1);
+        Err(ThrottleError::Throttled { retry_after: retry_after as u64 })
+    }
+
+    /// A registration refused after its reservation (a username taken meanwhile): its place
+    /// goes back, since no user was created.
+    pub async fn release(&self, slot: RegistrationSlot) -> Result<(), StoreError> {
+        self.store.release_registration(slot.0).await
     }
 }
 

@@ -8,6 +8,7 @@ mod external;
 mod groups;
 mod links;
 mod reset;
+mod registration;
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ pub use self::{
     external::Applied,
     links::NamedLink,
     reset::{PasswordResets, ResetError},
+    registration::{Applicant, Registrations},
 };
 use crate::{
     clock::unix_now,
@@ -42,6 +44,9 @@ pub enum AccountError {
     /// With `USERNAME_FIELD=email`, where emails name users.
     #[error("another user has the email {0:?}")]
     EmailTaken(String),
+    /// Self-service registration under `USERNAME_FIELD=email`: the email names the user.
+    #[error("an email is required")]
+    EmailRequired,
     /// First and last names are at most `NAME_MAX_CHARS` characters (the field's name).
     #[error("{0} is longer than {NAME_MAX_CHARS} characters")]
     NameTooLong(&'static str),

@@ -186,6 +186,10 @@ pub struct Config {
     pub password_min_length: usize,
     /// `SMTP_URL` and the password-reset settings; `None`: no password reset by email.
     pub mail: Option<MailConfig>,
+    /// `ALLOW_REGISTRATION`: whether `POST /api/register/` creates users (404 when not).
+    pub allow_registration: bool,
+    /// `REGISTRATION_LIMIT`: accepted registrations per client address per hour.
+    pub registration_limit: u32,
     pub log_format: LogFormat,
 }
 
@@ -251,6 +255,8 @@ impl Config {
             password_hash_concurrency: vars.parsed("PASSWORD_HASH_CONCURRENCY", &default_concurrency, at_least_one)?,
             password_min_length: vars.parsed("PASSWORD_MIN_LENGTH", "8", parse_password_min_length)?,
             mail: MailConfig::read(&vars)?,
+            allow_registration: vars.parsed("ALLOW_REGISTRATION", "false", parse_bool)?,
+            registration_limit: vars.parsed("REGISTRATION_LIMIT", "10", positive_number)?,
             log_format: vars.parsed("LOG_FORMAT", "text", parse_log_format)?,
         })
     }

@@ -11,7 +11,7 @@ use utoipa::{
     },
 };
 
-use super::{HttpSettings, account, admin, discovery, exchange, ops, password_reset, sliding, tokens, webhooks};
+use super::{HttpSettings, account, admin, discovery, exchange, ops, password_reset, register, sliding, tokens, webhooks};
 use crate::config::UsernameField;
 
 #[derive(OpenApi)]
@@ -25,7 +25,7 @@ use crate::config::UsernameField;
         tokens::obtain, tokens::refresh, tokens::verify, tokens::blacklist, tokens::revoke_all,
         sliding::obtain_sliding, sliding::refresh_sliding,
         exchange::clerk_exchange, exchange::provider_exchange, exchange::token_exchange, webhooks::clerk_webhook,
-        account::me, account::change_password, password_reset::request_reset, password_reset::confirm_reset,
+        account::me, account::change_password, password_reset::request_reset, password_reset::confirm_reset, register::register,
         admin::users::list_users, admin::users::create_user, admin::users::get_user, admin::users::patch_user,
         admin::users::delete_user, admin::users::set_password, admin::users::issue_tokens,
         admin::sessions::list_sessions, admin::sessions::end_session, admin::sessions::end_sessions,
@@ -37,7 +37,7 @@ use crate::config::UsernameField;
     tags(
         (name = "tokens", description = "Obtain, refresh, verify and revoke tokens"),
         (name = "external", description = "Sign-in through an identity provider (Clerk): token exchange and webhooks"),
-        (name = "account", description = "The signed-in user"),
+        (name = "account", description = "The signed-in user, and signing up"),
         (name = "admin", description = "Users, sessions and groups, for staff access tokens (superusers for \
                                          granting staff and minting tokens)"),
         (name = "keys", description = "Public keys for downstream verification"),

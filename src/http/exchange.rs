@@ -223,6 +223,7 @@ fn oauth_error(error: ExchangeError) -> AppError {
             | AccountError::UsernameTaken(_)
             | AccountError::NoSuchUser(_)
             | AccountError::EmailTaken(_)
+            | AccountError::EmailRequired
             | AccountError::InvalidGroupName(_)
             | AccountError::GroupTaken(_)
             | AccountError::NoSuchGroup(_)

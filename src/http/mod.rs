@@ -12,6 +12,7 @@ pub mod exchange;
 pub mod extract;
 pub mod ops;
 pub mod password_reset;
+pub mod register;
 pub mod schemas;
 mod server;
 pub mod sliding;
@@ -47,7 +48,7 @@ use utoipa_swagger_ui::SwaggerUi;
 pub use self::server::{Application, shutdown_signal};
 use self::{error::AppError, ops::Readiness};
 use crate::{
-    accounts::{Accounts, PasswordResets},
+    accounts::{Accounts, PasswordResets, Registrations},
     admin::Admin,
     config::{Config, UsernameField},
     exchange::Exchange,
@@ -119,6 +120,7 @@ pub struct AppState {
     sessions: Sessions,
     accounts: Accounts,
     resets: PasswordResets,
+    registrations: Registrations,
     admin: Admin,
     exchange: Exchange,
     webhooks: ClerkWebhooks,
@@ -157,7 +159,7 @@ fn route_both<S: Clone + Send + Sync + 'static>(router: Router<S>, path: &str, h
 /// Every API route, each with and without its trailing slash; `/metrics` only when it is
 /// not served on a listener of its own.
 fn api_routes(metrics_on_api: bool) -> Router<AppState> {
-    let routes: [(&str, MethodRouter<AppState>); 21] = [
+    let routes: [(&str, MethodRouter<AppState>); 22] = [
         ("/api/token/", post(tokens::obtain)),
         ("/api/token/refresh/", post(tokens::refresh)),
         ("/api/token/verify/", post(tokens::verify)),
@@ -173,6 +175,7 @@ fn api_routes(metrics_on_api: bool) -> Router<AppState> {
         ("/api/password/change/", post(account::change_password)),
         ("/api/password/reset/", post(password_reset::request_reset)),
         ("/api/password/reset/confirm/", post(password_reset::confirm_reset)),
+        ("/api/register/", post(register::register)),
         ("/.well-known/jwks.json", get(ops::jwks)),
         ("/.well-known/openid-configuration", get(discovery::openid_configuration)),
         ("/healthz", get(ops::healthz)),

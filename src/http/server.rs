@@ -25,7 +25,7 @@ use tower::{Service, ServiceExt};
 
 use super::{AppState, HttpSettings, metrics_handle, metrics_router, ops::Readiness, router};
 use crate::{
-    accounts::{Accounts, PasswordResets},
+    accounts::{Accounts, PasswordResets, Registrations},
     admin::Admin,
     config::Config,
     exchange::Exchange,
@@ -94,6 +94,7 @@ impl Application {
         let admin = Admin::new(accounts.clone(), sessions.clone());
         let state = AppState {
             sessions,
+            registrations: Registrations::new(&config, accounts.clone(), store.clone()),
             accounts,
             resets,
             admin,

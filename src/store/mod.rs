@@ -23,6 +23,7 @@ mod password_resets;
 mod session_list;
 mod sessions;
 mod sqlite_file;
+mod registrations;
 mod throttle;
 mod user_admin;
 mod users;

@@ -152,7 +152,7 @@ async fn custom_claims_are_merged_and_reserved_names_refused(backend: Backend) {
 
     // The configured USER_ID_CLAIM is reserved too.
     let renamed = spawn_app_with(backend, &[("USER_ID_CLAIM", "uid")]).await;
-    renamed.create_user("bob", "pw");
+    renamed.create_user("bob", "pw of a user");
     let line = refusal(&renamed.cli(&["user", "set-claims", "bob", r#"{"uid":"1"}"#]));
     assert!(line.contains("uid"), "{line}");
     ok(&renamed.cli(&["user", "set-claims", "bob", r#"{"user_id":"is free here"}"#]));
@@ -175,7 +175,7 @@ async fn me_shows_groups_and_custom_claims(backend: Backend) {
 
 async fn groups_are_managed_on_the_command_line(backend: Backend) {
     let app = spawn_app(backend).await;
-    app.create_user("alice", "pw");
+    app.create_user("alice", "pw of a user");
     assert!(ok(&app.cli(&["group", "create", "editors"])).contains("editors"));
     let line = refusal(&app.cli(&["group", "create", "editors"]));
     assert!(line.starts_with("NAME:") && line.contains("already exists"), "{line}");
@@ -236,14 +236,14 @@ fn bad_claim_settings_stop_the_server_with_one_line() {
 async fn a_custom_claim_named_like_a_later_user_id_claim_never_doubles_the_id(backend: Backend) {
     let app = spawn_app_with(backend, &[("USER_ID_CLAIM", "uid")]).await;
     app.create_user("alice", "pw of alice");
-    app.create_user("mallory", "pw of mallory");
+    app.create_user("mallory", "quiet pond 73");
     let mut without_the_setting = app.env.clone();
     without_the_setting.remove("USER_ID_CLAIM");
     let set =
         run_cli(&without_the_setting, app.db.dir(), &["user", "set-claims", "mallory", r#"{"uid":"1","x":1}"#], None);
     ok(&set);
 
-    let (access, _) = app.login("mallory", "pw of mallory").await;
+    let (access, _) = app.login("mallory", "quiet pond 73").await;
     let payload = access.split('.').nth(1).unwrap();
     use base64::Engine;
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap();
@@ -257,7 +257,7 @@ async fn a_custom_claim_named_like_a_later_user_id_claim_never_doubles_the_id(ba
 /// bounded, so a token always fits in a header.
 async fn a_user_belongs_to_at_most_a_hundred_groups(backend: Backend) {
     let app = spawn_app_with(backend, &[("TOKEN_CLAIMS", "groups")]).await;
-    app.create_user("alice", "pw");
+    app.create_user("alice", "pw of a user");
     let values: Vec<String> = (1..=101).map(|n| format!("('g{n:03}')")).collect();
     app.db.execute(&format!("INSERT INTO groups (name) VALUES {}", values.join(", "))).await;
     app.db.execute("INSERT INTO user_groups (user_id, group_id) SELECT 1, id FROM groups WHERE name <> 'g101'").await;
@@ -267,6 +267,6 @@ async fn a_user_belongs_to_at_most_a_hundred_groups(backend: Backend) {
     assert!(ok(&app.cli(&["user", "add-group", "alice", "g001"])).contains("already"));
     ok(&app.cli(&["user", "remove-group", "alice", "g001"]));
     ok(&app.cli(&["user", "add-group", "alice", "g101"]));
-    let (access, _) = app.login("alice", "pw").await;
+    let (access, _) = app.login("alice", "pw of a user").await;
     assert_eq!(claims(&access)["groups"].as_array().unwrap().len(), 100);
 }

@@ -82,21 +82,22 @@ async fn password_stdin_refuses_an_empty_password(backend: Backend) {
     // Nothing was created: the name is still free.
     let out = app.cli(&["user", "list", "--json"]);
     assert_eq!(serde_json::from_str::<Value>(&ok(&out)).unwrap(), json!([]));
-    app.create_user("bob", "later");
-    app.login("bob", "later").await;
+    app.create_user("bob", "later on, maybe");
+    app.login("bob", "later on, maybe").await;
 }
 
 async fn password_stdin_drops_only_the_trailing_newline(backend: Backend) {
     let app = spawn_app(backend).await;
-    // `echo pw | tokensmith user create …` gives "pw\n": the newline is not part of the password.
-    ok(&app.cli_with_stdin(&["user", "create", "echoed", "--password-stdin"], "pw\n"));
-    app.login("echoed", "pw").await;
-    assert_401(&login_status(&app, "echoed", "pw\n").await, NO_ACTIVE_ACCOUNT);
+    // `echo 'quiet pond' | tokensmith user create …` gives "quiet pond\n": the newline is not
+    // part of the password.
+    ok(&app.cli_with_stdin(&["user", "create", "echoed", "--password-stdin"], "quiet pond\n"));
+    app.login("echoed", "quiet pond").await;
+    assert_401(&login_status(&app, "echoed", "quiet pond\n").await, NO_ACTIVE_ACCOUNT);
 
     // Any other whitespace is the operator's choice and is kept.
-    ok(&app.cli_with_stdin(&["user", "create", "spaced", "--password-stdin"], " pw \n"));
-    app.login("spaced", " pw ").await;
-    for wrong in ["pw", " pw", "pw "] {
+    ok(&app.cli_with_stdin(&["user", "create", "spaced", "--password-stdin"], " quiet pond \n"));
+    app.login("spaced", " quiet pond ").await;
+    for wrong in ["quiet pond", " quiet pond", "quiet pond "] {
         assert_401(&login_status(&app, "spaced", wrong).await, NO_ACTIVE_ACCOUNT);
     }
 }
@@ -130,8 +131,8 @@ async fn user_create_flags_show_in_me(backend: Backend) {
     assert_eq!(me["is_superuser"], true);
 
     // Without the flags: plain user, empty names.
-    app.create_user("plain", "pw");
-    let (access, _) = app.login("plain", "pw").await;
+    app.create_user("plain", "pw of a user");
+    let (access, _) = app.login("plain", "pw of a user").await;
     let me = app.get_bearer("/api/me/", &access).await.json();
     assert_eq!((me["is_staff"].clone(), me["is_superuser"].clone()), (json!(false), json!(false)));
     assert_eq!((me["first_name"].clone(), me["last_name"].clone()), (json!(""), json!("")));
@@ -174,7 +175,7 @@ async fn user_list_plain_and_json(backend: Backend) {
 
 async fn user_list_shows_deactivated_users(backend: Backend) {
     let app = spawn_app(backend).await;
-    app.create_user("alice", "pw");
+    app.create_user("alice", "pw of a user");
     ok(&app.cli(&["user", "create", "admin", "--staff", "--superuser"]));
     ok(&app.cli(&["user", "deactivate", "alice"]));
     ok(&app.cli(&["user", "deactivate", "admin"]));
@@ -211,7 +212,7 @@ async fn deactivate_and_activate(backend: Backend) {
 
 async fn unknown_user_is_one_line(backend: Backend) {
     let app = spawn_app(backend).await;
-    app.create_user("alice", "pw");
+    app.create_user("alice", "pw of a user");
     for args in [
         &["user", "deactivate", "ghost"][..],
         &["user", "activate", "ghost"],
@@ -222,7 +223,7 @@ async fn unknown_user_is_one_line(backend: Backend) {
         assert!(line.contains("ghost"), "{args:?}: {line}");
         assert!(out.stdout.is_empty(), "{args:?}: {}", stdout(&out));
     }
-    app.login("alice", "pw").await;
+    app.login("alice", "pw of a user").await;
 }
 
 async fn set_password_ends_sessions(backend: Backend) {
@@ -247,9 +248,9 @@ async fn set_password_ends_sessions(backend: Backend) {
 async fn flush_expired_deletes_only_expired(backend: Backend) {
     let app = spawn_app_with(backend, &[("REFRESH_TOKEN_LIFETIME", "1s")]).await;
     assert_eq!(app.env.get("REFRESH_TOKEN_LIFETIME").map(String::as_str), Some("1s"));
-    app.create_user("alice", "pw");
-    app.login("alice", "pw").await;
-    app.login("alice", "pw").await;
+    app.create_user("alice", "pw of a user");
+    app.login("alice", "pw of a user").await;
+    app.login("alice", "pw of a user").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(count_in(&ok(&app.cli(&["tokens", "flush-expired"]))), 2);
     assert_eq!(count_in(&ok(&app.cli(&["tokens", "flush-expired"]))), 0);
@@ -294,8 +295,8 @@ async fn a_newer_schema_does_not_stop_an_older_binary(backend: Backend) {
 
 async fn flush_expired_prunes_old_audit_events(backend: Backend) {
     let app = spawn_app_with(backend, &[("AUDIT_RETENTION", "30d")]).await;
-    app.create_user("alice", "pw");
-    app.login("alice", "pw").await;
+    app.create_user("alice", "pw of a user");
+    app.login("alice", "pw of a user").await;
     app.db
         .execute(&format!(
             "INSERT INTO audit_events (occurred_at, event, detail) VALUES ({}, 'ancient_event', '')",
@@ -440,7 +441,7 @@ async fn migrate_is_idempotent(backend: Backend) {
     ok(&run_cli(&env, db.dir(), &["migrate"], None));
     ok(&run_cli(&env, db.dir(), &["migrate"], None));
     // The schema is there: users can be made and listed.
-    ok(&run_cli(&env, db.dir(), &["user", "create", "alice", "--password-stdin"], Some("pw")));
+    ok(&run_cli(&env, db.dir(), &["user", "create", "alice", "--password-stdin"], Some("pw of a user")));
     assert!(ok(&run_cli(&env, db.dir(), &["user", "list"], None)).contains("alice"));
 }
 

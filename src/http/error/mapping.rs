@@ -91,6 +91,7 @@ impl From<AccountError> for AppError {
             AccountError::UsernameTaken(_) => Self::field("username", "A user with that username already exists."),
             AccountError::NoSuchUser(_) | AccountError::NoSuchGroup(_) => Self::NotFound,
             AccountError::EmailTaken(_) => Self::field("email", "A user with that email already exists."),
+            AccountError::EmailRequired => Self::field("email", "This field is required."),
             AccountError::InvalidGroupName(e) => Self::field("name", &group_name_message(&e)),
             AccountError::GroupTaken(_) => Self::field("name", "group with this name already exists."),
             AccountError::InvalidClaims(e) => Self::field("claims", &e.to_string()),
@@ -125,7 +126,7 @@ impl From<ResetError> for AppError {
             ResetError::InvalidToken => Self::field("token", "Invalid or expired token."),
             // The field is `new_password` here.
             ResetError::Account(AccountError::WeakPassword(rejected)) => {
-                Self::Validation([("new_password".to_owned(), json!(rejected.0))].into_iter().collect())
+                Self::field_messages("new_password", rejected.0)
             }
             ResetError::Account(e) => e.into(),
         }
