@@ -189,6 +189,8 @@ $("login-form").addEventListener("submit", async (event) => {
     return;
   }
   access = body.access;
+  // Not left in the form for whoever uses this screen after sign-out.
+  $("password").value = "";
   scheduleRefresh();
   await signedIn();
 });
