@@ -43,6 +43,8 @@ mod keys;
 mod login_by_email;
 mod ops;
 mod password_policy;
+mod registration;
+mod self_service_policy;
 mod sliding;
 mod sliding_downstream;
 mod tokens;
