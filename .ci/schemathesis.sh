@@ -11,12 +11,14 @@ work=$(mktemp -d /tmp/tokensmith-schemathesis.XXXXXX)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/clerk.pem" 2>/dev/null
 # Every optional feature on, so every documented operation answers for real: Clerk verifies with a
-# local PEM (no network), webhooks have a secret, the issuer is the server's URL (OIDC discovery).
+# local PEM (no network), webhooks have a secret, the issuer is the server's URL (OIDC discovery),
+# registration is open (with a limit the run's registrations, all from 127.0.0.1, stay under).
 export DATABASE_URL="sqlite://$work/st.db?mode=rwc" LISTEN_ADDR="127.0.0.1:$port" RUST_LOG=warn \
        JWT_ISSUER="http://127.0.0.1:$port" \
        ACCESS_TOKEN_LIFETIME=1h CLERK_ISSUER=https://clerk.example.com \
        CLERK_JWT_KEY="$(openssl pkey -in "$work/clerk.pem" -pubout)" CLERK_AUTHORIZED_PARTIES=https://app.example.com \
-       CLERK_WEBHOOK_SIGNING_SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+       CLERK_WEBHOOK_SIGNING_SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw \
+       ALLOW_REGISTRATION=true REGISTRATION_LIMIT=100000
 # alice, whose token the run uses, is a staff superuser, so that every admin operation answers for
 # real rather than 403. Others exist so that small ids name users: a staff user, a user in a group,
 # and an inactive one (minting tokens for them is 400).

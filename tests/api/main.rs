@@ -44,6 +44,8 @@ mod login_by_email;
 mod ops;
 mod password_policy;
 mod password_reset;
+mod registration;
+mod self_service_policy;
 mod sliding;
 mod sliding_downstream;
 mod tokens;
