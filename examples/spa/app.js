@@ -118,10 +118,15 @@ function showSignIn(notice) {
   show("login-form");
 }
 
-function signedOut(message, notice) {
+// Drops the access token and stops the timers that use it.
+function forgetSession() {
   access = null;
   clearTimeout(refreshTimer);
   clearInterval(pollTimer);
+}
+
+function signedOut(message, notice) {
+  forgetSession();
   showSignIn(notice);
   document.body.dataset.state = "signed-out";
   status(message || "Signed out.");
@@ -251,8 +256,8 @@ onSubmit($("reset-form"), async (form) => {
   });
   if (!response.ok) {
     showErrors(form, data, "The password could not be reset.");
-    // A used, expired or mangled link cannot be retried: only a new link helps.
-    if (!("new_password" in data)) form.querySelector(".form-error").textContent += " Ask for a new link with “Forgot password?”.";
+    // A used, expired or mangled link ({"token": […]}) cannot be retried: only a new link helps.
+    if ("token" in data) form.querySelector(".form-error").textContent += " Ask for a new link with “Forgot password?”.";
     return;
   }
   resetToken = null;
@@ -273,6 +278,8 @@ function takeResetToken() {
   } catch {
     resetToken = match[1];
   }
+  // The reset will end every session anyway; this page stops using its own now.
+  forgetSession();
   clearErrors($("reset-form"));
   $("reset-password").value = "";
   document.body.dataset.state = "signed-out";
