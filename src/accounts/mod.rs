@@ -19,7 +19,7 @@ pub use self::{
     editing::{AccountEdit, NAME_MAX_CHARS},
     external::Applied,
     links::NamedLink,
-    reset::{PasswordResets, ResetError},
+    reset::{PasswordResets, ResetError, THROTTLE_WINDOW as RESET_THROTTLE_WINDOW},
     registration::{Applicant, Registrations},
 };
 use crate::{

@@ -51,6 +51,8 @@ pub(super) async fn flush_expired(config: &Config, store: &Store) -> Result<(), 
     store.prune_webhook_deliveries(now - webhooks::DEDUP_RETENTION_SECS).await?;
     store.prune_login_failures(now - secs(config.login_failure_window)).await?;
     store.prune_registrations(now - crate::throttle::REGISTRATION_WINDOW_SECS).await?;
+    // Reset requests outside the throttle's window count for nothing; nor do expired tokens.
+    store.prune_password_resets(now - secs(crate::accounts::RESET_THROTTLE_WINDOW)).await?;
     store.prune_audit_events(now - secs(config.audit_retention)).await?;
     println!("deleted {deleted} expired refresh tokens");
     Ok(())

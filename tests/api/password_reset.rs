@@ -12,7 +12,7 @@ use std::{
 
 use serde_json::{Value, json};
 
-use crate::{db_test, helpers::*, python};
+use crate::{config::serve_refuses, db_test, helpers::*, python};
 
 const RESET_URL: &str = "http://app.test/reset?token={token}";
 const LINK_PREFIX: &str = "http://app.test/reset?token=";
@@ -247,4 +247,26 @@ async fn reset_is_off_without_smtp_url(backend: Backend) {
     let app = spawn_app(backend).await;
     assert_eq!(app.post_json("/api/password/reset/", json!({"email": "a@example.com"})).await.status, 404);
     assert_eq!(confirm(&app, "x", NEW_PASSWORD).await.status, 404);
+}
+
+#[test]
+fn bad_mail_settings_stop_the_process_naming_the_variable() {
+    let ok = [("EMAIL_FROM", "noreply@example.com"), ("PASSWORD_RESET_URL", RESET_URL)];
+    let with = |var: &'static str, value: &'static str| {
+        let mut env = vec![("SMTP_URL", "smtp://127.0.0.1:2525")];
+        env.extend(ok.iter().filter(|(k, _)| *k != var));
+        if !value.is_empty() {
+            env.retain(|(k, _)| *k != var);
+            env.push((var, value));
+        }
+        env
+    };
+    let line = serve_refuses(&with("SMTP_URL", "http://user:hunter2@mail.example.com"), "SMTP_URL");
+    assert!(!line.contains("hunter2"), "the password stays out of the message: {line}");
+    serve_refuses(&with("EMAIL_FROM", ""), "EMAIL_FROM");
+    serve_refuses(&with("EMAIL_FROM", "not an address"), "EMAIL_FROM");
+    serve_refuses(&with("PASSWORD_RESET_URL", "https://app.example.com/reset"), "PASSWORD_RESET_URL");
+    let mut env = with("SMTP_URL", "smtps://mail.example.com");
+    env.push(("PASSWORD_RESET_TIMEOUT", "soon"));
+    serve_refuses(&env, "PASSWORD_RESET_TIMEOUT");
 }
