@@ -19,8 +19,8 @@ pub use self::{
     editing::{AccountEdit, NAME_MAX_CHARS},
     external::Applied,
     links::NamedLink,
-    reset::{PasswordResets, ResetError, THROTTLE_WINDOW as RESET_THROTTLE_WINDOW},
     registration::{Applicant, Registrations},
+    reset::{PasswordResets, ResetError, THROTTLE_WINDOW as RESET_THROTTLE_WINDOW},
 };
 use crate::{
     clock::unix_now,

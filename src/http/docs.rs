@@ -11,7 +11,9 @@ use utoipa::{
     },
 };
 
-use super::{HttpSettings, account, admin, discovery, exchange, ops, password_reset, register, sliding, tokens, webhooks};
+use super::{
+    HttpSettings, account, admin, discovery, exchange, ops, password_reset, register, sliding, tokens, webhooks,
+};
 use crate::config::UsernameField;
 
 #[derive(OpenApi)]
