@@ -20,7 +20,8 @@ use crate::accounts::{Applicant, Registrations};
 
 #[derive(Deserialize, ToSchema)]
 pub struct RegisterRequest {
-    /// Letters, digits and `@.+-_`, at most 150 characters (Django's username rules).
+    /// Letters, digits and `@.+-_`, at most 150 characters (Django's username rules), once
+    /// surrounding whitespace is trimmed as DRF does (so the schema cannot state them).
     #[schema(min_length = 1, pattern = r"^[^\x00]+$")]
     pub username: String,
     /// Checked against the password policy (Django's four default validators).

@@ -1,9 +1,8 @@
 //! The password policy: Django's four default password validators (Django 5.2,
 //! `django/contrib/auth/password_validation.py`), with Django's messages, so a password a Django
-//! site would refuse is refused here in the same words, and one it accepts is accepted. Passwords
-//! an admin sets over the admin API are checked against it (`Accounts::check_new_password`); the
-//! CLI and the users' own password changes take it up with self-service (issue 17), which must
-//! ask this same policy.
+//! site would refuse is refused here in the same words, and one it accepts is accepted. Every
+//! `Accounts` operation that sets a password asks it (`Accounts::check_new_password`): the CLI,
+//! the admin API, registration and the users' own password changes alike.
 //!
 //! Django's rules are written in Python's terms (`str.lower`, `str.strip`, `str.isdigit`,
 //! `re`'s `\W`, `difflib.SequenceMatcher.quick_ratio`); each is reproduced below over code points,

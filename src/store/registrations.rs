@@ -36,7 +36,7 @@ impl Store {
             // one address take turns on an advisory lock (READ COMMITTED: see the login throttle).
             Db::Postgres(pool) => {
                 let mut tx = pool.begin_with("BEGIN ISOLATION LEVEL READ COMMITTED").await?;
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7211))")
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7301))")
                     .bind(client_addr)
                     .execute(&mut *tx)
                     .await?;

@@ -118,8 +118,8 @@ async fn user_create_flags_show_in_me(backend: Backend) {
         "--superuser",
         "--password-stdin",
     ];
-    ok(&app.cli_with_stdin(&args, "engine"));
-    let (access, _) = app.login("ada", "engine").await;
+    ok(&app.cli_with_stdin(&args, "engine room 4"));
+    let (access, _) = app.login("ada", "engine room 4").await;
     let me = app.get_bearer("/api/me/", &access).await;
     assert_eq!(me.status, 200, "{}", me.text);
     let me = me.json();
