@@ -19,6 +19,10 @@ export DATABASE_URL="sqlite://$work/st.db?mode=rwc" LISTEN_ADDR="127.0.0.1:$port
        CLERK_JWT_KEY="$(openssl pkey -in "$work/clerk.pem" -pubout)" CLERK_AUTHORIZED_PARTIES=https://app.example.com \
        CLERK_WEBHOOK_SIGNING_SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw \
        ALLOW_REGISTRATION=true REGISTRATION_LIMIT=100000
+# Password reset on, its SMTP server a port nothing listens on: the endpoints answer for real, and
+# an unsendable mail must fail no request.
+export SMTP_URL=smtp://127.0.0.1:9 EMAIL_FROM=noreply@example.com \
+       PASSWORD_RESET_URL="http://127.0.0.1:$port/reset?token={token}"
 # alice, whose token the run uses, is a staff superuser, so that every admin operation answers for
 # real rather than 403. Others exist so that small ids name users: a staff user, a user in a group,
 # and an inactive one (minting tokens for them is 400).
