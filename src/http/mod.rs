@@ -82,6 +82,10 @@ pub struct HttpSettings {
     /// `JWT_ISSUER` when it is an http(s) URL: the service's own public address, which the
     /// links it writes to itself (the admin API's pages) start with, whatever `Host` says.
     pub public_base: Option<String>,
+    /// `ALLOW_REGISTRATION`: `/api/register/` is served (otherwise it is a 404, whatever the body).
+    pub registration_open: bool,
+    /// `SMTP_URL` is set: the password-reset endpoints are served (likewise).
+    pub password_reset: bool,
 }
 
 impl HttpSettings {
@@ -102,6 +106,8 @@ impl HttpSettings {
                 .as_deref()
                 .filter(|issuer| issuer.starts_with("https://") || issuer.starts_with("http://"))
                 .map(|issuer| issuer.trim_end_matches('/').to_owned()),
+            registration_open: config.allow_registration,
+            password_reset: config.mail.is_some(),
         }
     }
 }
@@ -158,7 +164,7 @@ fn route_both<S: Clone + Send + Sync + 'static>(router: Router<S>, path: &str, h
 
 /// Every API route, each with and without its trailing slash; `/metrics` only when it is
 /// not served on a listener of its own.
-fn api_routes(metrics_on_api: bool) -> Router<AppState> {
+fn api_routes(settings: &HttpSettings) -> Router<AppState> {
     let routes: [(&str, MethodRouter<AppState>); 22] = [
         ("/api/token/", post(tokens::obtain)),
         ("/api/token/refresh/", post(tokens::refresh)),
@@ -186,14 +192,17 @@ fn api_routes(metrics_on_api: bool) -> Router<AppState> {
     routes
         .into_iter()
         .chain(admin::routes())
-        .filter(|(path, _)| metrics_on_api || *path != "/metrics")
+        .filter(|(path, _)| settings.metrics_on_api || *path != "/metrics")
+        // Features that are off are not routes at all: their 404 comes before the body is read.
+        .filter(|(path, _)| settings.registration_open || *path != "/api/register/")
+        .filter(|(path, _)| settings.password_reset || !path.starts_with("/api/password/reset/"))
         .fold(Router::new(), |r, (path, handler)| route_both(r, path, handler))
 }
 
 pub fn router(state: AppState) -> Router {
     // A request still running after this is cut off (slow-drip bodies, stuck dependencies).
     let request_timeout = state.settings.request_timeout;
-    let api = api_routes(state.settings.metrics_on_api);
+    let api = api_routes(&state.settings);
     let request_id = HeaderName::from_static("x-request-id");
 
     let routes = api

@@ -247,6 +247,11 @@ async fn reset_is_off_without_smtp_url(backend: Backend) {
     let app = spawn_app(backend).await;
     assert_eq!(app.post_json("/api/password/reset/", json!({"email": "a@example.com"})).await.status, 404);
     assert_eq!(confirm(&app, "x", NEW_PASSWORD).await.status, 404);
+    // Whatever the body: off is not a field error.
+    for path in ["/api/password/reset/", "/api/password/reset/confirm/"] {
+        let empty = app.post_json(path, json!({})).await;
+        assert_eq!((empty.status, empty.json()), (404, json!({"detail": "Not found."})), "{path}");
+    }
 }
 
 #[test]

@@ -47,6 +47,10 @@ async fn registration_is_off_unless_allowed(backend: Backend) {
     let reply = register(&app, json!({"username": "newbie", "password": "quiet pond 73"}), None).await;
     assert_eq!(reply.status, 404, "{}", reply.text);
     assert_eq!(reply.json(), json!({"detail": "Not found."}));
+    // Off is off whatever the body: an empty one is not a field error (a client probing for the
+    // feature with `{}` learns that it is off).
+    let empty = register(&app, json!({}), None).await;
+    assert_eq!((empty.status, empty.json()), (404, json!({"detail": "Not found."})));
     assert!(app.users().is_empty());
 }
 
