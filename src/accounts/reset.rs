@@ -22,7 +22,6 @@ use crate::{
     config::MailConfig,
     domain::{AuditKind, User, is_valid_email},
     mail::{Mail, Mailer},
-    passwords::PasswordOwner,
     store::{ResetWrite, Store},
 };
 
@@ -129,13 +128,7 @@ impl PasswordResets {
         else {
             return Err(ResetError::InvalidToken);
         };
-        let owner = PasswordOwner {
-            username: &user.username,
-            email: &user.email,
-            first_name: &user.first_name,
-            last_name: &user.last_name,
-        };
-        accounts.check_new_password(new_password.expose_secret(), &owner)?;
+        accounts.check_new_password(new_password.expose_secret(), &super::owner_of(user))?;
         let new_hash = accounts.passwords.hash(new_password).await.map_err(AccountError::from)?;
         let write = ResetWrite { reset_id: row.reset_id, user_id: user.id, old_hash, new_hash: &new_hash, now };
         let event = super::Actor::client(client).event(AuditKind::PasswordResetCompleted).user(user);

@@ -2,7 +2,7 @@
 //! *before* its password is hashed (a reservation), and the record deleted if the registration
 //! is refused after all, so a burst sent at once is counted whole.
 
-use super::{Db, Result, Store, on_pool, on_writer};
+use super::{Db, Result, Store, on_pool, on_writer, throttle::reserve_per_address};
 
 /// Records a registration when fewer than `$4` happened from this address after `$3`.
 const RESERVE_REGISTRATION: &str = "INSERT INTO registrations (client_addr, registered_at) SELECT $1, $2 \
@@ -29,22 +29,7 @@ impl Store {
                     .await
             };
         }
-        match &self.db {
-            // One writer connection: statements on it run one at a time.
-            Db::Sqlite { writer, .. } => Ok(reserve!(writer)?),
-            // Concurrent transactions would each count before any inserts: registrations from
-            // one address take turns on an advisory lock (READ COMMITTED: see the login throttle).
-            Db::Postgres(pool) => {
-                let mut tx = pool.begin_with("BEGIN ISOLATION LEVEL READ COMMITTED").await?;
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7301))")
-                    .bind(client_addr)
-                    .execute(&mut *tx)
-                    .await?;
-                let id = reserve!(&mut *tx)?;
-                tx.commit().await?;
-                Ok(id)
-            }
-        }
+        reserve_per_address!(self, client_addr, 7301, reserve)
     }
 
     /// A registration refused after its reservation gives its place back.

@@ -10,6 +10,32 @@ const RESERVE_ATTEMPT: &str = "INSERT INTO login_failures (username, client_addr
      WHERE (SELECT COUNT(*) FROM login_failures WHERE username = $1 AND client_addr = $2 AND failed_at > $4) < $5 \
      AND (SELECT COUNT(*) FROM login_failures WHERE client_addr = $2 AND failed_at > $4) < $6 RETURNING id";
 
+/// Runs `$reserve!(executor)`, a counting insert, so that reservations from one client address
+/// take turns: on SQLite the one writer connection runs one statement at a time; on PostgreSQL
+/// concurrent transactions would each count before any inserts, so they queue on an advisory lock
+/// (`$seed` keeps each throttle's locks apart), which every replica shares. READ COMMITTED whatever
+/// the server's or role's default: under REPEATABLE READ the snapshot would predate the previous
+/// lock holder's insert, and each waiter would count without it.
+macro_rules! reserve_per_address {
+    ($store:expr, $client_addr:expr, $seed:expr, $reserve:ident) => {
+        match &$store.db {
+            Db::Sqlite { writer, .. } => Ok($reserve!(writer)?),
+            Db::Postgres(pool) => {
+                let mut tx = pool.begin_with("BEGIN ISOLATION LEVEL READ COMMITTED").await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, $2))")
+                    .bind($client_addr)
+                    .bind($seed as i64)
+                    .execute(&mut *tx)
+                    .await?;
+                let id = $reserve!(&mut *tx)?;
+                tx.commit().await?;
+                Ok(id)
+            }
+        }
+    };
+}
+pub(super) use reserve_per_address;
+
 impl Store {
     /// Counts the failures and attempts in flight after `since` (of this username from this
     /// address; from this address) and, when both are under their limits, records this attempt:
@@ -36,25 +62,7 @@ impl Store {
                     .await
             };
         }
-        match &self.db {
-            // One writer connection: statements on it run one at a time.
-            Db::Sqlite { writer, .. } => Ok(reserve!(writer)?),
-            // Concurrent transactions would each count before any inserts: the attempts from
-            // one address take turns on an advisory lock, which every replica shares.
-            Db::Postgres(pool) => {
-                // READ COMMITTED whatever the server's or role's default: under REPEATABLE READ
-                // the snapshot would predate the previous lock holder's insert, and each waiter
-                // would count without it.
-                let mut tx = pool.begin_with("BEGIN ISOLATION LEVEL READ COMMITTED").await?;
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7210))")
-                    .bind(client_addr)
-                    .execute(&mut *tx)
-                    .await?;
-                let id = reserve!(&mut *tx)?;
-                tx.commit().await?;
-                Ok(id)
-            }
-        }
+        reserve_per_address!(self, client_addr, 7210, reserve)
     }
 
     /// A successful attempt releases its reservation and forgets the earlier failures of that
