@@ -184,13 +184,12 @@ impl Sessions {
         let verified = self.tokens.verify(token, Some(TokenType::Refresh)).await?;
         // Twice at most: a lost race is classified again from what the winner wrote.
         for _ in 0..2 {
+            // The user as the record says now: claims follow a role change at the next refresh.
             let state = self.live_refresh_state(&verified, client).await?;
-            // The record as it is now: claims follow a role change at the next refresh.
-            let user = self.store.user_by_id(state.user_id).await?.filter(|u| u.is_active);
-            let user = user.ok_or(AuthError::NoActiveAccountForToken)?;
+            let user = &state.user;
             let now = unix_now();
-            let access = self.mint_access(&user, &state.family_id, now, state.organization().as_ref()).await?;
-            let event = AuditEvent::new(AuditKind::Refresh).user_id(state.user_id).client(client);
+            let access = self.mint_access(user, &state.family_id, now, state.organization().as_ref()).await?;
+            let event = AuditEvent::new(AuditKind::Refresh).user(user).client(client);
             let audit = self.settings.audit_refreshes.then_some(&event);
             if !self.settings.rotate_refresh_tokens {
                 if let Some(event) = audit {
@@ -224,7 +223,7 @@ impl Sessions {
             Some(sid) => self.store.refresh_session_state(sid).await?,
             None => self.store.refresh_session_of_token(&token.jti).await?,
         };
-        Ok(state.filter(|s| s.user_id == token.user_id))
+        Ok(state.filter(|s| s.user.id == token.user_id))
     }
 
     /// The session of a refresh token that may be used now, or why it may not.
@@ -241,7 +240,7 @@ impl Sessions {
             }
         }
         let now = unix_now();
-        if !state.user_active {
+        if !state.user.is_active {
             return Err(AuthError::NoActiveAccountForToken);
         }
         if now >= state.expires_at {
@@ -269,9 +268,9 @@ impl Sessions {
         if status == RefreshStatus::Reused {
             self.store.revoke_family(&state.family_id, unix_now()).await?;
             metrics::counter!("tokensmith_refresh_reuse_detected_total").increment(1);
-            tracing::warn!(user_id = state.user_id, family = %state.family_id, "refresh token reuse: session revoked");
+            tracing::warn!(user_id = state.user.id, family = %state.family_id, "refresh token reuse: session revoked");
             let event = AuditEvent::new(AuditKind::RefreshReuseDetected)
-                .user_id(state.user_id)
+                .user(&state.user)
                 .client(client)
                 .detail("session revoked");
             self.audit(event).await?;
@@ -316,7 +315,7 @@ impl Sessions {
         {
             return Err(TokenError::Blacklisted.into());
         }
-        self.audit(AuditEvent::new(AuditKind::Blacklist).user_id(state.user_id).client(client)).await?;
+        self.audit(AuditEvent::new(AuditKind::Blacklist).user(&state.user).client(client)).await?;
         Ok(TokenType::Refresh)
     }
 

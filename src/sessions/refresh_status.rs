@@ -37,6 +37,7 @@ impl RefreshStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::User;
 
     fn state(
         current: &str,
@@ -46,16 +47,28 @@ mod tests {
     ) -> RefreshSessionState {
         RefreshSessionState {
             family_id: "f".into(),
-            user_id: 1,
             current_jti: Some(current.into()),
             previous_jti: previous.map(Into::into),
             rotated_at_ms,
             revoked_at,
             expires_at: i64::MAX,
-            user_active: true,
             org_id: None,
             org_role: None,
             org_slug: None,
+            user: User {
+                id: 1,
+                username: "u".into(),
+                email: String::new(),
+                first_name: String::new(),
+                last_name: String::new(),
+                password_hash: None,
+                is_active: true,
+                is_staff: false,
+                is_superuser: false,
+                created_at: 0,
+                last_login: None,
+                custom_claims: Default::default(),
+            },
         }
     }
 

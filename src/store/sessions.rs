@@ -4,8 +4,10 @@
 //! is a row too, whose id is the token's jti. `refresh_tokens` keeps only the records of tokens
 //! that name no session: those minted before tokens carried `sid`, and simplejwt's imported ones.
 
-use super::{Result, Store, audit::insert_audit, on_pool, on_writer};
-use crate::domain::{AuditEvent, Organization};
+use std::sync::LazyLock;
+
+use super::{Result, Store, audit::insert_audit, on_pool, on_writer, users::USER_COLUMNS};
+use crate::domain::{AuditEvent, Organization, User};
 
 /// Where a session came from besides the user: whether it was exchanged from a provider's token
 /// (such a session ends sooner), the external session it was exchanged from, and the
@@ -63,23 +65,24 @@ pub struct IssuedRefresh<'a> {
     pub expires_at: i64,
 }
 
-/// A refresh session as one row says it: which of its tokens is current, which one it replaced
-/// and when (for `REFRESH_REUSE_GRACE`), and whether it has ended. Every token the session
-/// handed out before those two has been rotated away: presented again, it was stolen.
+/// A refresh session as one row says it, with its user as the record says now (one read serves
+/// a refresh): which of its tokens is current, which one it replaced and when (for
+/// `REFRESH_REUSE_GRACE`), and whether it has ended. Every token the session handed out before
+/// those two has been rotated away: presented again, it was stolen.
 #[derive(Debug, sqlx::FromRow)]
 pub struct RefreshSessionState {
     pub family_id: String,
-    pub user_id: i64,
     pub current_jti: Option<String>,
     pub previous_jti: Option<String>,
     /// When the previous token was rotated away, in Unix milliseconds.
     pub rotated_at_ms: Option<i64>,
     pub revoked_at: Option<i64>,
     pub expires_at: i64,
-    pub user_active: bool,
     pub org_id: Option<String>,
     pub org_role: Option<String>,
     pub org_slug: Option<String>,
+    #[sqlx(flatten)]
+    pub user: User,
 }
 
 impl RefreshSessionState {
@@ -89,10 +92,16 @@ impl RefreshSessionState {
     }
 }
 
-/// The session row and its user, by the session's id.
-const SESSION_STATE: &str = "SELECT f.id AS family_id, f.user_id, f.current_jti, f.previous_jti, f.rotated_at_ms, \
-     f.revoked_at, f.expires_at, u.is_active AS user_active, f.org_id, f.org_role, f.org_slug \
-     FROM refresh_families f JOIN users u ON u.id = f.user_id WHERE NOT f.sliding AND f.id = ";
+/// The session row and its user, by the session's id (appended).
+static SESSION_STATE: LazyLock<String> = LazyLock::new(|| {
+    let user_columns: Vec<String> = USER_COLUMNS.split(", ").map(|column| format!("u.{column}")).collect();
+    format!(
+        "SELECT f.id AS family_id, f.current_jti, f.previous_jti, f.rotated_at_ms, f.revoked_at, f.expires_at, \
+         f.org_id, f.org_role, f.org_slug, {} FROM refresh_families f JOIN users u ON u.id = f.user_id \
+         WHERE NOT f.sliding AND f.id = ",
+        user_columns.join(", ")
+    )
+});
 
 impl Store {
     /// A login: the session (holding its first refresh token, none for a sliding session), the
@@ -143,14 +152,14 @@ impl Store {
 
     /// The refresh session a token names with its `sid`: one read by primary key.
     pub async fn refresh_session_state(&self, id: &str) -> Result<Option<RefreshSessionState>> {
-        let sql = format!("{SESSION_STATE}$1");
+        let sql = format!("{}$1", *SESSION_STATE);
         Ok(on_pool!(self, pool => sqlx::query_as::<_, RefreshSessionState>(&sql).bind(id).fetch_optional(pool).await)?)
     }
 
     /// The refresh session of a token that names none (minted before tokens carried `sid`, or
     /// imported from simplejwt): found through its record in `refresh_tokens`.
     pub async fn refresh_session_of_token(&self, jti: &str) -> Result<Option<RefreshSessionState>> {
-        let sql = format!("{SESSION_STATE}(SELECT family_id FROM refresh_tokens WHERE jti = $1)");
+        let sql = format!("{}(SELECT family_id FROM refresh_tokens WHERE jti = $1)", *SESSION_STATE);
         Ok(on_pool!(self, pool => sqlx::query_as::<_, RefreshSessionState>(&sql).bind(jti).fetch_optional(pool).await)?)
     }
 

@@ -96,7 +96,7 @@ async fn obtain_reports_each_missing_field(backend: Backend) {
 }
 
 async fn refresh_rotates_and_retires_the_old_token(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let app = spawn_app_with(backend, &[("AUDIT_REFRESHES", "true")]).await;
     let (_, refresh) = app.alice().await;
 
     let first = app.post_json("/api/token/refresh/", json!({"refresh": refresh})).await;
@@ -118,7 +118,7 @@ async fn refresh_rotates_and_retires_the_old_token(backend: Backend) {
     assert_401(&app.post_json("/api/token/refresh/", json!({"refresh": access})).await, TOKEN_WRONG_TYPE);
     assert_401(&app.post_json("/api/token/refresh/", json!({"refresh": "not.a.token"})).await, TOKEN_INVALID);
 
-    // Each rotation is in the audit trail, with the user and the client address.
+    // With AUDIT_REFRESHES, each rotation is in the audit trail, with the user and the client address.
     let audit = String::from_utf8(app.cli(&["audit", "tail", "-n", "20", "--json"]).stdout).unwrap();
     let refreshes: Vec<serde_json::Value> = audit
         .lines()
@@ -128,6 +128,7 @@ async fn refresh_rotates_and_retires_the_old_token(backend: Backend) {
     assert_eq!(refreshes.len(), 2, "{audit}");
     assert_eq!(refreshes[0]["client_addr"], "127.0.0.1");
     assert!(refreshes[0]["user_id"].is_number());
+    assert_eq!(refreshes[0]["username"], "alice");
 }
 
 async fn reuse_after_grace_revokes_the_whole_family(backend: Backend) {
