@@ -97,12 +97,15 @@ def lua_tokens(tokens, threads=None, until=None):
     thread t sends tokens t, t+threads, … once each, then appends a line to `until` and stops."""
     quoted = ",".join(json.dumps(t) for t in tokens)
     once = "" if until is None else f"""
-  if sent > #tokens then
+response = function(status, headers, body)
+  if sent > #tokens and not finished then
+    finished = true
     local f = io.open({json.dumps(until)}, "a")
     f:write("done\\n")
     f:close()
     wrk.thread:stop()
-  end"""
+  end
+end"""
     step = threads or 1
     return f"""
 local tokens = {{{quoted}}}
@@ -121,8 +124,7 @@ request = function()
   sent = sent + {step}
   return wrk.format(nil, nil, nil, '{{"token":"' .. token .. '"}}')
 end
-response = function(status, headers, body){once}
-end
+{once}
 """
 
 
