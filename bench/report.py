@@ -54,6 +54,8 @@ def header(args, only, primitives, load_before):
 def endpoint_table(label, result, primitives):
     """The per-backend table of the standard scenarios, with what was run of them."""
     runs = result.get("runs") or []
+    if not result:
+        return []
     lines = [f"## {label}", ""]
     measured = [key for key in ENDPOINTS if runs and key in runs[0]]
     if measured:
