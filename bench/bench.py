@@ -13,8 +13,10 @@ import tempfile
 
 import db
 import report
+from exchange import run_exchange
 from growth import parse_size, run_growth
 from harness import (PASSWORD, ROOT, Server, lua_get, lua_post, lua_refresh_chains, verify_during_flood, wrk)
+from idle import run_idle
 from imported import create_imported_users, measure_django
 
 PRIMITIVES = os.path.join(ROOT, "target", "release", "examples", "bench_primitives")
@@ -103,7 +105,6 @@ def bench_backend(label, postgres, args, scratch, only, primitives):
         with db.scratch_database(postgres, "growth") as url:
             result["growth"] = run_growth(label, url, args, scratch, UNTHROTTLED)
     if "exchange" in only:
-        from exchange import run_exchange  # needs `cryptography`; only this scenario does
         with db.scratch_database(postgres, "exchange") as url:
             result["exchange"] = run_exchange(label, url, args, scratch, primitives, UNTHROTTLED)
     return result
@@ -171,7 +172,6 @@ def main():
     hs256 = bench_hs256(args, scratch) if "hs256" in selected else None
     idle = None
     if "idle" in selected:
-        from idle import run_idle
         with db.scratch_database(None, "idle") as url:
             idle = run_idle(url, args, scratch, UNTHROTTLED)
     report.write(args.out, args, only, primitives, load_before, backends, hs256, idle)

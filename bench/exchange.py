@@ -24,7 +24,7 @@ try:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding, rsa
 except ImportError:  # run.sh makes bench/.venv with it when the system Python lacks it
-    sys.exit("bench: the exchange scenario needs the `cryptography` package (bench/run.sh installs it into bench/.venv)")
+    rsa = None
 
 KID = "bench_clerk_key_1"
 AZP = "https://app.example.com"
@@ -38,6 +38,8 @@ class FakeClerk:
     """An RSA key, the JWKS that publishes it on 127.0.0.1, and Clerk-shaped session tokens."""
 
     def __init__(self):
+        if rsa is None:
+            sys.exit("bench: the exchange scenario needs Python's `cryptography` (bench/run.sh puts it in bench/.venv)")
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         numbers = self.key.public_key().public_numbers()
         jwk = {"kty": "RSA", "kid": KID, "use": "sig", "alg": "RS256",
