@@ -29,6 +29,7 @@ use crate::{
     passwords::{PasswordError, PasswordHasherPool, PasswordOwner, PasswordPolicy, PasswordRejected},
     store::{GuardedWrite, NewUser, Store, StoreError, UserInsert},
     throttle::{LoginThrottle, ThrottleError},
+    tokens::VerifiedToken,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -295,13 +296,13 @@ impl Accounts {
     }
 
     /// The user changes their own password (the policy applies, against the user's record as
-    /// the caller read it): every session but the one the access token `access_jti` was issued
-    /// in (the caller's) ends. Guesses of the current password are throttled as logins are (a
+    /// the caller read it): every session but the one the caller's access (or sliding) `token`
+    /// belongs to ends. Guesses of the current password are throttled as logins are (a
     /// stolen access token must not become a password oracle).
     pub async fn change_password(
         &self,
         user: &User,
-        access_jti: &str,
+        token: &VerifiedToken,
         current: SecretString,
         new: SecretString,
         client: &str,
@@ -323,7 +324,10 @@ impl Accounts {
         {
             return Err(AccountError::WrongPassword);
         }
-        let keep = self.store.family_of_access_token(access_jti).await?;
+        let keep = match token.session_id() {
+            Some(id) => Some(id.to_owned()),
+            None => self.store.family_of_access_token(&token.jti).await?,
+        };
         self.end_sessions(user.id, keep.as_deref()).await?;
         self.audit(AuditKind::PasswordChanged, user, Actor::client(client)).await
     }

@@ -163,6 +163,9 @@ pub struct Config {
     pub login_address_failure_limit: u32,
     /// Audit events older than this are deleted by `tokens flush-expired`.
     pub audit_retention: Duration,
+    /// `AUDIT_REFRESHES`: audit routine successful refreshes too (they are always counted in
+    /// `/metrics`; security events are always audited).
+    pub audit_refreshes: bool,
     /// A request not answered by then gets 408 and its connection is closed. It also bounds the
     /// wait for a request's complete headers, from the connection's start or the previous
     /// response: a connection that sends nothing, or drips its headers, is closed after it.
@@ -240,6 +243,7 @@ impl Config {
             login_failure_window: vars.parsed("LOGIN_FAILURE_WINDOW", "15m", positive_duration)?,
             login_address_failure_limit: vars.parsed("LOGIN_ADDRESS_FAILURE_LIMIT", "100", positive_number)?,
             audit_retention: vars.parsed("AUDIT_RETENTION", "90d", positive_duration)?,
+            audit_refreshes: vars.parsed("AUDIT_REFRESHES", "false", parse_bool)?,
             request_timeout: vars.parsed("REQUEST_TIMEOUT", "30s", positive_duration)?,
             trusted_proxies,
             cors_allowed_origins,

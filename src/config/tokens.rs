@@ -60,9 +60,23 @@ impl UsernameField {
 
 /// Claims tokensmith writes itself: neither `USER_ID_CLAIM` nor a user's custom claims may
 /// take these names (the id claim's own name is reserved beside them). The contract lists the
-/// first nine; the organization claims of exchanged sessions are written by tokensmith too.
-pub const RESERVED_CLAIMS: [&str; 12] =
-    ["exp", "iat", "nbf", "jti", "token_type", "sub", "iss", "aud", "refresh_exp", "org_id", "org_role", "org_slug"];
+/// first nine; the organization claims of exchanged sessions, and the session id `sid`, are
+/// written by tokensmith too.
+pub const RESERVED_CLAIMS: [&str; 13] = [
+    "exp",
+    "iat",
+    "nbf",
+    "jti",
+    "token_type",
+    "sub",
+    "iss",
+    "aud",
+    "refresh_exp",
+    "org_id",
+    "org_role",
+    "org_slug",
+    "sid",
+];
 
 #[derive(Debug, Clone)]
 pub struct TokenCustomisation {

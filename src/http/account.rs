@@ -100,7 +100,7 @@ pub async fn change_password(
     JsonOrForm(request): JsonOrForm<PasswordChangeRequest>,
 ) -> Result<Json<Empty>, AppError> {
     let (current, new) = (SecretString::from(request.current_password), SecretString::from(request.new_password));
-    match accounts.change_password(&caller.user, &caller.token.jti, current, new, &client).await {
+    match accounts.change_password(&caller.user, &caller.token, current, new, &client).await {
         Ok(()) => Ok(Json(Empty {})),
         // The policy's messages under the field that carried the password.
         Err(AccountError::WeakPassword(rejected)) => Err(AppError::field_messages("new_password", rejected.0)),

@@ -1,5 +1,6 @@
 //! Minting a session's tokens: access and sliding tokens carry what `TOKEN_CLAIMS` and the
 //! user's custom claims say, read when the token is minted; refresh tokens carry only the user id.
+//! Access and refresh tokens name their session (`sid`); a sliding token's jti is its session.
 
 use serde_json::{Map, Value};
 
@@ -8,23 +9,25 @@ use crate::{
     clock::secs,
     config::UserClaim,
     domain::{Organization, User},
-    store::NewRefreshToken,
+    store::IssuedRefresh,
     tokens::{TokenSpec, TokenType, new_jti, user_claims},
 };
 
 impl Sessions {
-    /// An access token for `user` as the record says now, and its jti.
+    /// An access token of session `session_id` for `user` as the record says now.
     pub(super) async fn mint_access(
         &self,
         user: &User,
+        session_id: &str,
         now: i64,
         organization: Option<&Organization>,
-    ) -> Result<(String, String), IssueError> {
+    ) -> Result<String, IssueError> {
         let claims = self.user_claims(user).await?;
         let jti = new_jti();
         let spec = TokenSpec {
             token_type: TokenType::Access,
             jti: &jti,
+            session_id: Some(session_id),
             user_id: user.id,
             issued_at: now,
             expires_at: now + secs(self.settings.access_token_lifetime),
@@ -32,16 +35,24 @@ impl Sessions {
             organization,
             user_claims: Some(&claims),
         };
-        Ok((self.tokens.mint(&spec)?, jti))
+        Ok(self.tokens.mint(&spec)?)
     }
 
-    pub(super) fn mint_refresh(&self, record: &NewRefreshToken<'_>) -> Result<String, IssueError> {
+    /// A refresh token of session `session_id`, which holds it as `token`.
+    pub(super) fn mint_refresh(
+        &self,
+        user_id: i64,
+        session_id: &str,
+        token: &IssuedRefresh<'_>,
+        now: i64,
+    ) -> Result<String, IssueError> {
         let spec = TokenSpec {
             token_type: TokenType::Refresh,
-            jti: record.jti,
-            user_id: record.user_id,
-            issued_at: record.issued_at,
-            expires_at: record.expires_at,
+            jti: token.jti,
+            session_id: Some(session_id),
+            user_id,
+            issued_at: now,
+            expires_at: token.expires_at,
             refresh_expires_at: None,
             organization: None,
             user_claims: None,
@@ -62,6 +73,7 @@ impl Sessions {
         let spec = TokenSpec {
             token_type: TokenType::Sliding,
             jti,
+            session_id: None,
             user_id: user.id,
             issued_at: now,
             expires_at: (now + secs(self.settings.tokens.sliding_token_lifetime)).min(refresh_expires_at),

@@ -16,7 +16,7 @@ use crate::{
     config::{Config, TokenCustomisation},
     domain::{AuditEvent, AuditKind, User},
     passwords::{PasswordError, PasswordHasherPool},
-    store::{NewRefreshToken, NewSession, RefreshTokenState, SessionOrigin, Store, StoreError},
+    store::{IssuedRefresh, NewSession, RefreshSessionState, SessionOrigin, Store, StoreError},
     throttle::{LoginThrottle, ThrottleError},
     tokens::{TokenError, TokenService, TokenType, VerifiedToken, claimed_type, new_jti},
 };
@@ -97,6 +97,8 @@ struct Settings {
     exchange_session_max_lifetime: Duration,
     rotate_refresh_tokens: bool,
     refresh_reuse_grace: Duration,
+    /// `AUDIT_REFRESHES`: routine successful refreshes are audited too.
+    audit_refreshes: bool,
     /// `JWT_LEEWAY`, for a sliding token's `refresh_exp`.
     leeway: Duration,
 }
@@ -126,6 +128,7 @@ impl Sessions {
             exchange_session_max_lifetime: config.exchange_session_max_lifetime,
             rotate_refresh_tokens: config.rotate_refresh_tokens,
             refresh_reuse_grace: config.refresh_reuse_grace,
+            audit_refreshes: config.audit_refreshes,
             leeway: config.jwt_leeway,
         };
         Self { store, tokens, passwords, throttle, settings: Arc::new(settings) }
@@ -155,8 +158,8 @@ impl Sessions {
             lifetime = lifetime.min(self.settings.exchange_session_max_lifetime);
         }
         let family_expires_at = now + secs(lifetime);
-        let (access, access_jti) = self.mint_access(user, now, origin.organization).await?;
         let family_id = new_jti();
+        let access = self.mint_access(user, &family_id, now, origin.organization).await?;
         let session = NewSession {
             id: &family_id,
             user_id: user.id,
@@ -165,24 +168,18 @@ impl Sessions {
             sliding: false,
         };
         let jti = new_jti();
-        let record = NewRefreshToken {
-            jti: &jti,
-            family_id: &family_id,
-            user_id: user.id,
-            parent_jti: None,
-            access_jti: &access_jti,
-            issued_at: now,
-            expires_at: (now + secs(self.settings.refresh_token_lifetime)).min(family_expires_at),
-        };
-        let refresh = self.mint_refresh(&record)?;
-        if !self.store.start_session(&session, origin, Some(&record), audit).await? {
+        let expires_at = (now + secs(self.settings.refresh_token_lifetime)).min(family_expires_at);
+        let first = IssuedRefresh { jti: &jti, expires_at };
+        let refresh = self.mint_refresh(user.id, &family_id, &first, now)?;
+        if !self.store.start_session(&session, origin, Some(&first), audit).await? {
             return Err(IssueError::PasswordChanged);
         }
-        Ok(TokenPair { access, refresh, refresh_expires_at: record.expires_at })
+        Ok(TokenPair { access, refresh, refresh_expires_at: expires_at })
     }
 
-    /// `POST /api/token/refresh/`: rotation is one conditional update, so of any number of
-    /// concurrent refreshes of one token exactly one succeeds.
+    /// `POST /api/token/refresh/`: rotation is one conditional update of the session's row, so of
+    /// any number of concurrent refreshes of one token exactly one succeeds. A routine refresh is
+    /// counted in `/metrics`, and audited only with `AUDIT_REFRESHES`.
     pub async fn refresh(&self, token: &str, client: &str) -> Result<Refreshed> {
         let verified = self.tokens.verify(token, Some(TokenType::Refresh)).await?;
         // Twice at most: a lost race is classified again from what the winner wrote.
@@ -192,41 +189,50 @@ impl Sessions {
             let user = self.store.user_by_id(state.user_id).await?.filter(|u| u.is_active);
             let user = user.ok_or(AuthError::NoActiveAccountForToken)?;
             let now = unix_now();
-            let (access, access_jti) = self.mint_access(&user, now, state.organization().as_ref()).await?;
+            let access = self.mint_access(&user, &state.family_id, now, state.organization().as_ref()).await?;
             let event = AuditEvent::new(AuditKind::Refresh).user_id(state.user_id).client(client);
+            let audit = self.settings.audit_refreshes.then_some(&event);
             if !self.settings.rotate_refresh_tokens {
-                self.store.set_access_jti(&state.jti, &access_jti).await?;
-                self.audit(event).await?;
+                if let Some(event) = audit {
+                    self.store.record_audit_event(event, now).await?;
+                }
                 metrics::counter!("tokensmith_refreshes_total", "result" => "ok").increment(1);
                 return Ok(Refreshed { access, refresh: None });
             }
             let jti = new_jti();
-            let successor = NewRefreshToken {
-                jti: &jti,
-                family_id: &state.family_id,
-                user_id: state.user_id,
-                parent_jti: Some(&state.jti),
-                access_jti: &access_jti,
-                issued_at: now,
-                expires_at: (now + secs(self.settings.refresh_token_lifetime)).min(state.family_expires_at),
-            };
-            let refresh = self.mint_refresh(&successor)?;
-            if self.store.rotate_refresh_token(&state.jti, unix_now_ms(), &successor, &event).await? {
+            let expires_at = (now + secs(self.settings.refresh_token_lifetime)).min(state.expires_at);
+            let successor = IssuedRefresh { jti: &jti, expires_at };
+            let refresh = self.mint_refresh(user.id, &state.family_id, &successor, now)?;
+            let rotated_at_ms = unix_now_ms();
+            if self
+                .store
+                .rotate_refresh_token(&state.family_id, &verified.jti, &successor, rotated_at_ms, audit)
+                .await?
+            {
                 metrics::counter!("tokensmith_refreshes_total", "result" => "ok").increment(1);
-                return Ok(Refreshed { access, refresh: Some((refresh, successor.expires_at)) });
+                return Ok(Refreshed { access, refresh: Some((refresh, expires_at)) });
             }
         }
         metrics::counter!("tokensmith_refreshes_total", "result" => "refused").increment(1);
         Err(TokenError::Blacklisted.into())
     }
 
-    /// The record of a refresh token that may be used now, or why it may not.
-    async fn live_refresh_state(&self, token: &VerifiedToken, client: &str) -> Result<RefreshTokenState> {
-        let state = self.store.refresh_token_state(&token.jti).await?;
-        let Some(state) = state.filter(|s| s.user_id == token.user_id) else {
+    /// The session of a presented refresh token: the one its `sid` names, or, for a token that
+    /// names none, the one its record says. `None`: no session of this token's user.
+    async fn refresh_session(&self, token: &VerifiedToken) -> Result<Option<RefreshSessionState>> {
+        let state = match &token.sid {
+            Some(sid) => self.store.refresh_session_state(sid).await?,
+            None => self.store.refresh_session_of_token(&token.jti).await?,
+        };
+        Ok(state.filter(|s| s.user_id == token.user_id))
+    }
+
+    /// The session of a refresh token that may be used now, or why it may not.
+    async fn live_refresh_state(&self, token: &VerifiedToken, client: &str) -> Result<RefreshSessionState> {
+        let Some(state) = self.refresh_session(token).await? else {
             return Err(self.unknown_session(token.user_id).await);
         };
-        match self.check_reuse(&state, client).await? {
+        match self.check_reuse(&state, &token.jti, client).await? {
             RefreshStatus::Live => {}
             RefreshStatus::Reused => return Err(TokenError::Blacklisted.into()),
             RefreshStatus::Revoked | RefreshStatus::RecentlyRotated => {
@@ -238,7 +244,7 @@ impl Sessions {
         if !state.user_active {
             return Err(AuthError::NoActiveAccountForToken);
         }
-        if now >= state.family_expires_at {
+        if now >= state.expires_at {
             return Err(TokenError::Expired.into());
         }
         Ok(state)
@@ -254,11 +260,12 @@ impl Sessions {
         }
     }
 
-    /// What a presented refresh token is worth. One rotated away longer than the grace ago has
-    /// been stolen, whichever endpoint it is presented to (refresh, verify, blacklist): its whole
-    /// session is revoked, the newest token included.
-    async fn check_reuse(&self, state: &RefreshTokenState, client: &str) -> Result<RefreshStatus> {
-        let status = RefreshStatus::of(state, unix_now_ms(), self.settings.refresh_reuse_grace);
+    /// What the refresh token `jti` of this session is worth. One rotated away (longer than the
+    /// grace ago, or before the token just replaced) has been stolen, whichever endpoint it is
+    /// presented to (refresh, verify, blacklist): its whole session is revoked, the newest token
+    /// included.
+    async fn check_reuse(&self, state: &RefreshSessionState, jti: &str, client: &str) -> Result<RefreshStatus> {
+        let status = RefreshStatus::of(state, jti, unix_now_ms(), self.settings.refresh_reuse_grace);
         if status == RefreshStatus::Reused {
             self.store.revoke_family(&state.family_id, unix_now()).await?;
             metrics::counter!("tokensmith_refresh_reuse_detected_total").increment(1);
@@ -278,8 +285,8 @@ impl Sessions {
         match verified.token_type {
             TokenType::Access => {}
             TokenType::Refresh => {
-                let state = self.store.refresh_token_state(&verified.jti).await?.ok_or(TokenError::Invalid)?;
-                if self.check_reuse(&state, client).await? != RefreshStatus::Live {
+                let state = self.refresh_session(&verified).await?.ok_or(TokenError::Invalid)?;
+                if self.check_reuse(&state, &verified.jti, client).await? != RefreshStatus::Live {
                     return Err(TokenError::Blacklisted.into());
                 }
             }
@@ -303,9 +310,9 @@ impl Sessions {
             self.end_sliding_session(&verified, client).await?;
             return Ok(TokenType::Sliding);
         }
-        let state = self.store.refresh_token_state(&verified.jti).await?.ok_or(TokenError::Invalid)?;
-        if self.check_reuse(&state, client).await? != RefreshStatus::Live
-            || !self.store.blacklist_refresh_token(&state.jti, &state.family_id, unix_now()).await?
+        let state = self.refresh_session(&verified).await?.ok_or(TokenError::Invalid)?;
+        if self.check_reuse(&state, &verified.jti, client).await? != RefreshStatus::Live
+            || !self.store.revoke_family(&state.family_id, unix_now()).await?
         {
             return Err(TokenError::Blacklisted.into());
         }

@@ -1,27 +1,35 @@
-//! What a presented refresh token is worth, from its record: the one rule that refresh,
-//! verify and blacklist all apply.
+//! What a presented refresh token is worth, from its session's row: the one rule that refresh,
+//! verify and blacklist all apply. The row remembers the current token and the one it replaced;
+//! any other token of the session was rotated away before those.
 
 use std::time::Duration;
 
-use crate::store::RefreshTokenState;
+use crate::store::RefreshSessionState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum RefreshStatus {
     Live,
-    /// Rotated away within the grace window: refused, but the session lives on.
+    /// The token just replaced, within the grace window: refused, but the session lives on.
     RecentlyRotated,
-    /// Rotated away long ago and presented again: stolen, the whole family dies.
+    /// Rotated away, past the grace window or before the last rotation, and presented again:
+    /// stolen, the whole session dies.
     Reused,
     Revoked,
 }
 
 impl RefreshStatus {
-    pub(super) fn of(state: &RefreshTokenState, now_ms: i64, grace: Duration) -> Self {
-        match state.used_at_ms {
-            _ if state.revoked_at.is_some() || state.family_revoked_at.is_some() => Self::Revoked,
-            Some(used) if now_ms - used <= grace.as_millis() as i64 => Self::RecentlyRotated,
-            Some(_) => Self::Reused,
-            None => Self::Live,
+    pub(super) fn of(state: &RefreshSessionState, jti: &str, now_ms: i64, grace: Duration) -> Self {
+        let is = |held: &Option<String>| held.as_deref() == Some(jti);
+        if state.revoked_at.is_some() {
+            Self::Revoked
+        } else if is(&state.current_jti) {
+            Self::Live
+        } else if is(&state.previous_jti)
+            && state.rotated_at_ms.is_some_and(|at| now_ms - at <= grace.as_millis() as i64)
+        {
+            Self::RecentlyRotated
+        } else {
+            Self::Reused
         }
     }
 }
@@ -30,15 +38,20 @@ impl RefreshStatus {
 mod tests {
     use super::*;
 
-    fn state(used_at_ms: Option<i64>, revoked_at: Option<i64>, family_revoked_at: Option<i64>) -> RefreshTokenState {
-        RefreshTokenState {
-            jti: "j".into(),
+    fn state(
+        current: &str,
+        previous: Option<&str>,
+        rotated_at_ms: Option<i64>,
+        revoked_at: Option<i64>,
+    ) -> RefreshSessionState {
+        RefreshSessionState {
             family_id: "f".into(),
             user_id: 1,
-            used_at_ms,
+            current_jti: Some(current.into()),
+            previous_jti: previous.map(Into::into),
+            rotated_at_ms,
             revoked_at,
-            family_revoked_at,
-            family_expires_at: i64::MAX,
+            expires_at: i64::MAX,
             user_active: true,
             org_id: None,
             org_role: None,
@@ -49,22 +62,31 @@ mod tests {
     const GRACE: Duration = Duration::from_secs(10);
 
     #[test]
-    fn unused_and_unrevoked_is_live() {
-        assert_eq!(RefreshStatus::of(&state(None, None, None), 1_000_000, GRACE), RefreshStatus::Live);
+    fn the_current_token_of_a_live_session_is_live() {
+        assert_eq!(
+            RefreshStatus::of(&state("b", Some("a"), Some(1), None), "b", 1_000_000, GRACE),
+            RefreshStatus::Live
+        );
     }
 
     #[test]
-    fn grace_is_inclusive_and_measured_in_milliseconds() {
-        let used = state(Some(1_000_000), None, None);
-        assert_eq!(RefreshStatus::of(&used, 1_000_000 + 10_000, GRACE), RefreshStatus::RecentlyRotated);
-        assert_eq!(RefreshStatus::of(&used, 1_000_000 + 10_001, GRACE), RefreshStatus::Reused);
-        assert_eq!(RefreshStatus::of(&used, 1_000_001, Duration::ZERO), RefreshStatus::Reused);
+    fn grace_covers_the_replaced_token_inclusively_in_milliseconds() {
+        let rotated = state("b", Some("a"), Some(1_000_000), None);
+        assert_eq!(RefreshStatus::of(&rotated, "a", 1_000_000 + 10_000, GRACE), RefreshStatus::RecentlyRotated);
+        assert_eq!(RefreshStatus::of(&rotated, "a", 1_000_000 + 10_001, GRACE), RefreshStatus::Reused);
+        assert_eq!(RefreshStatus::of(&rotated, "a", 1_000_001, Duration::ZERO), RefreshStatus::Reused);
+    }
+
+    #[test]
+    fn a_token_older_than_the_replaced_one_is_reuse_even_within_the_grace() {
+        let rotated = state("c", Some("b"), Some(1_000_000), None);
+        assert_eq!(RefreshStatus::of(&rotated, "a", 1_000_001, GRACE), RefreshStatus::Reused);
     }
 
     #[test]
     fn revocation_wins_over_everything() {
-        for s in [state(None, Some(1), None), state(None, None, Some(1)), state(Some(1), None, Some(1))] {
-            assert_eq!(RefreshStatus::of(&s, 2, GRACE), RefreshStatus::Revoked);
+        for (s, jti) in [(state("b", None, None, Some(1)), "b"), (state("b", Some("a"), Some(1), Some(1)), "a")] {
+            assert_eq!(RefreshStatus::of(&s, jti, 2, GRACE), RefreshStatus::Revoked);
         }
     }
 }

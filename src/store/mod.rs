@@ -38,7 +38,7 @@ pub use keys::StoredKey;
 pub use links::{IdentityLink, Unlinked};
 pub use password_resets::{PasswordResetRow, ResetWrite};
 pub use session_list::SessionSummary;
-pub use sessions::{NewRefreshToken, NewSession, RefreshTokenState, SessionOrigin, SlidingSessionState};
+pub use sessions::{IssuedRefresh, NewSession, RefreshSessionState, SessionOrigin, SlidingSessionState};
 pub use user_admin::{Found, UserChanges, UserUpdate, Window};
 pub use users::{GuardedWrite, NewUser, UserInsert};
 

@@ -8,26 +8,26 @@ use crate::domain::AuditEvent;
 pub struct SessionSummary {
     pub id: String,
     pub created_at: i64,
-    /// When its latest refresh token was issued: its creation for a session never refreshed
-    /// (sliding refreshes write nothing, so a sliding session says when it started).
+    /// When it was last refreshed (its current refresh token issued): its creation for a
+    /// session never refreshed (sliding refreshes write nothing, so a sliding session says when
+    /// it started).
     pub last_used_at: i64,
     pub client_addr: Option<String>,
     pub provider: Option<String>,
 }
 
-/// A session that can still be used: not ended, not past its lifetime, and holding a refresh
-/// token that is neither expired, rotated away nor blacklisted (a sliding session has none).
-const LIVE: &str = "f.user_id = $1 AND f.revoked_at IS NULL AND f.expires_at > $2 AND (f.sliding OR EXISTS \
-     (SELECT 1 FROM refresh_tokens t WHERE t.family_id = f.id AND t.expires_at > $2 \
-     AND t.revoked_at IS NULL AND t.used_at_ms IS NULL))";
+/// A session that can still be used: not ended, not past its lifetime, and holding a current
+/// refresh token that has not expired (a sliding session has none).
+const LIVE: &str = "f.user_id = $1 AND f.revoked_at IS NULL AND f.expires_at > $2 \
+     AND (f.sliding OR f.refresh_expires_at > $2)";
 
 impl Store {
     /// The user's live sessions, newest first.
     pub async fn live_sessions(&self, user_id: i64, now: i64, window: Window) -> Result<Found<SessionSummary>> {
         let count_sql = format!("SELECT COUNT(*) FROM refresh_families f WHERE {LIVE}");
         let rows_sql = format!(
-            "SELECT f.id, f.created_at, COALESCE((SELECT MAX(t.issued_at) FROM refresh_tokens t \
-             WHERE t.family_id = f.id), f.created_at) AS last_used_at, f.client_addr, f.provider \
+            "SELECT f.id, f.created_at, COALESCE(f.rotated_at_ms / 1000, f.created_at) AS last_used_at, \
+             f.client_addr, f.provider \
              FROM refresh_families f WHERE {LIVE} ORDER BY f.created_at DESC, f.id LIMIT $3 OFFSET $4"
         );
         on_pool!(self, pool => {

@@ -1,5 +1,8 @@
-//! Refresh-token records and the families (login sessions) they form. A sliding token is a
-//! family of its own, with no refresh-token records: the family's id is the token's jti.
+//! Sessions (`refresh_families`): one row per login, whatever its number of refreshes. A
+//! refresh session's row holds its current refresh token and the one before it, so a rotation
+//! updates that row in place; its tokens name it in their `sid` claim. A sliding token's session
+//! is a row too, whose id is the token's jti. `refresh_tokens` keeps only the records of tokens
+//! that name no session: those minted before tokens carried `sid`, and simplejwt's imported ones.
 
 use super::{Result, Store, audit::insert_audit, on_pool, on_writer};
 use crate::domain::{AuditEvent, Organization};
@@ -54,69 +57,53 @@ pub struct SlidingSessionState {
     pub revoked_at: Option<i64>,
 }
 
-/// A refresh token about to be issued.
-pub struct NewRefreshToken<'a> {
+/// A refresh token about to be handed out: the session row remembers it as its current token.
+pub struct IssuedRefresh<'a> {
     pub jti: &'a str,
-    pub family_id: &'a str,
-    pub user_id: i64,
-    pub parent_jti: Option<&'a str>,
-    pub access_jti: &'a str,
-    pub issued_at: i64,
     pub expires_at: i64,
 }
 
-/// Everything needed to decide what a presented refresh token is worth.
+/// A refresh session as one row says it: which of its tokens is current, which one it replaced
+/// and when (for `REFRESH_REUSE_GRACE`), and whether it has ended. Every token the session
+/// handed out before those two has been rotated away: presented again, it was stolen.
 #[derive(Debug, sqlx::FromRow)]
-pub struct RefreshTokenState {
-    pub jti: String,
+pub struct RefreshSessionState {
     pub family_id: String,
     pub user_id: i64,
-    /// When it was rotated away, in Unix milliseconds.
-    pub used_at_ms: Option<i64>,
+    pub current_jti: Option<String>,
+    pub previous_jti: Option<String>,
+    /// When the previous token was rotated away, in Unix milliseconds.
+    pub rotated_at_ms: Option<i64>,
     pub revoked_at: Option<i64>,
-    pub family_revoked_at: Option<i64>,
-    pub family_expires_at: i64,
+    pub expires_at: i64,
     pub user_active: bool,
     pub org_id: Option<String>,
     pub org_role: Option<String>,
     pub org_slug: Option<String>,
 }
 
-impl RefreshTokenState {
+impl RefreshSessionState {
     pub fn organization(&self) -> Option<Organization> {
         let id = self.org_id.clone()?;
         Some(Organization { id, role: self.org_role.clone(), slug: self.org_slug.clone() })
     }
 }
 
-const INSERT_TOKEN: &str = "INSERT INTO refresh_tokens (jti, family_id, user_id, parent_jti, access_jti, issued_at, \
-                            expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
-
-macro_rules! insert_token {
-    ($token:expr, $executor:expr) => {
-        sqlx::query(INSERT_TOKEN)
-            .bind($token.jti)
-            .bind($token.family_id)
-            .bind($token.user_id)
-            .bind($token.parent_jti)
-            .bind($token.access_jti)
-            .bind($token.issued_at)
-            .bind($token.expires_at)
-            .execute($executor)
-            .await
-    };
-}
+/// The session row and its user, by the session's id.
+const SESSION_STATE: &str = "SELECT f.id AS family_id, f.user_id, f.current_jti, f.previous_jti, f.rotated_at_ms, \
+     f.revoked_at, f.expires_at, u.is_active AS user_active, f.org_id, f.org_role, f.org_slug \
+     FROM refresh_families f JOIN users u ON u.id = f.user_id WHERE NOT f.sliding AND f.id = ";
 
 impl Store {
-    /// A login: the session, its first refresh token (none for a sliding session), the user's
-    /// `last_login`, the upgraded password hash if any, and the audit event, in one transaction
-    /// (one commit per login). `false`, and nothing written, when the password hash the login
-    /// checked is no longer the user's, or the user was deactivated meanwhile.
+    /// A login: the session (holding its first refresh token, none for a sliding session), the
+    /// user's `last_login`, the upgraded password hash if any, and the audit event, in one
+    /// transaction (one commit per login). `false`, and nothing written, when the password hash
+    /// the login checked is no longer the user's, or the user was deactivated meanwhile.
     pub async fn start_session(
         &self,
         session: &NewSession<'_>,
         origin: SessionOrigin<'_>,
-        token: Option<&NewRefreshToken<'_>>,
+        token: Option<&IssuedRefresh<'_>>,
         audit: &AuditEvent<'_>,
     ) -> Result<bool> {
         on_writer!(self, pool => {
@@ -136,8 +123,8 @@ impl Store {
             }
             sqlx::query(
                 "INSERT INTO refresh_families (id, user_id, created_at, expires_at, external_session_id, \
-                 org_id, org_role, org_slug, sliding, provider, client_addr) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                 org_id, org_role, org_slug, sliding, provider, client_addr, current_jti, refresh_expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             )
             .bind(session.id).bind(session.user_id).bind(session.created_at).bind(session.expires_at)
             .bind(origin.external_session_id)
@@ -146,22 +133,25 @@ impl Store {
             .bind(origin.organization.and_then(|o| o.slug.as_deref()))
             .bind(session.sliding)
             .bind(origin.provider).bind(origin.client_addr)
+            .bind(token.map(|t| t.jti)).bind(token.map(|t| t.expires_at))
             .execute(&mut *tx).await?;
-            if let Some(token) = token {
-                insert_token!(token, &mut *tx)?;
-            }
             insert_audit!(audit, session.created_at, &mut *tx)?;
             tx.commit().await?;
             Ok(true)
         })
     }
 
-    pub async fn refresh_token_state(&self, jti: &str) -> Result<Option<RefreshTokenState>> {
-        const SQL: &str = "SELECT t.jti, t.family_id, t.user_id, t.used_at_ms, t.revoked_at, \
-             f.revoked_at AS family_revoked_at, f.expires_at AS family_expires_at, u.is_active AS user_active, \
-             f.org_id, f.org_role, f.org_slug FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id JOIN users u ON u.id = t.user_id \
-             WHERE t.jti = $1";
-        Ok(on_pool!(self, pool => sqlx::query_as::<_, RefreshTokenState>(SQL).bind(jti).fetch_optional(pool).await)?)
+    /// The refresh session a token names with its `sid`: one read by primary key.
+    pub async fn refresh_session_state(&self, id: &str) -> Result<Option<RefreshSessionState>> {
+        let sql = format!("{SESSION_STATE}$1");
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, RefreshSessionState>(&sql).bind(id).fetch_optional(pool).await)?)
+    }
+
+    /// The refresh session of a token that names none (minted before tokens carried `sid`, or
+    /// imported from simplejwt): found through its record in `refresh_tokens`.
+    pub async fn refresh_session_of_token(&self, jti: &str) -> Result<Option<RefreshSessionState>> {
+        let sql = format!("{SESSION_STATE}(SELECT family_id FROM refresh_tokens WHERE jti = $1)");
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, RefreshSessionState>(&sql).bind(jti).fetch_optional(pool).await)?)
     }
 
     /// The session of a sliding token: one read by primary key.
@@ -189,63 +179,49 @@ impl Store {
         })
     }
 
-    /// Retires `old_jti` and records its successor (and the audit event), atomically: the conditional update lets
-    /// exactly one of any number of concurrent callers win. `false`: someone else won, or the
-    /// token was revoked meanwhile; nothing was written.
+    /// Makes `successor` the session's current token in place of `presented`: one conditional
+    /// update of the session's row, so of any number of concurrent callers exactly one wins and
+    /// the session's storage stays one row however often it rotates. `audit` (refreshes are
+    /// audited only with `AUDIT_REFRESHES`) is written in the same transaction. `false`: someone
+    /// else won, or the session ended meanwhile; nothing was written.
     pub async fn rotate_refresh_token(
         &self,
-        old_jti: &str,
-        used_at_ms: i64,
-        successor: &NewRefreshToken<'_>,
-        audit: &AuditEvent<'_>,
+        family_id: &str,
+        presented: &str,
+        successor: &IssuedRefresh<'_>,
+        rotated_at_ms: i64,
+        audit: Option<&AuditEvent<'_>>,
     ) -> Result<bool> {
+        const ROTATE: &str = "UPDATE refresh_families SET previous_jti = current_jti, current_jti = $1, \
+             rotated_at_ms = $2, refresh_expires_at = $3 WHERE id = $4 AND current_jti = $5 AND revoked_at IS NULL";
         on_writer!(self, pool => {
+            let Some(audit) = audit else {
+                let rotated = sqlx::query(ROTATE)
+                    .bind(successor.jti).bind(rotated_at_ms).bind(successor.expires_at).bind(family_id).bind(presented)
+                    .execute(pool).await?.rows_affected();
+                return Ok(rotated == 1);
+            };
             // The write comes first in the transaction, so SQLite takes its write lock at once
             // (a read first could not be upgraded under contention).
             let mut tx = pool.begin().await?;
-            let won = sqlx::query(
-                "UPDATE refresh_tokens SET used_at_ms = $1 WHERE jti = $2 AND used_at_ms IS NULL AND revoked_at IS NULL",
-            )
-            .bind(used_at_ms).bind(old_jti)
-            .execute(&mut *tx).await?
-            .rows_affected() == 1;
+            let won = sqlx::query(ROTATE)
+                .bind(successor.jti).bind(rotated_at_ms).bind(successor.expires_at).bind(family_id).bind(presented)
+                .execute(&mut *tx).await?.rows_affected() == 1;
             if !won {
                 tx.rollback().await?;
                 return Ok(false);
             }
-            insert_token!(successor, &mut *tx)?;
-            insert_audit!(audit, successor.issued_at, &mut *tx)?;
+            insert_audit!(audit, rotated_at_ms / 1000, &mut *tx)?;
             tx.commit().await?;
             Ok(true)
         })
     }
 
-    /// Without rotation, refresh mints a new access token for the same refresh token;
-    /// remember it so that token still names its session.
-    pub async fn set_access_jti(&self, jti: &str, access_jti: &str) -> Result<()> {
-        on_writer!(self, pool => sqlx::query("UPDATE refresh_tokens SET access_jti = $1 WHERE jti = $2")
-            .bind(access_jti).bind(jti).execute(pool).await.map(|r| r.rows_affected()))?;
-        Ok(())
-    }
-
-    /// Ends one session: every token of the family stops working.
-    pub async fn revoke_family(&self, family_id: &str, now: i64) -> Result<()> {
-        on_writer!(self, pool => sqlx::query("UPDATE refresh_families SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+    /// Ends one session: every token of the family stops working. `false` when it had ended already.
+    pub async fn revoke_family(&self, family_id: &str, now: i64) -> Result<bool> {
+        let ended = on_writer!(self, pool => sqlx::query("UPDATE refresh_families SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(now).bind(family_id).execute(pool).await.map(|r| r.rows_affected()))?;
-        Ok(())
-    }
-
-    /// Blacklists one refresh token and ends its session. `false` when it was already revoked.
-    pub async fn blacklist_refresh_token(&self, jti: &str, family_id: &str, now: i64) -> Result<bool> {
-        on_writer!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let done = sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE jti = $2 AND revoked_at IS NULL")
-                .bind(now).bind(jti).execute(&mut *tx).await?;
-            sqlx::query("UPDATE refresh_families SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-                .bind(now).bind(family_id).execute(&mut *tx).await?;
-            tx.commit().await?;
-            Ok(done.rows_affected() == 1)
-        })
+        Ok(ended == 1)
     }
 
     /// Ends every session of a user but `keep_family`, and remembers when (`sessions_ended_at`:
@@ -267,33 +243,33 @@ impl Store {
         Ok(done)
     }
 
-    /// The session an access token was issued in; a sliding token's jti names its own.
+    /// The session of an access token that does not name it (minted before tokens carried
+    /// `sid`): the record of the refresh token it was issued with.
     pub async fn family_of_access_token(&self, access_jti: &str) -> Result<Option<String>> {
         Ok(on_pool!(self, pool => sqlx::query_scalar::<_, String>(
-            "SELECT family_id FROM refresh_tokens WHERE access_jti = $1 \
-             UNION ALL SELECT id FROM refresh_families WHERE id = $1 AND sliding LIMIT 1",
+            "SELECT family_id FROM refresh_tokens WHERE access_jti = $1 LIMIT 1",
         )
         .bind(access_jti).fetch_optional(pool).await)?)
     }
 
-    /// Deletes refresh-token records that expired before `now`, and the sessions left empty or
-    /// expired (a sliding session has no refresh tokens: it goes only when it expires), a batch at a time: each statement is short, so replicas serving meanwhile never
-    /// wait long on its locks. Returns how many token records were deleted.
+    /// Deletes what expired before `now`: sessions past their lifetime or whose current refresh
+    /// token expired (no token of theirs can be used any more; a sliding session goes only when
+    /// it expires), and the records of tokens that name no session. A batch at a time: each
+    /// statement is short, so replicas serving meanwhile never wait long on its locks. Returns
+    /// how many refresh tokens went: records, and sessions that held a current one.
     pub async fn flush_expired_tokens(&self, now: i64) -> Result<u64> {
         const TOKENS: &str = "DELETE FROM refresh_tokens WHERE jti IN \
-             (SELECT jti FROM refresh_tokens WHERE expires_at < $1 LIMIT $2)";
+             (SELECT jti FROM refresh_tokens WHERE expires_at < $1 LIMIT $2) RETURNING 1";
         const FAMILIES: &str = "DELETE FROM refresh_families WHERE id IN \
-             (SELECT id FROM refresh_families f WHERE f.expires_at < $1 OR (NOT f.sliding AND NOT EXISTS \
-             (SELECT 1 FROM refresh_tokens t WHERE t.family_id = f.id)) LIMIT $2)";
+             (SELECT id FROM refresh_families f WHERE f.expires_at < $1 OR (NOT f.sliding AND \
+             COALESCE(f.refresh_expires_at, 0) < $1) LIMIT $2) RETURNING CASE WHEN current_jti IS NULL THEN 0 ELSE 1 END";
         let mut deleted = 0;
-        for (sql, count) in [(TOKENS, true), (FAMILIES, false)] {
+        for sql in [TOKENS, FAMILIES] {
             loop {
-                let batch = on_writer!(self, pool => sqlx::query(sql).bind(now).bind(FLUSH_BATCH)
-                    .execute(pool).await.map(|r| r.rows_affected()))?;
-                if count {
-                    deleted += batch;
-                }
-                if batch < FLUSH_BATCH as u64 {
+                let batch: Vec<i32> = on_writer!(self, pool => sqlx::query_scalar(sql).bind(now).bind(FLUSH_BATCH)
+                    .fetch_all(pool).await)?;
+                deleted += batch.iter().map(|&held| held as u64).sum::<u64>();
+                if batch.len() < FLUSH_BATCH as usize {
                     break;
                 }
             }

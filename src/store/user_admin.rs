@@ -278,11 +278,6 @@ impl Store {
         let now = unix_now();
         on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
-            // Refresh tokens first, in the order a rotation locks them (token, then its session):
-            // the cascade alone goes session first, and deadlocks with a refresh on PostgreSQL.
-            sqlx::query("DELETE FROM refresh_tokens WHERE user_id = $1 AND EXISTS \
-                         (SELECT 1 FROM users WHERE id = $1 AND NOT ($2 AND is_superuser))")
-                .bind(user_id).bind(unless_superuser).execute(&mut *tx).await?;
             let deleted = sqlx::query("DELETE FROM users WHERE id = $1 AND NOT ($2 AND is_superuser)")
                 .bind(user_id).bind(unless_superuser).execute(&mut *tx).await?.rows_affected() == 1;
             if !deleted {

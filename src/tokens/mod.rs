@@ -69,6 +69,20 @@ pub struct VerifiedToken {
     pub expires_at: i64,
     /// Sliding tokens: until when they may be refreshed (`refresh_exp`).
     pub refresh_expires_at: Option<i64>,
+    /// Access and refresh tokens: the session they belong to (`sid`). Tokens minted before
+    /// sessions were named in their tokens, and simplejwt's imported ones, have none.
+    pub sid: Option<String>,
+}
+
+impl VerifiedToken {
+    /// The session the token belongs to, when the token names it: its `sid`, or for a sliding
+    /// token its own jti (a sliding token is a session of its own).
+    pub fn session_id(&self) -> Option<&str> {
+        match self.token_type {
+            TokenType::Sliding => Some(&self.jti),
+            _ => self.sid.as_deref(),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -77,6 +91,10 @@ struct Claims<'a> {
     exp: i64,
     iat: i64,
     jti: &'a str,
+    /// Access and refresh tokens: the session (`sid`, as OIDC and Clerk name it). A refresh finds
+    /// its session by it, and an access token says which session a password change keeps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sid: Option<&'a str>,
     /// Sliding tokens: until when they may be refreshed.
     #[serde(skip_serializing_if = "Option::is_none")]
     refresh_exp: Option<i64>,
@@ -105,6 +123,8 @@ struct Claims<'a> {
 pub struct TokenSpec<'a> {
     pub token_type: TokenType,
     pub jti: &'a str,
+    /// Access and refresh tokens: the session they belong to.
+    pub session_id: Option<&'a str>,
     pub user_id: i64,
     pub issued_at: i64,
     pub expires_at: i64,
@@ -214,6 +234,7 @@ impl TokenService {
             exp: spec.expires_at,
             iat: spec.issued_at,
             jti: spec.jti,
+            sid: spec.session_id,
             refresh_exp: spec.refresh_expires_at,
             user_id: UserIdClaim { name: &self.user_id_claim, id: spec.user_id },
             sub: (spec.token_type != TokenType::Refresh).then(|| spec.user_id.to_string()),
@@ -360,6 +381,11 @@ impl TokenService {
             _ => None,
         }
         .ok_or(TokenError::Invalid)?;
-        Ok(VerifiedToken { token_type, jti: jti.to_owned(), user_id, expires_at, refresh_expires_at })
+        let sid = match claims.get("sid") {
+            None => None,
+            Some(Value::String(sid)) if !sid.is_empty() && token_type != TokenType::Sliding => Some(sid.clone()),
+            Some(_) => return Err(TokenError::Invalid),
+        };
+        Ok(VerifiedToken { token_type, jti: jti.to_owned(), user_id, expires_at, refresh_expires_at, sid })
     }
 }

@@ -46,6 +46,8 @@ mod password_policy;
 mod password_reset;
 mod registration;
 mod self_service_policy;
+mod session_storage;
+mod session_upgrade;
 mod sliding;
 mod sliding_downstream;
 mod tokens;

@@ -64,9 +64,13 @@ macro_rules! session_steps {
                     OutstandingKind::Refresh => token.issued_at.saturating_add(run.session_max_lifetime),
                     OutstandingKind::Sliding => token.expires_at,
                 };
+                // A refresh token's session holds it as its current token; it names no session
+                // itself (simplejwt wrote it), so its record below says which one it is in.
+                let current = (!sliding).then_some((token.jti.as_str(), token.expires_at));
                 let inserted = sqlx::query(
-                    "INSERT INTO refresh_families (id, user_id, created_at, expires_at, revoked_at, sliding, provider) \
-                     VALUES ($1, $2, $3, $4, $5, $6, 'django') ON CONFLICT (id) DO NOTHING",
+                    "INSERT INTO refresh_families (id, user_id, created_at, expires_at, revoked_at, sliding, provider, \
+                     current_jti, refresh_expires_at) VALUES ($1, $2, $3, $4, $5, $6, 'django', $7, $8) \
+                     ON CONFLICT (id) DO NOTHING",
                 )
                 .bind(session_id)
                 .bind(token.user_id)
@@ -74,6 +78,8 @@ macro_rules! session_steps {
                 .bind(session_expires_at)
                 .bind(revoked_at)
                 .bind(sliding)
+                .bind(current.map(|(jti, _)| jti))
+                .bind(current.map(|(_, expires_at)| expires_at))
                 .execute(&mut *conn)
                 .await?
                 .rows_affected();
