@@ -12,6 +12,7 @@ import http.server
 import json
 import os
 import statistics
+import shutil
 import sys
 import tempfile
 import threading
@@ -148,6 +149,7 @@ def run_exchange(label, database_url, args, scratch, primitives, extra_env):
             for _ in range(args.runs)]
     users = int(server_rows(server, "users"))
     server.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
     clerk.close()
     verify_us = primitives.get("rs256_verify_us")
     source = "bench_primitives (aws-lc, as the server)"

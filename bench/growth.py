@@ -7,6 +7,7 @@ in slices of equal size, each its own wrk run, so the refresh rate and p99 of th
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -136,6 +137,7 @@ def run_growth(label, database_url, args, scratch, extra_env):
         db.vacuum(database_url)
         points["after flush-expired + VACUUM"] = db.snapshot(database_url)
     server.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
     result = {"sessions": sessions, "rotations": rotations, "threads": threads, "slices": runs,
               "points": {k: {"rows": v["rows"], **{n: v[n] for n in v if n.endswith("bytes") or n in KEPT}}
                          for k, v in points.items()},

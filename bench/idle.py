@@ -11,6 +11,7 @@ rest would wait unaccepted in the kernel's queue, not idle in the server)."""
 import resource
 import select
 import socket
+import shutil
 import sys
 import tempfile
 import time
@@ -123,6 +124,7 @@ def run_idle(database_url, args, scratch, extra_env):
     for s in sockets:
         s.close()
     server.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
     for line in idle_report(r, d, c):
         print(line)
     return r
