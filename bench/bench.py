@@ -1,7 +1,8 @@
-"""Drives tokensmith with wrk and writes BENCHMARKS.md. Run through bench/run.sh."""
+"""Drives tokensmith with wrk and writes BENCHMARKS.md. Run through bench/run.sh.
+
+`--only a,b` runs only those scenarios (names in SCENARIOS); the default runs all of them."""
 
 import argparse
-import datetime
 import json
 import os
 import shutil
@@ -10,57 +11,103 @@ import subprocess
 import sys
 import tempfile
 
-from harness import (PASSWORD, ROOT, Server, lua_get, lua_post, lua_refresh_chains, machine, median_of,
-                     verify_during_flood, wrk)
-from imported import create_imported_users, django_report, measure_django
+import db
+import report
+from exchange import run_exchange
+from growth import parse_size, run_growth
+from harness import (PASSWORD, ROOT, Server, lua_get, lua_post, lua_refresh_chains, verify_during_flood, wrk)
+from idle import run_idle
+from imported import create_imported_users, measure_django
 
 PRIMITIVES = os.path.join(ROOT, "target", "release", "examples", "bench_primitives")
 
+# Measured in each run of `measure` (median of --runs).
+MEASURED = ("healthz", "jwks", "verify", "me", "refresh", "login", "floods", "django")
+# Once per backend: cold start, peak RSS with 1,000 logins, growth under rotation, Clerk exchange.
+PER_BACKEND = ("cold", "rss", "growth", "exchange")
+# SQLite only: verify under HS256, and idle keep-alive connections.
+SQLITE_ONLY = ("hs256", "idle")
+SCENARIOS = MEASURED + PER_BACKEND + SQLITE_ONLY
 
-def measure(server, args, scratch):
-    """One run of every scenario against a running server; returns {name: result}."""
+# The throttles are lifted: the wrong-password scenarios measure hashing, not refusals, and
+# the growth run logs one user in thousands of times.
+UNTHROTTLED = {"PASSWORD_HASH_CONCURRENCY": str(os.cpu_count()), "LOGIN_FAILURE_LIMIT": "1000000000",
+               "LOGIN_ADDRESS_FAILURE_LIMIT": "1000000000"}
+
+
+def measure(server, args, scratch, only):
+    """One run of the selected scenarios against a running server; returns {name: result}."""
     d, c = args.duration, args.connections
     results = {}
-    results["healthz"] = wrk(server, "/healthz", "", d, c, scratch=scratch)
-    results["jwks"] = wrk(server, "/.well-known/jwks.json", "", d, c, scratch=scratch)
-    access = server.login()["access"]
-    results["verify"] = wrk(server, "/api/token/verify/", lua_post({"token": access}), d, c, scratch=scratch)
-    results["me"] = wrk(server, "/api/me/", lua_get(access), d, c, scratch=scratch)
-    chains = [server.login()["refresh"] for _ in range(c)]
-    results["refresh"] = wrk(server, "/api/token/refresh/", lua_refresh_chains(chains), d, c, threads=c, scratch=scratch)
+    if "healthz" in only:
+        results["healthz"] = wrk(server, "/healthz", "", d, c, scratch=scratch)
+    if "jwks" in only:
+        results["jwks"] = wrk(server, "/.well-known/jwks.json", "", d, c, scratch=scratch)
+    access = server.login()["access"] if only & {"verify", "me", "floods", "django"} else None
+    if "verify" in only:
+        results["verify"] = wrk(server, "/api/token/verify/", lua_post({"token": access}), d, c, scratch=scratch)
+    if "me" in only:
+        results["me"] = wrk(server, "/api/me/", lua_get(access), d, c, scratch=scratch)
+    if "refresh" in only:
+        chains = [server.login()["refresh"] for _ in range(c)]
+        results["refresh"] = wrk(server, "/api/token/refresh/", lua_refresh_chains(chains), d, c, threads=c, scratch=scratch)
     login_body = lua_post({"username": "bench", "password": PASSWORD})
-    results["login"] = wrk(server, "/api/token/", login_body, d, c, scratch=scratch)
-    results["verify_during_logins"] = verify_during_flood(server, login_body, access, args, scratch, "flood")
-    results.update(measure_django(server, args, scratch, access))
+    if "login" in only:
+        results["login"] = wrk(server, "/api/token/", login_body, d, c, scratch=scratch)
+    if "floods" in only:
+        results["verify_during_logins"] = verify_during_flood(server, login_body, access, args, scratch, "flood")
+    if "django" in only:
+        results.update(measure_django(server, args, scratch, access))
     return results
 
 
-def bench_backend(label, database_url, args, scratch):
+def bench_standard(label, database_url, args, scratch, only):
+    """The scenarios of MEASURED, cold start and peak RSS, on one server and database."""
+    result = {}
     workdir = tempfile.mkdtemp(prefix="tokensmith-bench-")
-    # The throttle is lifted: the wrong-password scenarios measure hashing, not refusals.
-    server = Server(workdir, database_url, {"PASSWORD_HASH_CONCURRENCY": str(os.cpu_count()),
-                                            "LOGIN_FAILURE_LIMIT": "1000000000",
-                                            "LOGIN_ADDRESS_FAILURE_LIMIT": "1000000000"})
+    server = Server(workdir, database_url, UNTHROTTLED)
     server.cli("migrate")
     server.cli("user", "create", "bench", "--password-stdin", stdin=PASSWORD)
-    create_imported_users(server)
-    cold = []
-    for _ in range(5):
-        cold.append(server.start())
+    if "django" in only:
+        create_imported_users(server)
+    if "cold" in only:
+        cold = []
+        for _ in range(5):
+            cold.append(server.start())
+            server.stop()
+        result["cold_start_ms"] = statistics.median(cold) * 1e3
+    if only & set(MEASURED):
+        result["runs"] = []
+        server.start()
+        for i in range(args.runs):
+            print(f"bench: {label}: run {i + 1} of {args.runs}", file=sys.stderr)
+            result["runs"].append(measure(server, args, scratch, only))
         server.stop()
-    runs = []
-    server.start()
-    for i in range(args.runs):
-        print(f"bench: {label}: run {i + 1} of {args.runs}", file=sys.stderr)
-        runs.append(measure(server, args, scratch))
-    server.stop()
-    # Peak memory with 1,000 logins in flight at once.
-    server.start()
-    wrk(server, "/api/token/", lua_post({"username": "bench", "password": PASSWORD}), max(args.duration, 10), 1000, scratch=scratch)
-    rss = server.peak_rss_mb()
-    server.stop()
+    if "rss" in only:
+        # Peak memory with 1,000 logins in flight at once.
+        server.start()
+        wrk(server, "/api/token/", lua_post({"username": "bench", "password": PASSWORD}), max(args.duration, 10), 1000,
+            scratch=scratch)
+        result["rss_mb"] = server.peak_rss_mb()
+        server.stop()
     shutil.rmtree(workdir, ignore_errors=True)
-    return {"runs": runs, "cold_start_ms": statistics.median(cold) * 1e3, "rss_mb": rss}
+    return result
+
+
+def bench_backend(label, postgres, args, scratch, only, primitives):
+    """Every selected per-backend scenario, each on a fresh database (SQLite when `postgres` is
+    None, else a new database on that PostgreSQL server)."""
+    result = {}
+    if only & (set(MEASURED) | {"cold", "rss"}):
+        with db.scratch_database(postgres, "bench") as url:
+            result.update(bench_standard(label, url, args, scratch, only))
+    if "growth" in only:
+        with db.scratch_database(postgres, "growth") as url:
+            result["growth"] = run_growth(label, url, args, scratch, UNTHROTTLED)
+    if "exchange" in only:
+        with db.scratch_database(postgres, "exchange") as url:
+            result["exchange"] = run_exchange(label, url, args, scratch, primitives, UNTHROTTLED)
+    return result
 
 
 def bench_hs256(args, scratch):
@@ -83,96 +130,52 @@ def bench_hs256(args, scratch):
     return runs
 
 
+def parse_only(text):
+    if text is None:
+        return None
+    names = {name.strip() for name in text.split(",") if name.strip()}
+    unknown = names - set(SCENARIOS)
+    if unknown:
+        raise SystemExit(f"bench: unknown scenario(s) {', '.join(sorted(unknown))}; known: {', '.join(SCENARIOS)}")
+    return names
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--postgres", help="also measure on this PostgreSQL database (it is used as is)")
+    parser.add_argument("--postgres", help="also measure on this PostgreSQL server: every scenario runs in a new "
+                                           "database created through this URL (needs CREATEDB) and dropped after")
+    parser.add_argument("--only", help=f"comma-separated scenarios to run (default all): {','.join(SCENARIOS)}")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--growth", type=parse_size, default=(1000, 1000), metavar="SESSIONSxROTATIONS",
+                        help="growth run size (default 1000x1000)")
+    parser.add_argument("--growth-slices", type=int, default=10,
+                        help="the rotations run in this many slices; first and last are compared (default 10)")
+    parser.add_argument("--exchange-users", type=int, default=2000, help="distinct Clerk users (default 2000)")
+    parser.add_argument("--idle", type=int, default=10000, help="idle keep-alive connections (default 10000)")
+    parser.add_argument("--idle-timeout", help="REQUEST_TIMEOUT for the idle run (default: the server's, 30s)")
+    parser.add_argument("--no-idle-wait", dest="idle_wait", action="store_false",
+                        help="do not wait out REQUEST_TIMEOUT to see the idle connections closed")
     parser.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
     args = parser.parse_args()
+    only = parse_only(args.only)
+    selected = set(SCENARIOS) if only is None else only
     scratch = tempfile.mkdtemp(prefix="tokensmith-bench-lua-")
     # Anything else running takes CPU from the server and wrk: recorded with the figures.
     load_before = os.getloadavg()[0]
-
     primitives = json.loads(subprocess.run([PRIMITIVES], capture_output=True, text=True, check=True).stdout)
-    argon2_bound = os.cpu_count() / (primitives["argon2_hash_ms"] / 1e3)
-    argon2_all_cores = primitives["argon2_all_cores_per_s"]
 
-    sqlite_dir = tempfile.mkdtemp(prefix="tokensmith-bench-db-")
-    backends = {"SQLite": bench_backend("SQLite", f"sqlite://{sqlite_dir}/bench.db?mode=rwc", args, scratch)}
+    backends = {"SQLite": bench_backend("SQLite", None, args, scratch, selected, primitives)}
     if args.postgres:
-        backends["PostgreSQL"] = bench_backend("PostgreSQL", args.postgres, args, scratch)
-    hs256 = bench_hs256(args, scratch)
-
-    lines = [
-        "# Benchmarks",
-        "",
-        f"- Machine: {machine()}",
-        f"- Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- Command: `bench/run.sh {' '.join(sys.argv[1:])}`".replace("  ", " "),
-        f"- Load average (1 min) of the machine when the run started: {load_before:.1f}; when it ended: "
-        f"{os.getloadavg()[0]:.1f} (on {os.cpu_count()} cores; anything above the bench's own load is other work).",
-        f"- wrk, {args.connections} connections, {args.duration} s per measurement, median of {args.runs} runs; "
-        "wrk runs on the same machine and takes CPU from the server. Ratios compare against `/healthz` "
-        "measured in the same run.",
-        "",
-        "In-process cost of the primitives (this build, this machine):",
-        "",
-        f"- argon2id hash (m=19456 KiB, t=2, p=1): {primitives['argon2_hash_ms']:.1f} ms → argon2 bound "
-        f"{os.cpu_count()} cores ÷ that = **{argon2_bound:.0f} logins/s**; measured with every core hashing at once "
-        f"(shared caches and memory bandwidth): {argon2_all_cores:.0f} hashes/s",
-        f"- ES256 verify: {primitives['es256_verify_us']:.1f} µs → {1e6 / primitives['es256_verify_us']:.0f}/s per core "
-        "(the crypto bound of `/api/token/verify/`)",
-        f"- HS256 verify: {primitives['hs256_verify_us']:.2f} µs",
-        "- A wrong password against each of Django 5.2's hashers at its default cost (hashes Django made; "
-        "what every failed login of an imported user costs, and the first successful one plus an argon2id hash): "
-        + ", ".join(f"{hasher} {ms:.1f} ms" for hasher, ms in primitives["django_wrong_password_ms"].items()),
-        "",
-    ]
-    for label, result in backends.items():
-        runs = result["runs"]
-        floor = median_of(runs, "healthz", "rps")
-        lines += [f"## {label}", "", "| endpoint | req/s | p50 ms | p99 ms | vs /healthz | non-2xx |", "|---|---:|---:|---:|---:|---:|"]
-        names = {
-            "healthz": "`GET /healthz`", "jwks": "`GET /.well-known/jwks.json`", "verify": "`POST /api/token/verify/` (ES256)",
-            "me": "`GET /api/me/`", "refresh": "`POST /api/token/refresh/` (rotation, 16 chains)", "login": "`POST /api/token/` (login)",
-            "verify_during_logins": "verify while logins saturate hashing",
-        }
-        for key, name in names.items():
-            ratios = [run[key]["rps"] / run["healthz"]["rps"] for run in runs]
-            non2xx = sum(run[key]["non2xx"] + run[key]["errors"] for run in runs)
-            lines.append(
-                f"| {name} | {median_of(runs, key, 'rps'):,.0f} | {median_of(runs, key, 'p50_ms'):.2f} | "
-                f"{median_of(runs, key, 'p99_ms'):.2f} | {statistics.median(ratios):.1%} | {non2xx} |")
-        login = median_of(runs, "login", "rps")
-        lines += [
-            "",
-            f"- Login: {login:.0f}/s = **{login / argon2_bound:.0%} of the argon2 bound** ({argon2_bound:.0f}/s = cores ÷ one hash), "
-            f"{login / argon2_all_cores:.0%} of the all-cores hashing rate ({argon2_all_cores:.0f}/s).",
-            f"- Cold start (process start → first 200 on `/healthz`, database migrated): **{result['cold_start_ms']:.0f} ms** (median of 5).",
-            f"- Peak RSS with 1,000 concurrent logins: **{result['rss_mb']:.0f} MB**.",
-            f"- `/healthz` floor of this build: {floor:,.0f} req/s.",
-            "",
-        ]
-        lines += django_report(label, runs, primitives)
-    hs_ratio = statistics.median(run["verify"]["rps"] / run["healthz"]["rps"] for run in hs256)
-    hs_rps = statistics.median(run["verify"]["rps"] for run in hs256)
-    lines += [
-        "## HS256 (SQLite)",
-        "",
-        f"- `POST /api/token/verify/`: {hs_rps:,.0f} req/s = **{hs_ratio:.0%} of `/healthz`** in the same runs.",
-        "",
-    ]
-    existing = ""
-    if os.path.exists(args.out):
-        with open(args.out) as f:
-            existing = f.read()
-    marker = "<!-- history -->"
-    history = existing.split(marker, 1)[1] if marker in existing else ""
-    with open(args.out, "w") as f:
-        f.write("\n".join(lines) + "\n" + marker + history)
-    print("\n".join(lines))
+        backends["PostgreSQL"] = bench_backend("PostgreSQL", args.postgres, args, scratch, selected, primitives)
+    hs256 = bench_hs256(args, scratch) if "hs256" in selected else None
+    idle = None
+    if "idle" in selected:
+        with db.scratch_database(None, "idle") as url:
+            idle = run_idle(url, args, scratch, UNTHROTTLED)
+    report.write(args.out, args, only, primitives, load_before, backends, hs256, idle)
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import http.client
 import json
 import os
 import platform
+import signal
 import socket
 import sqlite3
 import statistics
@@ -17,14 +18,16 @@ BINARY = os.path.join(ROOT, "target", "release", "tokensmith")
 PASSWORD = "benchmark password 1"
 WRONG_PASSWORD = "not the benchmark password"
 
-# Every wrk script reports its own summary as one JSON line, so nothing parses wrk's text.
+# Every wrk script reports its own summary as one JSON line, so nothing parses wrk's text. A script
+# with its own `done` calls report_summary from it.
 REPORT = """
-done = function(summary, latency, requests)
+report_summary = function(summary, latency, requests)
   io.write(string.format('BENCH_JSON {"requests":%d,"duration_us":%d,"non2xx":%d,"errors":%d,"p50_us":%d,"p99_us":%d}\\n',
     summary.requests, summary.duration, summary.errors.status,
     summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
     latency:percentile(50), latency:percentile(99)))
 end
+if done == nil then done = report_summary end
 """
 
 
@@ -129,28 +132,58 @@ class Server:
         self.login()
 
     def peak_rss_mb(self):
+        return self.status_mb("VmHWM")
+
+    def rss_mb(self):
+        """Resident memory now (peak_rss_mb is the highest it has been)."""
+        return self.status_mb("VmRSS")
+
+    def status_mb(self, field):
         with open(f"/proc/{self.process.pid}/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) / 1024
         return float("nan")
 
+    def open_fds(self):
+        return len(os.listdir(f"/proc/{self.process.pid}/fd"))
 
-def wrk(server, path, script, duration, connections, threads=2, scratch="/tmp"):
-    """Runs wrk; returns {rps, p50_ms, p99_ms, non2xx, errors}."""
+
+def wrk(server, path, script, duration, connections, threads=2, scratch="/tmp", until=None):
+    """Runs wrk; returns {rps, p50_ms, p99_ms, non2xx, errors}. With `until` (a file the script
+    appends one line to as each thread finishes its quota, then stops), wrk is interrupted once
+    every thread has finished, so the rate counts only the time the work took."""
     path_lua = os.path.join(scratch, f"bench-{abs(hash(script))}.lua")
     with open(path_lua, "w") as f:
         f.write(script + REPORT)
-    out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s", "-s", path_lua,
-         f"http://127.0.0.1:{server.port}{path}"],
-        capture_output=True, text=True)
-    line = next((l for l in out.stdout.splitlines() if l.startswith("BENCH_JSON ")), None)
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s", "-s", path_lua,
+               f"http://127.0.0.1:{server.port}{path}"]
+    if until is None:
+        out = subprocess.run(command, capture_output=True, text=True)
+        stdout, stderr = out.stdout, out.stderr
+    else:
+        stdout, stderr = _wrk_until(command, until, threads)
+    line = next((l for l in stdout.splitlines() if l.startswith("BENCH_JSON ")), None)
     if line is None:
-        sys.exit(f"bench: wrk printed no summary:\n{out.stdout}\n{out.stderr}")
+        sys.exit(f"bench: wrk printed no summary:\n{stdout}\n{stderr}")
     r = json.loads(line[len("BENCH_JSON "):])
     return {"rps": r["requests"] / (r["duration_us"] / 1e6), "p50_ms": r["p50_us"] / 1e3,
-            "p99_ms": r["p99_us"] / 1e3, "non2xx": r["non2xx"], "errors": r["errors"]}
+            "p99_ms": r["p99_us"] / 1e3, "non2xx": r["non2xx"], "errors": r["errors"],
+            "requests": r["requests"], "duration_s": r["duration_us"] / 1e6}
+
+
+def _wrk_until(command, until, threads):
+    """wrk sleeps its whole duration even when every thread has stopped; SIGINT ends the sleep
+    and wrk reports the time until then."""
+    open(until, "w").close()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while process.poll() is None:
+        with open(until) as f:
+            if sum(1 for _ in f) >= threads:
+                process.send_signal(signal.SIGINT)
+                break
+        time.sleep(0.005)
+    return process.communicate()
 
 
 def lua_post(body, token=None):

@@ -110,6 +110,8 @@ def django_report(label, runs, primitives):
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for key, name in names.items():
+        if key not in runs[0]:
+            continue
         rps = median_of(runs, key, "rps")
         bound, how = bounds.get(key, (None, ""))
         shown = f"{bound:,.1f}/s = {how}" if bound else "—"
