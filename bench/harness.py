@@ -14,7 +14,8 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BINARY = os.path.join(ROOT, "target", "release", "tokensmith")
+# TOKENSMITH_BIN: measure another build (say, the commit before a change) with the same harness.
+BINARY = os.environ.get("TOKENSMITH_BIN") or os.path.join(ROOT, "target", "release", "tokensmith")
 PASSWORD = "benchmark password 1"
 WRONG_PASSWORD = "not the benchmark password"
 
