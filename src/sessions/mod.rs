@@ -219,10 +219,15 @@ impl Sessions {
     /// The session of a presented refresh token: the one its `sid` names, or, for a token that
     /// names none, the one its record says. `None`: no session of this token's user.
     async fn refresh_session(&self, token: &VerifiedToken) -> Result<Option<RefreshSessionState>> {
-        let state = match &token.sid {
+        let mut state = match &token.sid {
             Some(sid) => self.store.refresh_session_state(sid).await?,
-            None => self.store.refresh_session_of_token(&token.jti).await?,
+            None => None,
         };
+        // No session by that `sid`: a token that names none of ours (minted before tokens
+        // carried it, or imported with a `sid` claim of its own) is found by its record.
+        if state.is_none() {
+            state = self.store.refresh_session_of_token(&token.jti).await?;
+        }
         Ok(state.filter(|s| s.user.id == token.user_id))
     }
 

@@ -265,10 +265,13 @@ impl Store {
     /// token expired (no token of theirs can be used any more; a sliding session goes only when
     /// it expires), and the records of tokens that name no session. A batch at a time: each
     /// statement is short, so replicas serving meanwhile never wait long on its locks. Returns
-    /// how many refresh tokens went: records, and sessions that held a current one.
+    /// how many refresh tokens went: records, and sessions that held a current one (a record of
+    /// a session's current token is counted once, with its session).
     pub async fn flush_expired_tokens(&self, now: i64) -> Result<u64> {
         const TOKENS: &str = "DELETE FROM refresh_tokens WHERE jti IN \
-             (SELECT jti FROM refresh_tokens WHERE expires_at < $1 LIMIT $2) RETURNING 1";
+             (SELECT jti FROM refresh_tokens WHERE expires_at < $1 LIMIT $2) \
+             RETURNING CASE WHEN EXISTS (SELECT 1 FROM refresh_families f WHERE f.id = family_id \
+             AND f.current_jti = jti) THEN 0 ELSE 1 END";
         const FAMILIES: &str = "DELETE FROM refresh_families WHERE id IN \
              (SELECT id FROM refresh_families f WHERE f.expires_at < $1 OR (NOT f.sliding AND \
              COALESCE(f.refresh_expires_at, 0) < $1) LIMIT $2) RETURNING CASE WHEN current_jti IS NULL THEN 0 ELSE 1 END";

@@ -381,10 +381,11 @@ impl TokenService {
             _ => None,
         }
         .ok_or(TokenError::Invalid)?;
+        // Only ours name a session this way; a `sid` of another shape (a simplejwt project's own
+        // claim, on an imported token) is not ours to read, and the token's record is used instead.
         let sid = match claims.get("sid") {
-            None => None,
             Some(Value::String(sid)) if !sid.is_empty() && token_type != TokenType::Sliding => Some(sid.clone()),
-            Some(_) => return Err(TokenError::Invalid),
+            _ => None,
         };
         Ok(VerifiedToken { token_type, jti: jti.to_owned(), user_id, expires_at, refresh_expires_at, sid })
     }

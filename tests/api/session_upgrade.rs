@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::{
     config::{OPENSSL_P256, openssl_key},
@@ -35,13 +35,17 @@ async fn migrate_as_an_older_release(db: &TestDb, backend: Backend) {
     }
 }
 
-/// A refresh token as the older release minted it: no `sid`.
-fn older_refresh_token(key_pem: &[u8], kid: &str, jti: &str, issued_at: i64) -> String {
+/// A refresh token as the older release minted it: no `sid`, unless `sid` gives one of a shape
+/// that is not tokensmith's (a simplejwt project's own claim).
+fn older_refresh_token(key_pem: &[u8], kid: &str, jti: &str, issued_at: i64, sid: Option<Value>) -> String {
     let mut header = Header::new(Algorithm::ES256);
     header.typ = Some("JWT".into());
     header.kid = Some(kid.into());
-    let claims =
+    let mut claims =
         json!({"token_type": "refresh", "exp": issued_at + 86_400, "iat": issued_at, "jti": jti, "user_id": "1"});
+    if let Some(sid) = sid {
+        claims["sid"] = sid;
+    }
     jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ec_pem(key_pem).unwrap()).unwrap()
 }
 
@@ -85,9 +89,11 @@ async fn sessions_from_before_the_upgrade_carry_over(backend: Backend) {
         db.execute(&sql).await;
     }
     let pem = std::fs::read(&key_file).unwrap();
-    let one_a = older_refresh_token(&pem, &kid, "one-a", t - 120);
-    let one_b = older_refresh_token(&pem, &kid, "one-b", t - 60);
-    let two_a = older_refresh_token(&pem, &kid, "two-a", t - 30);
+    let one_a = older_refresh_token(&pem, &kid, "one-a", t - 120, None);
+    let one_b = older_refresh_token(&pem, &kid, "one-b", t - 60, None);
+    // Claims of its own named `sid` (not a session here): the token's record still finds its session.
+    let two_a = older_refresh_token(&pem, &kid, "two-a", t - 30, Some(json!("django-session-7")));
+    let two_a_numbered = older_refresh_token(&pem, &kid, "two-a", t - 30, Some(json!(7)));
 
     let app = spawn_app_on(db, &settings).await;
     let verified = app.post_json("/api/token/verify/", json!({"token": one_b})).await;
@@ -107,6 +113,8 @@ async fn sessions_from_before_the_upgrade_carry_over(backend: Backend) {
     assert_401(&refresh(&app, &one_a).await, TOKEN_BLACKLISTED);
     assert_401(&refresh(&app, &newest).await, TOKEN_BLACKLISTED);
     // The other session was never touched.
+    let verified = app.post_json("/api/token/verify/", json!({"token": two_a_numbered})).await;
+    assert_eq!(verified.status, 200, "{}", verified.text);
     let other = refresh(&app, &two_a).await;
     assert_eq!(other.status, 200, "{}", other.text);
     assert_eq!(claims(&other.field("refresh"))["sid"], "two");
