@@ -5,6 +5,7 @@
 
 mod login;
 mod minting;
+mod refresh;
 mod refresh_status;
 mod sliding;
 
@@ -12,11 +13,11 @@ use std::{sync::Arc, time::Duration};
 
 use self::refresh_status::RefreshStatus;
 use crate::{
-    clock::{secs, unix_now, unix_now_ms},
+    clock::{secs, unix_now},
     config::{Config, TokenCustomisation},
     domain::{AuditEvent, AuditKind, User},
     passwords::{PasswordError, PasswordHasherPool},
-    store::{IssuedRefresh, NewSession, RefreshSessionState, SessionOrigin, Store, StoreError},
+    store::{IssuedRefresh, NewSession, SessionOrigin, Store, StoreError},
     throttle::{LoginThrottle, ThrottleError},
     tokens::{TokenError, TokenService, TokenType, VerifiedToken, claimed_type, new_jti},
 };
@@ -175,112 +176,6 @@ impl Sessions {
             return Err(IssueError::PasswordChanged);
         }
         Ok(TokenPair { access, refresh, refresh_expires_at: expires_at })
-    }
-
-    /// `POST /api/token/refresh/`: rotation is one conditional update of the session's row, so of
-    /// any number of concurrent refreshes of one token exactly one succeeds. A routine refresh is
-    /// counted in `/metrics`, and audited only with `AUDIT_REFRESHES`.
-    pub async fn refresh(&self, token: &str, client: &str) -> Result<Refreshed> {
-        let verified = self.tokens.verify(token, Some(TokenType::Refresh)).await?;
-        // Twice at most: a lost race is classified again from what the winner wrote.
-        for _ in 0..2 {
-            // The user as the record says now: claims follow a role change at the next refresh.
-            let state = self.live_refresh_state(&verified, client).await?;
-            let user = &state.user;
-            let now = unix_now();
-            let access = self.mint_access(user, &state.family_id, now, state.organization().as_ref()).await?;
-            let event = AuditEvent::new(AuditKind::Refresh).user(user).client(client);
-            let audit = self.settings.audit_refreshes.then_some(&event);
-            if !self.settings.rotate_refresh_tokens {
-                if let Some(event) = audit {
-                    self.store.record_audit_event(event, now).await?;
-                }
-                metrics::counter!("tokensmith_refreshes_total", "result" => "ok").increment(1);
-                return Ok(Refreshed { access, refresh: None });
-            }
-            let jti = new_jti();
-            let expires_at = (now + secs(self.settings.refresh_token_lifetime)).min(state.expires_at);
-            let successor = IssuedRefresh { jti: &jti, expires_at };
-            let refresh = self.mint_refresh(user.id, &state.family_id, &successor, now)?;
-            let rotated_at_ms = unix_now_ms();
-            if self
-                .store
-                .rotate_refresh_token(&state.family_id, &verified.jti, &successor, rotated_at_ms, audit)
-                .await?
-            {
-                metrics::counter!("tokensmith_refreshes_total", "result" => "ok").increment(1);
-                return Ok(Refreshed { access, refresh: Some((refresh, expires_at)) });
-            }
-        }
-        metrics::counter!("tokensmith_refreshes_total", "result" => "refused").increment(1);
-        Err(TokenError::Blacklisted.into())
-    }
-
-    /// The session of a presented refresh token: the one its `sid` names, or, for a token that
-    /// names none, the one its record says. `None`: no session of this token's user.
-    async fn refresh_session(&self, token: &VerifiedToken) -> Result<Option<RefreshSessionState>> {
-        let mut state = match &token.sid {
-            Some(sid) => self.store.refresh_session_state(sid).await?,
-            None => None,
-        };
-        // No session by that `sid`: a token that names none of ours (minted before tokens
-        // carried it, or imported with a `sid` claim of its own) is found by its record.
-        if state.is_none() {
-            state = self.store.refresh_session_of_token(&token.jti).await?;
-        }
-        Ok(state.filter(|s| s.user.id == token.user_id))
-    }
-
-    /// The session of a refresh token that may be used now, or why it may not.
-    async fn live_refresh_state(&self, token: &VerifiedToken, client: &str) -> Result<RefreshSessionState> {
-        let Some(state) = self.refresh_session(token).await? else {
-            return Err(self.unknown_session(token.user_id).await);
-        };
-        match self.check_reuse(&state, &token.jti, client).await? {
-            RefreshStatus::Live => {}
-            RefreshStatus::Reused => return Err(TokenError::Blacklisted.into()),
-            RefreshStatus::Revoked | RefreshStatus::RecentlyRotated => {
-                metrics::counter!("tokensmith_refreshes_total", "result" => "refused").increment(1);
-                return Err(TokenError::Blacklisted.into());
-            }
-        }
-        let now = unix_now();
-        if !state.user.is_active {
-            return Err(AuthError::NoActiveAccountForToken);
-        }
-        if now >= state.expires_at {
-            return Err(TokenError::Expired.into());
-        }
-        Ok(state)
-    }
-
-    /// Why a validly signed token names no session: its user was deleted (their sessions went
-    /// with them), as simplejwt says of a user who is gone, or else the token is not one of ours.
-    async fn unknown_session(&self, user_id: i64) -> AuthError {
-        match self.store.user_by_id(user_id).await {
-            Ok(Some(_)) => TokenError::Invalid.into(),
-            Ok(None) => AuthError::NoActiveAccountForToken,
-            Err(e) => e.into(),
-        }
-    }
-
-    /// What the refresh token `jti` of this session is worth. One rotated away (longer than the
-    /// grace ago, or before the token just replaced) has been stolen, whichever endpoint it is
-    /// presented to (refresh, verify, blacklist): its whole session is revoked, the newest token
-    /// included.
-    async fn check_reuse(&self, state: &RefreshSessionState, jti: &str, client: &str) -> Result<RefreshStatus> {
-        let status = RefreshStatus::of(state, jti, unix_now_ms(), self.settings.refresh_reuse_grace);
-        if status == RefreshStatus::Reused {
-            self.store.revoke_family(&state.family_id, unix_now()).await?;
-            metrics::counter!("tokensmith_refresh_reuse_detected_total").increment(1);
-            tracing::warn!(user_id = state.user.id, family = %state.family_id, "refresh token reuse: session revoked");
-            let event = AuditEvent::new(AuditKind::RefreshReuseDetected)
-                .user(&state.user)
-                .client(client)
-                .detail("session revoked");
-            self.audit(event).await?;
-        }
-        Ok(status)
     }
 
     /// `POST /api/token/verify/`: signature and expiry; for a refresh or sliding token, also its record.

@@ -93,7 +93,7 @@ impl RefreshSessionState {
 }
 
 /// The session row and its user, by the session's id (appended).
-static SESSION_STATE: LazyLock<String> = LazyLock::new(|| {
+pub(super) static SESSION_STATE: LazyLock<String> = LazyLock::new(|| {
     let user_columns: Vec<String> = USER_COLUMNS.split(", ").map(|column| format!("u.{column}")).collect();
     format!(
         "SELECT f.id AS family_id, f.current_jti, f.previous_jti, f.rotated_at_ms, f.revoked_at, f.expires_at, \
@@ -183,44 +183,6 @@ impl Store {
                 return Ok(false);
             }
             insert_audit!(audit, now, &mut *tx)?;
-            tx.commit().await?;
-            Ok(true)
-        })
-    }
-
-    /// Makes `successor` the session's current token in place of `presented`: one conditional
-    /// update of the session's row, so of any number of concurrent callers exactly one wins and
-    /// the session's storage stays one row however often it rotates. `audit` (refreshes are
-    /// audited only with `AUDIT_REFRESHES`) is written in the same transaction. `false`: someone
-    /// else won, or the session ended meanwhile; nothing was written.
-    pub async fn rotate_refresh_token(
-        &self,
-        family_id: &str,
-        presented: &str,
-        successor: &IssuedRefresh<'_>,
-        rotated_at_ms: i64,
-        audit: Option<&AuditEvent<'_>>,
-    ) -> Result<bool> {
-        const ROTATE: &str = "UPDATE refresh_families SET previous_jti = current_jti, current_jti = $1, \
-             rotated_at_ms = $2, refresh_expires_at = $3 WHERE id = $4 AND current_jti = $5 AND revoked_at IS NULL";
-        on_writer!(self, pool => {
-            let Some(audit) = audit else {
-                let rotated = sqlx::query(ROTATE)
-                    .bind(successor.jti).bind(rotated_at_ms).bind(successor.expires_at).bind(family_id).bind(presented)
-                    .execute(pool).await?.rows_affected();
-                return Ok(rotated == 1);
-            };
-            // The write comes first in the transaction, so SQLite takes its write lock at once
-            // (a read first could not be upgraded under contention).
-            let mut tx = pool.begin().await?;
-            let won = sqlx::query(ROTATE)
-                .bind(successor.jti).bind(rotated_at_ms).bind(successor.expires_at).bind(family_id).bind(presented)
-                .execute(&mut *tx).await?.rows_affected() == 1;
-            if !won {
-                tx.rollback().await?;
-                return Ok(false);
-            }
-            insert_audit!(audit, rotated_at_ms / 1000, &mut *tx)?;
             tx.commit().await?;
             Ok(true)
         })
