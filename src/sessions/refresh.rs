@@ -4,6 +4,7 @@
 use super::{AuthError, Refreshed, Result, Sessions, refresh_status::RefreshStatus};
 use crate::{
     clock::{secs, unix_now, unix_now_ms},
+    config::UserClaim,
     domain::{AuditEvent, AuditKind},
     store::{IssuedRefresh, Presented, RefreshSessionState},
     tokens::{TokenError, TokenType, VerifiedToken, new_jti},
@@ -15,7 +16,12 @@ impl Sessions {
     /// counted in `/metrics`, and audited only with `AUDIT_REFRESHES`.
     pub async fn refresh(&self, token: &str, client: &str) -> Result<Refreshed> {
         let verified = self.tokens.verify(token, Some(TokenType::Refresh)).await?;
-        let routine = self.settings.rotate_refresh_tokens && !self.settings.audit_refreshes;
+        // Minting after the rotation must not fail on anything but the signing key: with groups in
+        // the claims (a read), the read goes first, as below, so that a failed read leaves the
+        // presented token as it was rather than rotated away unseen.
+        let routine = self.settings.rotate_refresh_tokens
+            && !self.settings.audit_refreshes
+            && !self.settings.tokens.claims.contains(&UserClaim::Groups);
         if let (true, Some(session_id)) = (routine, verified.sid.as_deref())
             && let Some(refreshed) = self.rotate_live(&verified, session_id).await?
         {
