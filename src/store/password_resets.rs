@@ -1,6 +1,8 @@
 //! Password-reset tokens (only their SHA-256) and the reset requests counted for throttling.
 
-use super::{Db, Result, Store, audit::insert_audit, on_pool, on_writer, users::USER_COLUMNS};
+use super::{
+    Db, Result, Store, audit::insert_audit, on_pool, on_writer, throttle::reserve_in_turn, users::USER_COLUMNS,
+};
 use crate::domain::{AuditEvent, User};
 
 /// Records a request when fewer than `$4` came from this address, and fewer than `$5` named this
@@ -54,21 +56,10 @@ impl Store {
                     .await
             };
         }
-        match &self.db {
-            Db::Sqlite { writer, .. } => Ok(record!(writer)?.is_some()),
-            // Requests for one email take turns on an advisory lock (every replica shares it),
-            // so concurrent ones cannot all count before any inserts.
-            Db::Postgres(pool) => {
-                let mut tx = pool.begin_with("BEGIN ISOLATION LEVEL READ COMMITTED").await?;
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7212))")
-                    .bind(email)
-                    .execute(&mut *tx)
-                    .await?;
-                let id = record!(&mut *tx)?;
-                tx.commit().await?;
-                Ok(id.is_some())
-            }
-        }
+        // Requests for one email take turns (every replica shares the lock), so concurrent ones
+        // cannot all count before any inserts.
+        let recorded: Result<Option<i64>> = reserve_in_turn!(self, email, 7212, record);
+        Ok(recorded?.is_some())
     }
 
     /// The active users with a password whose email is `email`, ignoring case (at most 10).

@@ -2,7 +2,7 @@
 //! *before* its password is hashed (a reservation), and the record deleted if the registration
 //! is refused after all, so a burst sent at once is counted whole.
 
-use super::{Db, Result, Store, on_pool, on_writer, throttle::reserve_per_address};
+use super::{Db, Result, Store, on_pool, on_writer, throttle::reserve_in_turn};
 
 /// Records a registration when fewer than `$4` happened from this address after `$3`.
 const RESERVE_REGISTRATION: &str = "INSERT INTO registrations (client_addr, registered_at) SELECT $1, $2 \
@@ -29,7 +29,7 @@ impl Store {
                     .await
             };
         }
-        reserve_per_address!(self, client_addr, 7301, reserve)
+        reserve_in_turn!(self, client_addr, 7301, reserve)
     }
 
     /// A registration refused after its reservation gives its place back.

@@ -4,7 +4,7 @@
 //!
 //! The common case, a live token that names its session, is one statement on PostgreSQL: the
 //! update and the read of what the new tokens need (the user as the record says now, the
-//! session's organization) go in one round trip, which halves the database's work per refresh.
+//! session's organization) go in one round trip instead of two.
 //! SQLite, in process, takes the update on its writer and the read on its readers.
 
 use std::sync::LazyLock;
@@ -88,20 +88,27 @@ impl Store {
     ) -> Result<bool> {
         const ROTATE: &str = "UPDATE refresh_families SET previous_jti = current_jti, current_jti = $1, \
              rotated_at_ms = $2, refresh_expires_at = $3 WHERE id = $4 AND current_jti = $5 AND revoked_at IS NULL";
+        macro_rules! rotate {
+            ($executor:expr) => {
+                sqlx::query(ROTATE)
+                    .bind(successor.jti)
+                    .bind(rotated_at_ms)
+                    .bind(successor.expires_at)
+                    .bind(family_id)
+                    .bind(presented)
+                    .execute($executor)
+                    .await
+                    .map(|done| done.rows_affected() == 1)
+            };
+        }
         on_writer!(self, pool => {
             let Some(audit) = audit else {
-                let rotated = sqlx::query(ROTATE)
-                    .bind(successor.jti).bind(rotated_at_ms).bind(successor.expires_at).bind(family_id).bind(presented)
-                    .execute(pool).await?.rows_affected();
-                return Ok(rotated == 1);
+                return Ok(rotate!(pool)?);
             };
             // The write comes first in the transaction, so SQLite takes its write lock at once
             // (a read first could not be upgraded under contention).
             let mut tx = pool.begin().await?;
-            let won = sqlx::query(ROTATE)
-                .bind(successor.jti).bind(rotated_at_ms).bind(successor.expires_at).bind(family_id).bind(presented)
-                .execute(&mut *tx).await?.rows_affected() == 1;
-            if !won {
+            if !rotate!(&mut *tx)? {
                 tx.rollback().await?;
                 return Ok(false);
             }

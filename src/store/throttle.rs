@@ -10,20 +10,20 @@ const RESERVE_ATTEMPT: &str = "INSERT INTO login_failures (username, client_addr
      WHERE (SELECT COUNT(*) FROM login_failures WHERE username = $1 AND client_addr = $2 AND failed_at > $4) < $5 \
      AND (SELECT COUNT(*) FROM login_failures WHERE client_addr = $2 AND failed_at > $4) < $6 RETURNING id";
 
-/// Runs `$reserve!(executor)`, a counting insert, so that reservations from one client address
-/// take turns: on SQLite the one writer connection runs one statement at a time; on PostgreSQL
+/// Runs `$reserve!(executor)`, a counting insert, so that reservations with one `$key` (a client
+/// address, an email) take turns: on SQLite the one writer connection runs one statement at a time; on PostgreSQL
 /// concurrent transactions would each count before any inserts, so they queue on an advisory lock
 /// (`$seed` keeps each throttle's locks apart), which every replica shares. READ COMMITTED whatever
 /// the server's or role's default: under REPEATABLE READ the snapshot would predate the previous
 /// lock holder's insert, and each waiter would count without it.
-macro_rules! reserve_per_address {
-    ($store:expr, $client_addr:expr, $seed:expr, $reserve:ident) => {
+macro_rules! reserve_in_turn {
+    ($store:expr, $key:expr, $seed:expr, $reserve:ident) => {
         match &$store.db {
             Db::Sqlite { writer, .. } => Ok($reserve!(writer)?),
             Db::Postgres(pool) => {
                 let mut tx = pool.begin_with("BEGIN ISOLATION LEVEL READ COMMITTED").await?;
                 sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, $2))")
-                    .bind($client_addr)
+                    .bind($key)
                     .bind($seed as i64)
                     .execute(&mut *tx)
                     .await?;
@@ -34,7 +34,7 @@ macro_rules! reserve_per_address {
         }
     };
 }
-pub(super) use reserve_per_address;
+pub(super) use reserve_in_turn;
 
 impl Store {
     /// Counts the failures and attempts in flight after `since` (of this username from this
@@ -62,7 +62,7 @@ impl Store {
                     .await
             };
         }
-        reserve_per_address!(self, client_addr, 7210, reserve)
+        reserve_in_turn!(self, client_addr, 7210, reserve)
     }
 
     /// A successful attempt releases its reservation and forgets the earlier failures of that

@@ -5,8 +5,9 @@
 use serde_json::json;
 
 use crate::{
+    admin_helpers::refresh,
     db_test,
-    helpers::{Backend, Reply, TOKEN_BLACKLISTED, TestApp, assert_401, claims, spawn_app, spawn_app_with},
+    helpers::{Backend, TOKEN_BLACKLISTED, TestApp, assert_401, claims, spawn_app, spawn_app_with},
 };
 
 db_test!(
@@ -16,10 +17,6 @@ db_test!(
     a_token_older_than_the_one_just_replaced_is_reuse,
     a_refresh_without_rotation_writes_nothing,
 );
-
-pub async fn refresh(app: &TestApp, refresh: &str) -> Reply {
-    app.post_json("/api/token/refresh/", json!({"refresh": refresh})).await
-}
 
 /// Refreshes `times` times, each with the token the last one handed out; returns the newest.
 async fn rotate(app: &TestApp, mut token: String, times: usize) -> String {

@@ -8,10 +8,11 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
 use crate::{
+    admin_helpers::refresh,
     config::{OPENSSL_P256, openssl_key},
     db_test,
     helpers::{Backend, TOKEN_BLACKLISTED, TestDb, assert_401, claims, jwks, now, spawn_app_on, spawn_app_with},
-    session_storage::{refresh, session_rows},
+    session_storage::session_rows,
 };
 
 db_test!(sessions_from_before_the_upgrade_carry_over);

@@ -31,7 +31,7 @@ macro_rules! session_steps {
                         .await?;
                 match (revoked, token.blacklisted_at) {
                     (Some(None), Some(blacklisted_at)) => {
-                        revoke_token(conn, &session_id, token, blacklisted_at).await?;
+                        revoke_session(conn, &session_id, blacklisted_at).await?;
                         counts.sessions_blacklisted += 1;
                     }
                     (Some(_), _) => counts.sessions_unchanged += 1,
@@ -114,15 +114,11 @@ macro_rules! session_steps {
                 Ok(Ok(()))
             }
 
-            async fn revoke_token(conn: &mut Conn, session_id: &str, token: &DjangoToken, at: i64) -> Result<()> {
+            /// Ends the session; its token's record needs nothing: a session's row decides.
+            async fn revoke_session(conn: &mut Conn, session_id: &str, at: i64) -> Result<()> {
                 sqlx::query("UPDATE refresh_families SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
                     .bind(at)
                     .bind(session_id)
-                    .execute(&mut *conn)
-                    .await?;
-                sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE jti = $2 AND revoked_at IS NULL")
-                    .bind(at)
-                    .bind(&token.jti)
                     .execute(&mut *conn)
                     .await?;
                 Ok(())
